@@ -1,0 +1,65 @@
+import type { Attachment } from '../../common/attachment.js';
+import type { ModuleManifest } from '../../proto/gen/bpfleet/v1/module.js';
+
+/** A verified module object, ready to load. */
+export interface ModuleArtifact {
+  manifest: ModuleManifest;
+  /** "sha256:<hex>" of `object`; the caller has checked it. */
+  digest: string;
+  object: Uint8Array;
+}
+
+/** What runs on one attachment, read back from the kernel (or the sim). */
+export interface RunningModule {
+  attachment: string;
+  digest: string;
+  name: string;
+  version: string;
+  progId: number;
+  linkId: number;
+  progTag: string;
+}
+
+export interface ProgramStats {
+  /** Kernel BPF stats of the attached program. */
+  runCount: bigint;
+  runTimeNs: bigint;
+  /** The module's `bpfleet_counters`, summed over CPUs, by manifest name. */
+  counters: Record<string, bigint>;
+}
+
+/** Time spent in each phase of an install, in milliseconds. */
+export interface InstallTiming {
+  loadMs: number;
+  swapMs: number;
+}
+
+export interface InstallResult {
+  running: RunningModule;
+  /** False when the attachment already ran this digest: nothing was touched. */
+  changed: boolean;
+  timing: InstallTiming;
+}
+
+/**
+ * The one interface between the agent and a dataplane: the kernel through libbpf, or the
+ * in-memory sim for scale tests. Both run the same conformance suite.
+ *
+ * install() is a compare-and-swap: it makes `attachment` run `artifact` only if the
+ * attachment currently runs `expectedDigest` (null: nothing attached). Otherwise it throws
+ * BpfleetError FAILED_PRECONDITION/DRIFT and changes nothing. A load or verifier failure
+ * also changes nothing. The swap itself is atomic: no packet sees "no program".
+ */
+export interface DataplaneDriver {
+  readonly kind: 'kernel' | 'sim';
+  /** Hook kinds this host supports ("xdp", "tcx-ingress", ...). */
+  capabilities(): string[];
+  /** Modules found running (e.g. pinned by a previous agent process): adopt them. */
+  observe(): Promise<RunningModule[]>;
+  install(attachment: Attachment, artifact: ModuleArtifact, expectedDigest: string | null): Promise<InstallResult>;
+  stats(attachment: Attachment): Promise<ProgramStats | null>;
+  /** Detaches and unpins; a no-op when nothing is attached. */
+  remove(attachment: Attachment): Promise<void>;
+  /** Releases fds; pinned programs keep running. */
+  close(): Promise<void>;
+}
