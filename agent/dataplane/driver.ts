@@ -26,6 +26,9 @@ export interface ProgramStats {
   runTimeNs: bigint;
   /** The module's `bpfleet_counters`, summed over CPUs, by manifest name. */
   counters: Record<string, bigint>;
+  /** The attachment's interface counters: what got past the module, which it cannot fake. */
+  ifaceRxPackets?: bigint;
+  ifaceTxPackets?: bigint;
 }
 
 /** Time spent in each phase of an install, in milliseconds. */

@@ -1,0 +1,93 @@
+import { release } from 'node:os';
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { ArtifactStore } from '../common/artifacts.js';
+import { keys } from '../common/keys.js';
+import type { Logger } from '../common/log.js';
+import { Module } from '../proto/gen/bpfleet/v1/module.js';
+import { AgentServiceService } from '../proto/gen/bpfleet/v1/agent.js';
+import { ArtifactCache } from './artifact-cache.js';
+import type { DataplaneDriver } from './dataplane/driver.js';
+import { IntentWatch } from './intent-watch.js';
+import { Reconciler, type ModuleSource } from './reconciler.js';
+import { Registration } from './registration.js';
+import { agentService } from './server.js';
+import { TelemetryPublisher } from './telemetry-publisher.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentConfig {
+  host: string;
+  /** gRPC listen address; loopback or a management address, never 0.0.0.0 by default. */
+  listen: string;
+  /** Address the control plane dials, when it differs from `listen`. */
+  advertise?: string;
+  etcdEndpoints: string[];
+  natsServers: string[];
+  labels: Record<string, string>;
+  cacheDir: string;
+  telemetryIntervalMs: number;
+  leaseTtlSeconds: number;
+  driver: DataplaneDriver;
+  log: Logger;
+}
+
+export interface RunningAgent {
+  address: string;
+  reconciler: Reconciler;
+  stop(): Promise<void>;
+}
+
+/** Wires one host's agent: registration, adoption of pinned programs, gRPC, intents, telemetry. */
+export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
+  const { log, driver } = cfg;
+  const etcd = new Etcd3({ hosts: cfg.etcdEndpoints });
+  const nc: NatsConnection = await connect({
+    servers: cfg.natsServers, name: `bpfleet-agent-${cfg.host}`,
+    maxReconnectAttempts: -1, waitOnFirstConnect: true, reconnectTimeWait: 500,
+  });
+  let store: Promise<ArtifactStore> | null = null;
+  const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= ArtifactStore.open(nc)));
+  const source: ModuleSource = {
+    module: async (name, version) => {
+      const text = await etcd.get(keys.module(name, version)).string();
+      return text === null ? null : Module.fromJSON(JSON.parse(text));
+    },
+    object: (digest) => cache.get(digest),
+  };
+  const server = new Server();
+  const registration = new Registration(etcd, {
+    name: cfg.host, labels: cfg.labels, kernel: release(),
+    capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: AGENT_VERSION,
+  }, cfg.leaseTtlSeconds, log);
+  const reconciler = new Reconciler(cfg.host, driver, source, registration);
+  const prior = await registration.lastReported();
+  const adopted = await reconciler.adopt(prior?.attachments ?? []);
+  for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
+
+  server.addService(AgentServiceService, agentService(reconciler, log));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const address = cfg.advertise ?? cfg.listen.replace(/:0$/, `:${port}`);
+  await registration.start(address);
+  const watch = new IntentWatch(etcd, reconciler, log);
+  await watch.start();
+  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log);
+  telemetry.start();
+  log.info({ host: cfg.host, address, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
+
+  return {
+    address,
+    reconciler,
+    async stop() {
+      telemetry.stop();
+      await watch.stop();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await registration.stop();
+      await driver.close();
+      await nc.drain().catch(() => undefined);
+      etcd.close();
+    },
+  };
+}

@@ -1,0 +1,144 @@
+import { parseAttachment } from '../common/attachment.js';
+import { digestOf } from '../common/digest.js';
+import { BpfleetError } from '../common/errors.js';
+import type { AttachmentState, GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import type { Module } from '../proto/gen/bpfleet/v1/module.js';
+import type { DataplaneDriver, RunningModule } from './dataplane/driver.js';
+
+/** Where an agent gets what an intent names. */
+export interface ModuleSource {
+  module(name: string, version: string): Promise<Module | null>;
+  object(digest: string): Promise<Uint8Array>;
+}
+
+/** Where an agent reports what it runs (etcd in production). */
+export interface StateSink {
+  report(state: GetStateResponse): Promise<void>;
+}
+
+export interface ApplyResult {
+  state: AttachmentState;
+  changed: boolean;
+  fetchMs: number;
+  loadMs: number;
+  swapMs: number;
+}
+
+/** One record per apply that changed the dataplane: tests and audits count them. */
+export interface ApplyRecord {
+  at: string;
+  attachment: string;
+  digest: string;
+  generation: number;
+  rolloutId: string;
+}
+
+/**
+ * Turns intents into dataplane state, one attachment at a time. Idempotent (an intent
+ * already satisfied is a no-op) and fenced (an intent older than one already applied, by
+ * generation or by leader epoch, is refused), so replays and late RPCs from a deposed
+ * leader cannot move a host backwards.
+ */
+export class Reconciler {
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly states = new Map<string, AttachmentState>();
+  readonly history: ApplyRecord[] = [];
+
+  constructor(
+    readonly host: string,
+    private readonly driver: DataplaneDriver,
+    private readonly source: ModuleSource,
+    private readonly sink: StateSink,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /**
+   * Adopts what already runs (pinned by an earlier agent process) and the fencing marks
+   * it last reported, instead of loading anything again.
+   */
+  async adopt(reported: readonly AttachmentState[]): Promise<RunningModule[]> {
+    const running = await this.driver.observe();
+    for (const r of running) {
+      const prior = reported.find((s) => s.attachment === r.attachment && s.module?.digest === r.digest);
+      this.states.set(r.attachment, this.stateOf(r, prior ?? null));
+    }
+    await this.publish();
+    return running;
+  }
+
+  state(): GetStateResponse {
+    return { host: this.host, attachments: [...this.states.values()].sort((a, b) => a.attachment.localeCompare(b.attachment)) };
+  }
+
+  apply(intent: Intent): Promise<ApplyResult> {
+    const key = intent.attachment;
+    const previous = this.queues.get(key) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.applyNow(intent));
+    this.queues.set(key, next);
+    return next;
+  }
+
+  private async applyNow(intent: Intent): Promise<ApplyResult> {
+    if (intent.host !== this.host) {
+      throw new BpfleetError('INVALID_ARGUMENT', 'WRONG_HOST', `intent for host ${intent.host} sent to ${this.host}`);
+    }
+    const attachment = parseAttachment(intent.attachment);
+    if (!this.driver.capabilities().includes(attachment.hook)) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'HOOK_UNSUPPORTED', `${this.host} cannot attach ${attachment.hook} programs (supports: ${this.driver.capabilities().join(', ')})`);
+    }
+    const current = this.states.get(intent.attachment);
+    if (current) {
+      if (intent.leaderEpoch < current.leaderEpoch) {
+        throw new BpfleetError('FAILED_PRECONDITION', 'STALE_EPOCH', `intent from leader epoch ${intent.leaderEpoch}, but epoch ${current.leaderEpoch} already applied on ${intent.attachment}`);
+      }
+      if (intent.leaderEpoch === current.leaderEpoch && intent.generation < current.generation) {
+        throw new BpfleetError('FAILED_PRECONDITION', 'STALE_GENERATION', `intent generation ${intent.generation} is older than ${current.generation} already applied on ${intent.attachment}`);
+      }
+    }
+    const ref = intent.module;
+    if (!ref || !ref.digest) {
+      await this.driver.remove(attachment);
+      this.states.delete(intent.attachment);
+      await this.publish();
+      return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt: this.clock().toISOString() }, changed: Boolean(current), fetchMs: 0, loadMs: 0, swapMs: 0 };
+    }
+    const t0 = performance.now();
+    const module = await this.source.module(ref.name, ref.version);
+    if (!module) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${ref.name}@${ref.version} is not registered`);
+    if (module.digest !== ref.digest) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `intent wants ${ref.name}@${ref.version} with digest ${ref.digest}, the registry has ${module.digest}`);
+    }
+    const object = await this.source.object(ref.digest);
+    const actual = digestOf(object);
+    if (actual !== ref.digest) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `object for ${ref.name}@${ref.version} has digest ${actual}, expected ${ref.digest}`);
+    }
+    const fetchMs = performance.now() - t0;
+    const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
+    const state = this.stateOf(result.running, { generation: intent.generation, leaderEpoch: intent.leaderEpoch, rolloutId: intent.rolloutId });
+    this.states.set(intent.attachment, state);
+    if (result.changed) {
+      this.history.push({ at: state.updatedAt, attachment: intent.attachment, digest: ref.digest, generation: intent.generation, rolloutId: intent.rolloutId });
+    }
+    await this.publish();
+    return { state, changed: result.changed, fetchMs, loadMs: result.timing.loadMs, swapMs: result.timing.swapMs };
+  }
+
+  private stateOf(r: RunningModule, marks: Pick<AttachmentState, 'generation' | 'leaderEpoch' | 'rolloutId'> | null): AttachmentState {
+    return {
+      attachment: r.attachment,
+      module: { name: r.name, version: r.version, digest: r.digest },
+      progId: r.progId,
+      linkId: r.linkId,
+      progTag: r.progTag,
+      generation: marks?.generation ?? 0,
+      leaderEpoch: marks?.leaderEpoch ?? 0,
+      rolloutId: marks?.rolloutId ?? '',
+      updatedAt: this.clock().toISOString(),
+    };
+  }
+
+  private async publish(): Promise<void> {
+    await this.sink.report(this.state());
+  }
+}

@@ -1,0 +1,50 @@
+import type { Etcd3, Lease } from 'etcd3';
+import { keys } from '../common/keys.js';
+import type { Logger } from '../common/log.js';
+import { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
+import { Host } from '../proto/gen/bpfleet/v1/control.js';
+import type { StateSink } from './reconciler.js';
+
+/**
+ * The host's presence in etcd: its registration lives on a lease, so a dead agent drops
+ * out of the fleet by itself. A lost lease is dead for good (etcd3 client): grant a new
+ * one and put the registration again.
+ */
+export class Registration implements StateSink {
+  private lease: Lease | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly etcd: Etcd3,
+    private readonly host: Omit<Host, 'attachments' | 'address'>,
+    private readonly ttlSeconds: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Registers the host as reachable at `address` (its AgentService). */
+  async start(address: string): Promise<void> {
+    const lease = this.etcd.lease(this.ttlSeconds, { autoKeepAlive: true });
+    this.lease = lease;
+    lease.on('lost', (err) => {
+      if (this.stopped || lease !== this.lease) return;
+      this.log.warn({ err: String(err) }, 'registration lease lost; registering again');
+      setTimeout(() => void this.start(address).catch((e) => this.log.error({ err: e }, 're-registration failed')), 1000).unref();
+    });
+    await lease.put(keys.host(this.host.name)).value(JSON.stringify(Host.toJSON({ ...this.host, address, attachments: [] })));
+  }
+
+  /** The state the previous agent process reported, to restore its fencing marks. */
+  async lastReported(): Promise<GetStateResponse | null> {
+    const text = await this.etcd.get(keys.observed(this.host.name)).string();
+    return text === null ? null : GetStateResponse.fromJSON(JSON.parse(text));
+  }
+
+  async report(state: GetStateResponse): Promise<void> {
+    await this.etcd.put(keys.observed(this.host.name)).value(JSON.stringify(GetStateResponse.toJSON(state)));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.lease?.revoke().catch(() => undefined);
+  }
+}

@@ -1,0 +1,56 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { parseAttachment } from '../common/attachment.js';
+import { subjects } from '../common/keys.js';
+import type { Logger } from '../common/log.js';
+import { TelemetryReport, type AttachmentTelemetry } from '../proto/gen/bpfleet/v1/telemetry.js';
+import type { DataplaneDriver } from './dataplane/driver.js';
+import type { Reconciler } from './reconciler.js';
+
+/** Publishes one TelemetryReport per interval on bpfleet.telemetry.<host>. */
+export class TelemetryPublisher {
+  private timer: NodeJS.Timeout | null = null;
+  private sequence = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly reconciler: Reconciler,
+    private readonly driver: DataplaneDriver,
+    private readonly intervalMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.publishOnce().catch((err) => this.log.warn({ err }, 'telemetry report failed')), this.intervalMs);
+  }
+
+  async collect(): Promise<TelemetryReport> {
+    const attachments: AttachmentTelemetry[] = [];
+    for (const s of this.reconciler.state().attachments) {
+      const stats = await this.driver.stats(parseAttachment(s.attachment));
+      if (!stats) continue;
+      attachments.push({
+        attachment: s.attachment,
+        module: s.module,
+        progId: s.progId,
+        runCount: Number(stats.runCount),
+        runTimeNs: Number(stats.runTimeNs),
+        ifaceRxPackets: Number(stats.ifaceRxPackets ?? 0n),
+        ifaceTxPackets: Number(stats.ifaceTxPackets ?? 0n),
+        counters: Object.fromEntries(Object.entries(stats.counters).map(([k, v]) => [k, Number(v)])),
+      });
+    }
+    return { host: this.reconciler.host, timestampMs: Date.now(), sequence: ++this.sequence, attachments };
+  }
+
+  async publishOnce(): Promise<void> {
+    const report = await this.collect();
+    // A closed or reconnecting connection buffers or throws; telemetry is best effort and
+    // the analysis treats gaps as missing evidence.
+    this.nc.publish(subjects.telemetry(report.host), TelemetryReport.encode(report).finish());
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

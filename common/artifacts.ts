@@ -1,0 +1,44 @@
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { digestOf } from './digest.js';
+import { BpfleetError } from './errors.js';
+import { ARTIFACT_BUCKET } from './keys.js';
+
+/**
+ * Module objects, content-addressed in a JetStream object store: the object's name is its
+ * digest, so a stored object can never be swapped under a name, and every read is checked
+ * against the digest the caller asked for.
+ */
+export class ArtifactStore {
+  private constructor(private readonly store: ObjectStore) {}
+
+  static async open(nc: NatsConnection): Promise<ArtifactStore> {
+    const objm = new Objm(nc);
+    // create() is idempotent for an existing bucket with the same config.
+    const store = await objm.create(ARTIFACT_BUCKET, { description: 'bpfleet module objects by digest' });
+    return new ArtifactStore(store);
+  }
+
+  static objectKey(digest: string): string {
+    return digest.replace(':', '-');
+  }
+
+  async put(object: Uint8Array): Promise<{ digest: string; key: string }> {
+    const digest = digestOf(object);
+    const key = ArtifactStore.objectKey(digest);
+    if (!(await this.store.info(key))) {
+      await this.store.putBlob({ name: key }, object);
+    }
+    return { digest, key };
+  }
+
+  async get(digest: string): Promise<Uint8Array> {
+    const bytes = await this.store.getBlob(ArtifactStore.objectKey(digest));
+    if (!bytes) throw new BpfleetError('NOT_FOUND', 'ARTIFACT_MISSING', `artifact ${digest} is not in the object store`);
+    const actual = digestOf(bytes);
+    if (actual !== digest) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `artifact digest mismatch: wanted ${digest}, got ${actual}`);
+    }
+    return bytes;
+  }
+}

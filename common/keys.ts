@@ -1,0 +1,47 @@
+/**
+ * The etcd key space, in one place. Every key bpfleet reads or writes is built here so a
+ * change of layout is one edit (see docs/ARCHITECTURE.md).
+ */
+export const ROOT = '/bpfleet/';
+
+/** Name of the leader election (keys under /bpfleet/election/leader/). */
+export const ELECTION = 'leader';
+
+const seg = (s: string): string => encodeURIComponent(s);
+
+export const keys = {
+  hostsPrefix: `${ROOT}hosts/`,
+  host: (host: string) => `${ROOT}hosts/${seg(host)}`,
+
+  observedPrefix: `${ROOT}observed/`,
+  observed: (host: string) => `${ROOT}observed/${seg(host)}`,
+
+  intentsPrefix: `${ROOT}intents/`,
+  intentsOf: (host: string) => `${ROOT}intents/${seg(host)}/`,
+  intent: (host: string, attachment: string) => `${ROOT}intents/${seg(host)}/${seg(attachment)}`,
+
+  modulesPrefix: `${ROOT}modules/`,
+  moduleVersions: (name: string) => `${ROOT}modules/${seg(name)}/`,
+  module: (name: string, version: string) => `${ROOT}modules/${seg(name)}/${seg(version)}`,
+
+  rolloutsPrefix: `${ROOT}rollouts/`,
+  rollout: (id: string) => `${ROOT}rollouts/${seg(id)}`,
+
+  /** One active rollout per module+attachment: this key holds its id while it runs. */
+  activeLock: (module: string, attachment: string) => `${ROOT}active/${seg(module)}/${seg(attachment)}`,
+
+  auditPrefix: `${ROOT}audit/`,
+  audit: (at: Date, id: string) => `${ROOT}audit/${at.toISOString()}-${seg(id)}`,
+};
+
+/** NATS subjects and buckets. */
+export const subjects = {
+  telemetry: (host: string) => `bpfleet.telemetry.${host}`,
+  telemetryAll: 'bpfleet.telemetry.*',
+};
+
+/** JetStream object store bucket holding module objects, named by digest hex. */
+export const ARTIFACT_BUCKET = 'bpfleet-modules';
+
+/** Host names are NATS subject tokens and etcd key segments: keep them plain. */
+export const HOST_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

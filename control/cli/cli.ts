@@ -1,0 +1,261 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import YAML from 'yaml';
+import { hookName } from '../../common/attachment.js';
+import { shortDigest } from '../../common/digest.js';
+import { BpfleetError } from '../../common/errors.js';
+import { parseManifestFile } from '../../common/manifest.js';
+import { Host, ListHostsResponse, ListModulesResponse, ListRolloutsResponse, PushModuleResponse } from '../../proto/gen/bpfleet/v1/control.js';
+import { Module } from '../../proto/gen/bpfleet/v1/module.js';
+import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { parseRolloutSpec, specToInput } from '../rollout/spec.js';
+import { Control, DEFAULT_SERVER } from './client.js';
+import { EXIT } from './exit-codes.js';
+import { changeLines, describeRollout, phaseName } from './rollout-view.js';
+
+type Output = 'text' | 'json' | 'yaml';
+
+const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text');
+
+function print(format: Output, json: unknown, text: () => string): void {
+  if (format === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  else if (format === 'yaml') process.stdout.write(YAML.stringify(json));
+  else process.stdout.write(`${text()}\n`);
+}
+
+function control(cmd: Command): Control {
+  return new Control(cmd.optsWithGlobals().server as string);
+}
+
+/** Exit code for a rollout that ended (or stopped moving) in `phase`. */
+export function exitCodeFor(phase: RolloutPhase | undefined): number {
+  switch (phase) {
+    case RolloutPhase.ROLLOUT_PHASE_SUCCEEDED: return EXIT.OK;
+    case RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK: return EXIT.ROLLED_BACK;
+    case RolloutPhase.ROLLOUT_PHASE_PAUSED: return EXIT.PAUSED;
+    default: return EXIT.FAILED;
+  }
+}
+
+/** Follows a rollout, printing what changes, until it is final (or paused, or the timeout). */
+async function follow(ctl: Control, id: string, format: Output, timeoutMs: number): Promise<number> {
+  let last: Rollout | null = null;
+  const stream = ctl.watch(id);
+  const ended = new Promise<'ended'>((resolve, reject) => {
+    stream.on('data', (r: Rollout) => {
+      if (format === 'text') for (const line of changeLines(last, r)) process.stdout.write(`${line}\n`);
+      last = r;
+      if (r.status?.phase === RolloutPhase.ROLLOUT_PHASE_PAUSED) resolve('ended');
+    });
+    stream.on('end', () => resolve('ended'));
+    stream.on('error', (err) => reject(err));
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    if (timeoutMs > 0) timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  try {
+    const how = await Promise.race([ended, timedOut]).catch((err) => {
+      if ((err as { code?: number }).code === 1) return 'ended' as const;
+      throw err;
+    });
+    stream.cancel();
+    const final = last as Rollout | null;
+    if (format !== 'text' && final) print(format, Rollout.toJSON(final), () => '');
+    if (how === 'timeout') {
+      process.stderr.write(`bpfleet: timed out after ${timeoutMs / 1000}s; rollout ${id} is ${phaseName(final?.status?.phase)}\n`);
+      return EXIT.TIMEOUT;
+    }
+    return exitCodeFor(final?.status?.phase);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function parseTimeout(v: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(v);
+  if (!m) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `--timeout "${v}": expected e.g. 90s, 10m or 0 for none`);
+  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 's'] ?? 1000);
+}
+
+export function buildCli(): Command {
+  const program = new Command('bpfleet')
+    .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
+    .option('-s, --server <addr>', 'control plane gRPC address (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
+    .showHelpAfterError()
+    .addHelpText('after', `
+Examples:
+  bpfleet module push agent/bpf/pass-counter-v2.yaml
+  bpfleet rollout create -f rollout.yaml --wait          # exit 0 only if it succeeds
+  bpfleet rollout get <id> --watch
+  bpfleet hosts
+
+Exit codes: 0 ok/succeeded, 1 error or server unreachable, 2 usage or invalid input,
+3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found.`);
+
+  const module = program.command('module').description('push and list module versions');
+  module.command('push')
+    .description('push a module version: a manifest (YAML) naming its BPF ELF object')
+    .argument('<manifest>', 'module manifest file, e.g. agent/bpf/pass-counter-v2.yaml')
+    .addOption(outputOption())
+    .addHelpText('after', `
+The manifest:
+  name: pass-counter          # lowercase, digits, dashes
+  version: 2.0.0              # immutable once pushed
+  object: build/pass-counter-v2.bpf.o   # relative to the manifest
+  programs: [{name: pass_counter, hook: xdp}]   # hook: xdp | tcx-ingress | tcx-egress
+  persistentMaps: [bpfleet_counters]   # kept across versions
+  counters: [packets, bytes]           # slots of the bpfleet_counters map`)
+    .action(async (path: string, opts: { output: Output }, cmd: Command) => {
+      const { manifest, object } = parseManifestFile(await readFile(path, 'utf8'), path);
+      const objectPath = resolve(dirname(path), object);
+      const bytes = await readFile(objectPath).catch((err) => {
+        throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `${path}: cannot read object ${objectPath}: ${(err as Error).message}`);
+      });
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '' });
+        const m = res.module!;
+        print(opts.output, PushModuleResponse.toJSON(res), () =>
+          `${res.created ? 'pushed' : 'already present'}: ${m.manifest!.name}@${m.manifest!.version} ${m.digest} (${m.size} bytes)`);
+      } finally {
+        ctl.close();
+      }
+    });
+  module.command('list')
+    .description('list pushed module versions')
+    .argument('[name]', 'only this module')
+    .addOption(outputOption())
+    .action(async (name: string | undefined, opts: { output: Output }, cmd: Command) => {
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, ListModulesResponse>('listModules', { name: name ?? '' });
+        print(opts.output, ListModulesResponse.toJSON(res), () => res.modules.length
+          ? res.modules.map((m: Module) => `${`${m.manifest!.name}@${m.manifest!.version}`.padEnd(28)} ${shortDigest(m.digest)}  ${m.manifest!.programs.map((p) => `${p.name}:${hookName(p.hook)}`).join(',')}  ${m.pushedAt}`).join('\n')
+          : 'no modules pushed yet');
+      } finally {
+        ctl.close();
+      }
+    });
+
+  const rollout = program.command('rollout').description('create, follow and inspect rollouts');
+  rollout.command('create')
+    .description('start a rollout from a spec file')
+    .requiredOption('-f, --file <spec>', 'rollout spec (YAML); "-" reads standard input')
+    .option('--wait', 'follow the rollout and exit with its outcome (0 succeeded, 3 rolled back, 4 failed)')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 5); 0 waits forever', '10m')
+    .addOption(outputOption())
+    .addHelpText('after', `
+A spec:
+  module: pass-counter
+  version: 2.0.0
+  attachment: xdp:eth0
+  selector: {role: edge}      # optional: hosts whose labels match
+  steps:
+    - canary: 1               # 1 host on the new version
+    - bake: 10s               # wait, then compare canary vs baseline telemetry
+    - percent: 100            # everyone else
+  analysis:
+    interval: 1s
+    minSamples: 3
+    metrics: [{name: drop_rate, max: 0.05, maxIncrease: 0.02}]
+  onFailure: rollback         # or halt`)
+    .action(async (opts: { file: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
+      const text = opts.file === '-' ? await readStdin() : await readFile(opts.file, 'utf8');
+      const spec = parseRolloutSpec(text);
+      const timeoutMs = parseTimeout(opts.timeout);
+      const ctl = control(cmd);
+      try {
+        const created = await ctl.call<unknown, Rollout>('createRollout', { spec });
+        if (!opts.wait) {
+          print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
+          return;
+        }
+        process.exitCode = await follow(ctl, created.id, opts.output, timeoutMs);
+      } finally {
+        ctl.close();
+      }
+    });
+  rollout.command('get')
+    .description('show a rollout: steps, hosts, analyses with their numbers')
+    .argument('<id>', 'rollout id')
+    .option('-w, --watch', 'follow it until it ends; exit code as for create --wait')
+    .option('--timeout <duration>', 'with --watch: give up after this long (exit 5)', '0')
+    .addOption(outputOption())
+    .action(async (id: string, opts: { watch?: boolean; timeout: string; output: Output }, cmd: Command) => {
+      const ctl = control(cmd);
+      try {
+        if (opts.watch) {
+          process.exitCode = await follow(ctl, id, opts.output, parseTimeout(opts.timeout));
+          return;
+        }
+        const r = await ctl.call<unknown, Rollout>('getRollout', { id });
+        print(opts.output, { ...(Rollout.toJSON(r) as object), specYaml: specToInput(r.spec!) }, () => describeRollout(r));
+      } finally {
+        ctl.close();
+      }
+    });
+  rollout.command('list')
+    .description('list rollouts, oldest first')
+    .option('--module <name>', 'only rollouts of this module')
+    .addOption(outputOption())
+    .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, ListRolloutsResponse>('listRollouts', { module: opts.module ?? '' });
+        print(opts.output, ListRolloutsResponse.toJSON(res), () => res.rollouts.length
+          ? res.rollouts.map((r) => `${r.id.padEnd(36)} ${`${r.spec!.module}@${r.spec!.version}`.padEnd(26)} ${phaseName(r.status?.phase).padEnd(12)} ${r.status?.message ?? ''}`).join('\n')
+          : 'no rollouts yet');
+      } finally {
+        ctl.close();
+      }
+    });
+
+  program.command('hosts')
+    .description('list registered hosts and the module version each one runs')
+    .addOption(outputOption())
+    .action(async (opts: { output: Output }, cmd: Command) => {
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, ListHostsResponse>('listHosts', {});
+        print(opts.output, ListHostsResponse.toJSON(res), () => res.hosts.length
+          ? res.hosts.map((h: Host) => {
+            const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(prog ${a.progId})`).join(' ') || '(nothing attached)';
+            const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
+            return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} ${running}`;
+          }).join('\n')
+          : 'no hosts registered');
+      } finally {
+        ctl.close();
+      }
+    });
+  return program;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export function exitCodeForError(err: unknown): number {
+  if (!(err instanceof BpfleetError)) return EXIT.ERROR;
+  if (err.code === 'INVALID_ARGUMENT' || err.code === 'ALREADY_EXISTS' || err.code === 'FAILED_PRECONDITION') return EXIT.USAGE;
+  if (err.code === 'NOT_FOUND') return EXIT.NOT_FOUND;
+  return EXIT.ERROR;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildCli().exitOverride((err) => {
+      process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);
+    }).parseAsync(argv);
+  } catch (err) {
+    const e = err instanceof BpfleetError ? err : null;
+    const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${process.env.BPFLEET_SERVER ?? DEFAULT_SERVER}? set --server or BPFLEET_SERVER)` : '';
+    process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
+    if (e?.detail) process.stderr.write(`${e.detail}\n`);
+    process.exitCode = exitCodeForError(err);
+  }
+}

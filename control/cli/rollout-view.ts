@@ -1,0 +1,79 @@
+import { shortDigest } from '../../common/digest.js';
+import { HostPhase, RolloutPhase, Verdict, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { describeStep } from '../rollout/spec.js';
+
+export const phaseName = (p: RolloutPhase | undefined): string =>
+  RolloutPhase[p ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED].replace('ROLLOUT_PHASE_', '').replace(/_/g, ' ').toLowerCase();
+export const hostPhaseName = (p: HostPhase): string => HostPhase[p].replace('HOST_PHASE_', '').replace(/_/g, ' ').toLowerCase();
+export const verdictName = (v: Verdict): string => Verdict[v].replace('VERDICT_', '').toLowerCase();
+
+const clockOf = (iso: string): string => (iso ? iso.slice(11, 19) : '--:--:--');
+
+/**
+ * What changed between two observations of a rollout, as lines for a person or a CI log.
+ * Pure, so `--wait` output is tested without a server.
+ */
+export function changeLines(prev: Rollout | null, next: Rollout): string[] {
+  const out: string[] = [];
+  const s = next.status!;
+  const at = clockOf(s.updatedAt || next.createdAt);
+  const ps = prev?.status;
+  if (!prev) {
+    const spec = next.spec!;
+    out.push(`rollout ${next.id}: ${spec.module}@${spec.version} on ${spec.attachment}`);
+    out.push(`  steps: ${spec.steps.map(describeStep).join(' → ')}`);
+  }
+  if (!ps?.hosts.length && s.hosts.length) {
+    const waves = new Map<number, string[]>();
+    for (const h of s.hosts) waves.set(h.wave, [...(waves.get(h.wave) ?? []), h.host]);
+    const plan = [...waves.entries()].sort((a, b) => a[0] - b[0])
+      .map(([w, hosts]) => `wave ${w + 1}: ${hosts.join(', ')}`).join('; ');
+    out.push(`[${at}] planned ${s.hosts.length} hosts (${shortDigest(s.digest)}): ${plan}`);
+  }
+  for (const h of s.hosts) {
+    const before = ps?.hosts.find((x) => x.host === h.host);
+    if (before?.phase === h.phase) continue;
+    if (h.phase === HostPhase.HOST_PHASE_PENDING && !before) continue;
+    const detail = h.message ? ` — ${h.message}` : h.progId ? ` (prog ${h.progId})` : '';
+    out.push(`[${at}]   ${h.host}: ${hostPhaseName(h.phase)}${detail}`);
+  }
+  for (const a of s.analyses.slice(ps?.analyses.length ?? 0)) {
+    out.push(`[${clockOf(a.at)}] analysis (step ${a.step + 1}): ${verdictName(a.verdict).toUpperCase()} — ${a.summary}`);
+  }
+  const step = next.spec!.steps[s.step];
+  if (ps && ps.step !== s.step && step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING) {
+    out.push(`[${at}] step ${s.step + 1}/${next.spec!.steps.length}: ${describeStep(step)}`);
+  }
+  if (ps?.phase !== s.phase && s.phase !== RolloutPhase.ROLLOUT_PHASE_PENDING) {
+    out.push(`[${at}] ${phaseName(s.phase).toUpperCase()}${s.message ? `: ${s.message}` : ''}`);
+  }
+  return out;
+}
+
+/** The full picture, for `rollout get`. */
+export function describeRollout(r: Rollout): string {
+  const spec = r.spec!;
+  const s = r.status!;
+  const lines = [
+    `Rollout:    ${r.id}`,
+    `Module:     ${spec.module}@${spec.version}${s.digest ? ` (${shortDigest(s.digest)})` : ''}`,
+    `Attachment: ${spec.attachment}`,
+    `Selector:   ${Object.entries(spec.selector).map(([k, v]) => `${k}=${v}`).join(',') || '(all hosts)'}`,
+    `Phase:      ${phaseName(s.phase)}${s.message ? ` — ${s.message}` : ''}`,
+    `Steps:`,
+    ...spec.steps.map((st, i) => `  ${i < s.step ? '✓' : i === s.step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING ? '▶' : ' '} ${i + 1}. ${describeStep(st)}`),
+    `Hosts:`,
+    ...s.hosts.map((h) => `  ${h.host.padEnd(16)} wave ${h.wave + 1}  ${hostPhaseName(h.phase).padEnd(12)} from ${h.previousVersion || '(nothing)'}${h.message ? `  ${h.message}` : ''}`),
+  ];
+  if (s.analyses.length) {
+    lines.push('Analyses:');
+    for (const a of s.analyses.slice(-10)) {
+      lines.push(`  ${clockOf(a.at)} step ${a.step + 1} ${verdictName(a.verdict).toUpperCase()}`);
+      for (const m of a.metrics) {
+        lines.push(`    ${m.metric}: canary ${m.canary.toPrecision(3)} (${m.canarySamples} samples) vs baseline ${m.baseline.toPrecision(3)} (${m.baselineSamples}) → ${verdictName(m.verdict)}: ${m.reason}`);
+      }
+    }
+  }
+  lines.push(`Created:    ${r.createdAt} by ${r.createdBy}`);
+  return lines.join('\n');
+}

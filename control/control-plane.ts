@@ -1,0 +1,91 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { Etcd3 } from 'etcd3';
+import { ArtifactStore } from '../common/artifacts.js';
+import { subjects } from '../common/keys.js';
+import type { Logger } from '../common/log.js';
+import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
+import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
+import { AgentClients } from './agent-clients.js';
+import { TelemetryStore } from './analysis/telemetry-store.js';
+import { controlService } from './api.js';
+import { RolloutController } from './controller.js';
+import { LeaderElector } from './leader.js';
+import { AuditLog } from './store/audit.js';
+import { HostDirectory } from './store/hosts.js';
+import { IntentStore } from './store/intents.js';
+import { ModuleRegistry } from './store/modules.js';
+import { RolloutStore } from './store/rollouts.js';
+
+export interface ControlPlaneConfig {
+  /** gRPC listen address for ControlService; loopback by default. */
+  listen: string;
+  etcdEndpoints: string[];
+  natsServers: string[];
+  /** Unique per replica: shows in the election and the logs. */
+  identity: string;
+  leaderTtlSeconds: number;
+  log: Logger;
+}
+
+export interface RunningControlPlane {
+  address: string;
+  telemetry: TelemetryStore;
+  stop(): Promise<void>;
+}
+
+/** One control-plane replica: API always, rollout controller while it leads. */
+export async function startControlPlane(cfg: ControlPlaneConfig): Promise<RunningControlPlane> {
+  const { log } = cfg;
+  const etcd = new Etcd3({ hosts: cfg.etcdEndpoints });
+  const nc: NatsConnection = await connect({
+    servers: cfg.natsServers, name: `bpfleet-control-${cfg.identity}`,
+    maxReconnectAttempts: -1, waitOnFirstConnect: true, reconnectTimeWait: 500,
+  });
+  const artifacts = await ArtifactStore.open(nc);
+  const telemetry = new TelemetryStore();
+  const sub: Subscription = nc.subscribe(subjects.telemetryAll);
+  void (async () => {
+    for await (const msg of sub) {
+      try {
+        telemetry.add(TelemetryReport.decode(msg.data));
+      } catch (err) {
+        log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
+      }
+    }
+  })();
+
+  const modules = new ModuleRegistry(etcd);
+  const rollouts = new RolloutStore(etcd);
+  const hosts = new HostDirectory(etcd);
+  const audit = new AuditLog(etcd);
+  const agents = new AgentClients();
+  const controller = new RolloutController({
+    etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, log,
+  });
+  const elector = new LeaderElector(etcd, cfg.identity, cfg.leaderTtlSeconds,
+    (leadership) => void controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading')),
+    (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
+
+  const server = new Server();
+  server.addService(ControlServiceService, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const address = cfg.listen.replace(/:0$/, `:${port}`);
+  elector.start();
+  log.info({ address, identity: cfg.identity }, 'control plane ready');
+
+  return {
+    address,
+    telemetry,
+    async stop() {
+      await elector.stop();
+      await controller.stop();
+      await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      agents.close();
+      sub.unsubscribe();
+      await nc.drain().catch(() => undefined);
+      etcd.close();
+    },
+  };
+}

@@ -1,0 +1,30 @@
+import { hostname } from 'node:os';
+import { Command } from 'commander';
+import { createLogger } from '../common/log.js';
+import { startControlPlane } from './control-plane.js';
+
+const program = new Command('bpfleet-control')
+  .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
+  .option('--listen <addr>', 'ControlService gRPC address (loopback by default)', process.env.BPFLEET_LISTEN ?? '127.0.0.1:50051')
+  .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
+  .option('--nats <urls>', 'comma-separated NATS servers', process.env.BPFLEET_NATS ?? 'nats://127.0.0.1:4222')
+  .option('--id <name>', 'replica identity for leader election', `${hostname()}-${process.pid}`)
+  .option('--leader-ttl <s>', 'leader lease TTL in seconds (failover takes about this long)', (v) => Number(v), 5)
+  .action(async (opts) => {
+    const log = createLogger('control').child({ replica: opts.id });
+    const cp = await startControlPlane({
+      listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
+      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, log,
+    });
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      cp.stop().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+
+program.parseAsync().catch((err) => {
+  process.stderr.write(`bpfleet-control: ${(err as Error).message}\n`);
+  process.exit(2);
+});

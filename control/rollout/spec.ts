@@ -1,0 +1,164 @@
+import YAML from 'yaml';
+import { z } from 'zod';
+import { parseAttachment } from '../../common/attachment.js';
+import { BpfleetError } from '../../common/errors.js';
+import {
+  FailurePolicy,
+  type RolloutSpec,
+  type Step,
+} from '../../proto/gen/bpfleet/v1/rollout.js';
+import { formatDuration, parseDuration } from './duration.js';
+
+const duration = z.string().refine((s) => parseDuration(s) !== null, {
+  message: 'expected a duration such as "500ms", "30s", "5m"',
+});
+
+const count = z.number().int().positive();
+const countOrPercent = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(/^(\d+%?)$/, 'expected a count such as 1 or a percentage such as "25%"'),
+]);
+
+const stepSchema = z.union([
+  z.strictObject({ canary: count }),
+  z.strictObject({ percent: z.number().positive().max(100) }),
+  z.strictObject({ bake: duration }),
+  z.strictObject({ pause: z.strictObject({}) }),
+], { error: 'a step is one of: {canary: <hosts>}, {percent: <1-100>}, {bake: <duration>}, {pause: {}}' });
+
+const metricSchema = z.strictObject({
+  name: z.string().regex(/^(drop_rate|run_time_ns_per_packet|counter:[A-Za-z0-9_]+_rate)$/,
+    'expected drop_rate, run_time_ns_per_packet or counter:<name>_rate'),
+  max: z.number().nonnegative().optional(),
+  maxIncrease: z.number().nonnegative().optional(),
+}).refine((m) => m.max !== undefined || m.maxIncrease !== undefined, {
+  message: 'a metric needs max, maxIncrease, or both',
+});
+
+const specSchema = z.strictObject({
+  module: z.string().min(1),
+  version: z.string().min(1),
+  attachment: z.string().superRefine((s, ctx) => {
+    try {
+      parseAttachment(s);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    }
+  }),
+  selector: z.record(z.string(), z.string()).optional(),
+  steps: z.array(stepSchema).min(1),
+  maxUnavailable: countOrPercent.optional(),
+  analysis: z.strictObject({
+    interval: duration.optional(),
+    minSamples: count.optional(),
+    inconclusiveLimit: z.number().int().nonnegative().optional(),
+    metrics: z.array(metricSchema).min(1).optional(),
+  }).optional(),
+  onFailure: z.enum(['rollback', 'halt']).optional(),
+});
+
+export type RolloutSpecInput = z.input<typeof specSchema>;
+
+export const DEFAULT_ANALYSIS = {
+  intervalMs: 1000,
+  minSamples: 3,
+  inconclusiveLimit: 10,
+  metrics: [{ name: 'drop_rate', max: 0, maxIncrease: 0.05 }],
+};
+
+function describePath(path: PropertyKey[]): string {
+  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
+}
+
+/** Validates a parsed spec object and turns it into the wire form. */
+export function toRolloutSpec(input: unknown): RolloutSpec {
+  const parsed = specSchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${describePath(i.path) || '(spec)'}: ${i.message}`);
+    throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_SPEC', `invalid rollout spec:\n${lines.join('\n')}`);
+  }
+  const s = parsed.data;
+  const steps: Step[] = s.steps.map((step) => {
+    if ('canary' in step) return { kind: { $case: 'canary', value: step.canary } };
+    if ('percent' in step) return { kind: { $case: 'percent', value: step.percent } };
+    if ('bake' in step) return { kind: { $case: 'bakeMs', value: parseDuration(step.bake)! } };
+    return { kind: { $case: 'pause', value: true } };
+  });
+  const a = s.analysis;
+  return {
+    module: s.module,
+    version: s.version,
+    attachment: s.attachment,
+    selector: s.selector ?? {},
+    steps,
+    maxUnavailable: String(s.maxUnavailable ?? 1),
+    analysis: {
+      intervalMs: a?.interval ? parseDuration(a.interval)! : DEFAULT_ANALYSIS.intervalMs,
+      minSamples: a?.minSamples ?? DEFAULT_ANALYSIS.minSamples,
+      inconclusiveLimit: a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit,
+      metrics: (a?.metrics ?? DEFAULT_ANALYSIS.metrics).map((m) => ({ name: m.name, max: m.max ?? 0, maxIncrease: m.maxIncrease ?? 0 })),
+    },
+    onFailure: s.onFailure === 'halt' ? FailurePolicy.FAILURE_POLICY_HALT : FailurePolicy.FAILURE_POLICY_ROLLBACK,
+  };
+}
+
+/** Parses YAML (or JSON) text; errors name the bad field. */
+export function parseRolloutSpec(text: string): RolloutSpec {
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text);
+  } catch (err) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_SPEC', `rollout spec is not valid YAML: ${(err as Error).message}`);
+  }
+  return toRolloutSpec(doc);
+}
+
+/** Back to the YAML form a user writes, for `rollout get -o yaml` and the docs. */
+export function describeStep(step: Step): string {
+  const k = step.kind;
+  switch (k?.$case) {
+    case 'canary': return `canary ${k.value}`;
+    case 'percent': return `percent ${k.value}%`;
+    case 'bakeMs': return `bake ${formatDuration(k.value)}`;
+    case 'pause': return 'pause';
+    default: return 'unknown';
+  }
+}
+
+/** The YAML form of a wire spec: what `rollout get -o yaml` prints and what the API re-validates. */
+export function specToInput(spec: RolloutSpec): Record<string, unknown> {
+  return {
+    module: spec.module,
+    version: spec.version,
+    attachment: spec.attachment,
+    ...(Object.keys(spec.selector).length ? { selector: spec.selector } : {}),
+    steps: spec.steps.map((s) => {
+      const k = s.kind;
+      switch (k?.$case) {
+        case 'canary': return { canary: k.value };
+        case 'percent': return { percent: k.value };
+        case 'bakeMs': return { bake: formatDuration(k.value) };
+        case 'pause': return { pause: {} };
+        default: return {};
+      }
+    }),
+    maxUnavailable: /^\d+$/.test(spec.maxUnavailable) ? Number(spec.maxUnavailable) : spec.maxUnavailable || undefined,
+    ...(spec.analysis ? {
+      analysis: {
+        interval: formatDuration(spec.analysis.intervalMs || DEFAULT_ANALYSIS.intervalMs),
+        minSamples: spec.analysis.minSamples || undefined,
+        inconclusiveLimit: spec.analysis.inconclusiveLimit,
+        metrics: spec.analysis.metrics.length
+          ? spec.analysis.metrics.map((m) => ({ name: m.name, ...(m.max ? { max: m.max } : {}), ...(m.maxIncrease ? { maxIncrease: m.maxIncrease } : {}) }))
+          : undefined,
+      },
+    } : {}),
+    onFailure: spec.onFailure === FailurePolicy.FAILURE_POLICY_HALT ? 'halt' : 'rollback',
+  };
+}
+
+/** Validates a spec from any gRPC client with the same rules and messages as the YAML. */
+export function checkRolloutSpec(spec: RolloutSpec | undefined): RolloutSpec {
+  if (!spec) throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_SPEC', 'invalid rollout spec: missing');
+  return toRolloutSpec(JSON.parse(JSON.stringify(specToInput(spec))));
+}

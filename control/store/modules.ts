@@ -1,0 +1,50 @@
+import type { Etcd3 } from 'etcd3';
+import { BpfleetError } from '../../common/errors.js';
+import { keys } from '../../common/keys.js';
+import { Module } from '../../proto/gen/bpfleet/v1/module.js';
+import { decode, encode } from './codec.js';
+
+/** Module versions are immutable: a name@version, once stored, always means one digest. */
+export class ModuleRegistry {
+  constructor(private readonly etcd: Etcd3) {}
+
+  /** Stores the module unless that name@version exists; returns whether it was created. */
+  async create(module: Module): Promise<{ module: Module; created: boolean }> {
+    const m = module.manifest!;
+    const key = keys.module(m.name, m.version);
+    const txn = await this.etcd
+      .if(key, 'Create', '==', 0)
+      .then(this.etcd.put(key).value(encode(Module, module)))
+      .else(this.etcd.get(key))
+      .commit();
+    if (txn.succeeded) return { module, created: true };
+    const existingKv = txn.responses[0]?.response_range?.kvs[0];
+    const existing = decode(Module, existingKv!.value.toString());
+    if (existing.digest !== module.digest) {
+      throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS',
+        `module ${m.name}@${m.version} already exists with digest ${existing.digest}; versions are immutable, push a new version`);
+    }
+    return { module: existing, created: false };
+  }
+
+  async get(name: string, version: string): Promise<Module | null> {
+    const text = await this.etcd.get(keys.module(name, version)).string();
+    return text === null ? null : decode(Module, text);
+  }
+
+  async require(name: string, version: string): Promise<Module> {
+    const module = await this.get(name, version);
+    if (!module) {
+      const known = (await this.list(name)).map((m) => m.manifest!.version);
+      const hint = known.length ? ` (known versions: ${known.join(', ')})` : ' (no version of it was ever pushed: run `bpfleet module push` first)';
+      throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${name}@${version} not found${hint}`);
+    }
+    return module;
+  }
+
+  async list(name?: string): Promise<Module[]> {
+    const prefix = name ? keys.moduleVersions(name) : keys.modulesPrefix;
+    const values = await this.etcd.getAll().prefix(prefix).strings();
+    return Object.keys(values).sort().map((k) => decode(Module, values[k]!));
+  }
+}
