@@ -29,6 +29,13 @@ export interface ProgramStats {
   /** The attachment's interface counters: what got past the module, which it cannot fake. */
   ifaceRxPackets?: bigint;
   ifaceTxPackets?: bigint;
+  /**
+   * IPv4 + IPv6 packets that reached the IP layer of the attachment's network namespace
+   * (Ip/Ip6 InReceives): past XDP and tc ingress, so a drop there never counts. Unlike
+   * ifaceRxPackets, which on veth (native XDP, kernel 6.18) counts XDP_DROP'ped packets too.
+   * Namespace-wide: it witnesses one interface only where that is the namespace's only one.
+   */
+  stackRxPackets?: bigint;
 }
 
 /** Time spent in each phase of an install, in milliseconds. */

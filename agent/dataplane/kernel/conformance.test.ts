@@ -1,0 +1,50 @@
+import { describe } from 'node:test';
+import { prereqSkip } from '../../../e2e/support/prereqs.js';
+import { runDriverConformance, type DriverFixture } from '../conformance.js';
+import { buildModules, createSandbox, modules } from './testing.js';
+
+const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
+if (!skip) buildModules();
+
+async function kernelFixture(): Promise<DriverFixture> {
+  const sandbox = await createSandbox();
+  try {
+    const attachment = sandbox.attachment('xdp');
+    const artifacts = {
+      v1: modules.passV1(),
+      v2: modules.passV2(),
+      notElf: modules.garbage(),
+      notBpfElf: modules.notBpfElf(),
+      wrongHook: modules.tcxV1(),
+      verifierReject: modules.verifierReject(),
+    };
+    let driver = sandbox.driver();
+    return {
+      driver,
+      attachment,
+      otherHookAttachment: sandbox.attachment('tcx-ingress'),
+      artifacts,
+      async reopen() {
+        driver = sandbox.driver();
+        return driver;
+      },
+      // Another agent process on the same pin root (a stale one, say) swapping the module.
+      async driftTo(digest) {
+        const other = sandbox.driver();
+        const [running] = await other.observe();
+        const target = Object.values(artifacts).find((a) => a.digest === digest);
+        if (!target) throw new Error(`driftTo: no artifact with digest ${digest}`);
+        await other.install(attachment, target, running?.digest ?? null);
+        await other.close();
+      },
+      cleanup: () => sandbox.destroy(),
+    };
+  } catch (err) {
+    await sandbox.destroy();
+    throw err;
+  }
+}
+
+describe('kernel driver', { skip }, () => {
+  runDriverConformance('kernel', kernelFixture);
+});

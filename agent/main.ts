@@ -1,0 +1,65 @@
+import { hostname } from 'node:os';
+import { Command, InvalidArgumentError } from 'commander';
+import { HOST_NAME_RE } from '../common/keys.js';
+import { createLogger } from '../common/log.js';
+import { startAgent } from './agent.js';
+import type { DataplaneDriver } from './dataplane/driver.js';
+
+function labels(value: string, previous: Record<string, string>): Record<string, string> {
+  const out = { ...previous };
+  for (const pair of value.split(',').filter(Boolean)) {
+    const [k, v] = pair.split('=');
+    if (!k || v === undefined) throw new InvalidArgumentError(`label "${pair}" is not key=value`);
+    out[k] = v;
+  }
+  return out;
+}
+
+const program = new Command('bpfleet-agent')
+  .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
+  .option('--host <name>', 'host name in the fleet', hostname().toLowerCase().split('.')[0])
+  .option('--listen <addr>', 'AgentService gRPC address (keep it on loopback or a management network)', '127.0.0.1:50061')
+  .option('--advertise <addr>', 'address the control plane dials, if not --listen')
+  .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
+  .option('--nats <urls>', 'comma-separated NATS servers', process.env.BPFLEET_NATS ?? 'nats://127.0.0.1:4222')
+  .option('--label <k=v,...>', 'host labels used by rollout selectors (repeatable)', labels, {})
+  .option('--driver <kind>', 'dataplane: "kernel" (libbpf) or "sim" (in-memory, for scale tests only)', 'kernel')
+  .option('--pin-root <dir>', 'bpffs directory for this agent\'s pinned links, programs and maps', '/sys/fs/bpf/bpfleet')
+  .option('--netns <name>', 'network namespace whose interfaces this agent drives (the agent itself stays in its own)')
+  .option('--cache-dir <dir>', 'local artifact cache, by digest', '/var/cache/bpfleet')
+  .option('--telemetry-interval <ms>', 'telemetry report interval in ms', (v) => Number(v), 1000)
+  .option('--lease-ttl <s>', 'registration lease TTL in seconds', (v) => Number(v), 10)
+  .action(async (opts) => {
+    if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
+    const log = createLogger('agent').child({ host: opts.host });
+    let driver: DataplaneDriver;
+    if (opts.driver === 'sim') {
+      const { SimDriver } = await import('./dataplane/sim/sim-driver.js');
+      driver = new SimDriver();
+    } else if (opts.driver === 'kernel') {
+      const { KernelDriver } = await import('./dataplane/kernel/kernel-driver.js');
+      driver = new KernelDriver({ pinRoot: opts.pinRoot, netns: opts.netns });
+    } else {
+      throw new InvalidArgumentError(`driver "${opts.driver}": use kernel or sim`);
+    }
+    const agent = await startAgent({
+      host: opts.host, listen: opts.listen, advertise: opts.advertise,
+      etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
+      labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
+      leaseTtlSeconds: opts.leaseTtl, driver, log,
+    });
+    const shutdown = (signal: string) => {
+      log.info({ signal }, 'stopping; pinned programs keep running');
+      agent.stop().then(() => process.exit(0), (err) => {
+        log.error({ err }, 'unclean stop');
+        process.exit(1);
+      });
+    };
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', () => shutdown('SIGINT'));
+  });
+
+program.parseAsync().catch((err) => {
+  process.stderr.write(`bpfleet-agent: ${(err as Error).message}\n`);
+  process.exit(2);
+});
