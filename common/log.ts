@@ -57,10 +57,12 @@ function prettyStream(destination: DestinationStream): DestinationStream {
   return {
     write(line: string) {
       const record = JSON.parse(line) as Record<string, unknown>;
-      const { time, level, component, msg, err, pid: _pid, hostname: _hostname, trace_flags: _flags, ...fields } = record;
+      const { time, level, component, msg, err, pid: _pid, hostname: _hostname, trace_flags: _flags, trace_id, span_id, ...fields } = record;
       const label = String(level).toUpperCase().padEnd(5);
       const shown = color ? `\x1b[${LEVEL_COLORS[String(level)] ?? 0}m${label}\x1b[0m` : label;
-      const extra = Object.entries(fields)
+      // Trace ids last: they are long and matter less to a reader than the call's own fields.
+      const extra = Object.entries({ ...fields, trace_id, span_id })
+        .filter(([, v]) => v !== undefined)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
       let out = `${String(time).slice(11, 23)} ${shown} ${component ? `${String(component)}: ` : ''}${String(msg ?? '')}`;
