@@ -36,6 +36,7 @@ export class TelemetryPublisher {
         runTimeNs: Number(stats.runTimeNs),
         ifaceRxPackets: Number(stats.ifaceRxPackets ?? 0n),
         ifaceTxPackets: Number(stats.ifaceTxPackets ?? 0n),
+        stackRxPackets: Number(stats.stackRxPackets ?? 0n),
         counters: Object.fromEntries(Object.entries(stats.counters).map(([k, v]) => [k, Number(v)])),
       });
     }

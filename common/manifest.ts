@@ -8,6 +8,12 @@ const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const VERSION_RE = /^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$/;
 const C_IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
+/**
+ * Largest module object accepted. Real BPF objects are kilobytes to a few megabytes; the
+ * limit keeps a mistaken push (a binary, an archive) from reaching the gRPC size limit.
+ */
+export const MAX_OBJECT_BYTES = 3 * 1024 * 1024;
+
 /** Slots in the `bpfleet_counters` map (see agent/bpf/bpfleet.h). */
 export const MAX_COUNTERS = 8;
 

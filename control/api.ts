@@ -6,7 +6,7 @@ import { DIGEST_RE, digestOf } from '../common/digest.js';
 import { BpfleetError, toServiceError } from '../common/errors.js';
 import { keys } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
-import { checkManifest } from '../common/manifest.js';
+import { checkManifest, MAX_OBJECT_BYTES } from '../common/manifest.js';
 import { requireBpfElf } from '../agent/dataplane/elf.js';
 import type { ControlServiceServer } from '../proto/gen/bpfleet/v1/control.js';
 import { Rollout, type RolloutSpec } from '../proto/gen/bpfleet/v1/rollout.js';
@@ -57,6 +57,7 @@ export function controlService(deps: ApiDeps): ControlServiceServer {
       const m = checkManifest(manifest);
       const what = `${m.name}@${m.version}`;
       if (object.length === 0) throw new BpfleetError('INVALID_ARGUMENT', 'EMPTY_OBJECT', `${what}: the object is empty`);
+      if (object.length > MAX_OBJECT_BYTES) throw new BpfleetError('INVALID_ARGUMENT', 'OBJECT_TOO_LARGE', `${what}: ${object.length} bytes is over the ${MAX_OBJECT_BYTES}-byte limit`);
       requireBpfElf(object, what);
       const actual = digestOf(object);
       if (digest && !DIGEST_RE.test(digest)) throw new BpfleetError('INVALID_ARGUMENT', 'BAD_DIGEST', `${what}: digest "${digest}" is not sha256:<64 hex>`);

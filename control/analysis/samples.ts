@@ -22,7 +22,11 @@ export function metricValue(metric: string, a: AttachmentTelemetry, b: Attachmen
   const runs = b.runCount - a.runCount;
   if (metric === 'drop_rate') {
     if (runs < MIN_RUNS_PER_INTERVAL) return null;
-    const delivered = b.ifaceRxPackets - a.ifaceRxPackets;
+    // A drop at an egress hook keeps the packet out of the interface's tx counter; one at
+    // an ingress hook keeps it out of the IP stack (the interface's rx counter is no
+    // witness: on veth it counts packets XDP dropped).
+    const egress = b.attachment.startsWith('tcx-egress:');
+    const delivered = egress ? b.ifaceTxPackets - a.ifaceTxPackets : b.stackRxPackets - a.stackRxPackets;
     return Math.min(1, Math.max(0, 1 - delivered / runs));
   }
   if (metric === 'run_time_ns_per_packet') {

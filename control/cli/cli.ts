@@ -5,7 +5,7 @@ import YAML from 'yaml';
 import { hookName } from '../../common/attachment.js';
 import { shortDigest } from '../../common/digest.js';
 import { BpfleetError } from '../../common/errors.js';
-import { parseManifestFile } from '../../common/manifest.js';
+import { MAX_OBJECT_BYTES, parseManifestFile } from '../../common/manifest.js';
 import { Host, ListHostsResponse, ListModulesResponse, ListRolloutsResponse, PushModuleResponse } from '../../proto/gen/bpfleet/v1/control.js';
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
@@ -113,6 +113,9 @@ The manifest:
       const bytes = await readFile(objectPath).catch((err) => {
         throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `${path}: cannot read object ${objectPath}: ${(err as Error).message}`);
       });
+      if (bytes.length > MAX_OBJECT_BYTES) {
+        throw new BpfleetError('INVALID_ARGUMENT', 'OBJECT_TOO_LARGE', `${objectPath}: ${bytes.length} bytes is larger than the ${MAX_OBJECT_BYTES}-byte limit for a BPF object; is it the right file?`);
+      }
       const ctl = control(cmd);
       try {
         const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '' });

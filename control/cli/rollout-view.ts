@@ -30,6 +30,11 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
       .map(([w, hosts]) => `wave ${w + 1}: ${hosts.join(', ')}`).join('; ');
     out.push(`[${at}] planned ${s.hosts.length} hosts (${shortDigest(s.digest)}): ${plan}`);
   }
+  // A phase that starts work is told before that work, a final one after it.
+  const phaseChanged = ps?.phase !== s.phase && s.phase !== RolloutPhase.ROLLOUT_PHASE_PENDING;
+  const movingOn = s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING || s.phase === RolloutPhase.ROLLOUT_PHASE_ROLLING_BACK;
+  const phaseLine = `[${at}] ${phaseName(s.phase).toUpperCase()}${s.message ? `: ${s.message}` : ''}`;
+  if (phaseChanged && movingOn) out.push(phaseLine);
   for (const h of s.hosts) {
     const before = ps?.hosts.find((x) => x.host === h.host);
     if (before?.phase === h.phase) continue;
@@ -44,9 +49,7 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
   if (ps && ps.step !== s.step && step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING) {
     out.push(`[${at}] step ${s.step + 1}/${next.spec!.steps.length}: ${describeStep(step)}`);
   }
-  if (ps?.phase !== s.phase && s.phase !== RolloutPhase.ROLLOUT_PHASE_PENDING) {
-    out.push(`[${at}] ${phaseName(s.phase).toUpperCase()}${s.message ? `: ${s.message}` : ''}`);
-  }
+  if (phaseChanged && !movingOn) out.push(phaseLine);
   return out;
 }
 

@@ -31,14 +31,20 @@ export interface AttachmentTelemetry {
   runCount: number;
   runTimeNs: number;
   /**
-   * The interface's receive counter from the kernel (/proc/net/dev of the agent's
-   * network namespace). XDP_DROP'ped packets never reach it, so for an XDP program
-   * 1 - Δiface_rx_packets / Δrun_count is a drop rate the module cannot lie about.
+   * The interface's counters from the kernel (/proc/net/dev of the host's network
+   * namespace). On veth these include packets an XDP program dropped.
    */
   ifaceRxPackets: number;
   ifaceTxPackets: number;
   /** The module's own `bpfleet_counters`, summed over CPUs, by manifest name. */
   counters: { [key: string]: number };
+  /**
+   * IP packets the host's network stack received (Ip and Ip6 InReceives in /proc/net/snmp{,6} of the
+   * host's network namespace), counted by the kernel after XDP and tc ingress: for an
+   * ingress program, 1 - Δstack_rx_packets / Δrun_count is a drop rate the module itself
+   * cannot misreport.
+   */
+  stackRxPackets: number;
 }
 
 export interface AttachmentTelemetry_CountersEntry {
@@ -179,6 +185,7 @@ function createBaseAttachmentTelemetry(): AttachmentTelemetry {
     ifaceRxPackets: 0,
     ifaceTxPackets: 0,
     counters: {},
+    stackRxPackets: 0,
   };
 }
 
@@ -208,6 +215,9 @@ export const AttachmentTelemetry: MessageFns<AttachmentTelemetry> = {
     globalThis.Object.entries(message.counters).forEach(([key, value]: [string, number]) => {
       AttachmentTelemetry_CountersEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
     });
+    if (message.stackRxPackets !== 0) {
+      writer.uint32(72).uint64(message.stackRxPackets);
+    }
     return writer;
   },
 
@@ -291,6 +301,14 @@ export const AttachmentTelemetry: MessageFns<AttachmentTelemetry> = {
             }
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.stackRxPackets = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -346,6 +364,11 @@ export const AttachmentTelemetry: MessageFns<AttachmentTelemetry> = {
           {},
         )
         : {},
+      stackRxPackets: isSet(object.stackRxPackets)
+        ? globalThis.Number(object.stackRxPackets)
+        : isSet(object.stack_rx_packets)
+        ? globalThis.Number(object.stack_rx_packets)
+        : 0,
     };
   },
 
@@ -381,6 +404,9 @@ export const AttachmentTelemetry: MessageFns<AttachmentTelemetry> = {
         });
       }
     }
+    if (message.stackRxPackets !== 0) {
+      obj.stackRxPackets = Math.round(message.stackRxPackets);
+    }
     return obj;
   },
 
@@ -407,6 +433,7 @@ export const AttachmentTelemetry: MessageFns<AttachmentTelemetry> = {
       },
       {},
     );
+    message.stackRxPackets = object.stackRxPackets ?? 0;
     return message;
   },
 };

@@ -1,0 +1,201 @@
+/**
+ * A local fleet on one machine, all real: etcd, nats-server with JetStream, the control
+ * plane, and N hosts, each a network namespace with a veth pair, an agent process driving
+ * it through the kernel (or the sim, for scale runs), and a bounded UDP traffic source from
+ * the root namespace into it. Used by the e2e tests, `npm run demo` and the benchmarks.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { CleanupStack } from './cleanup.js';
+import { ClaimConflictError, makeTempDir, removeTempDir } from './claims.js';
+import { startEtcd, type EtcdServer } from './etcd.js';
+import { startNats, type NatsServer } from './nats.js';
+import { createHostNetns, MAX_HOST_INDEX, type HostNetns } from './netns.js';
+import { createPinRoot, type PinRoot } from './pins.js';
+import { freePort } from './ports.js';
+import { spawnManaged, type ManagedProcess } from './processes.js';
+import { startTraffic, type TrafficSource } from './traffic.js';
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface FleetOptions {
+  /** Distinguishes concurrent fleets: netns, pins and host names derive from it. */
+  name: string;
+  hosts?: number;
+  driver?: 'kernel' | 'sim';
+  /** UDP packets per second into each host; 0 for none. */
+  trafficPps?: number;
+  trafficDurationMs?: number;
+  telemetryIntervalMs?: number;
+  labels?: (index: number) => Record<string, string>;
+  echo?: boolean;
+  leaderTtlSeconds?: number;
+}
+
+export interface FleetHost {
+  /** Host name in the fleet (h1, h2, ...). */
+  name: string;
+  netns: HostNetns;
+  pinRoot: PinRoot;
+  cacheDir: string;
+  listen: string;
+  labels: Record<string, string>;
+  agent: ManagedProcess;
+  traffic: TrafficSource | null;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const TSX_NODE = [process.execPath, '--import', 'tsx'] as const;
+
+export class LocalFleet {
+  readonly hosts: FleetHost[] = [];
+  control!: ManagedProcess;
+  controlAddress = '';
+  etcd!: EtcdServer;
+  nats!: NatsServer;
+  private readonly cleanup = new CleanupStack();
+
+  private constructor(readonly opts: Required<Omit<FleetOptions, 'labels'>> & Pick<FleetOptions, 'labels'>) {}
+
+  static async start(options: FleetOptions): Promise<LocalFleet> {
+    const fleet = new LocalFleet({
+      hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
+      echo: false, leaderTtlSeconds: 3, labels: undefined, ...options,
+    });
+    try {
+      await fleet.boot();
+      return fleet;
+    } catch (err) {
+      await fleet.stop();
+      throw err;
+    }
+  }
+
+  private async boot(): Promise<void> {
+    const { opts, cleanup } = this;
+    this.etcd = await startEtcd({ echo: opts.echo });
+    cleanup.defer(() => this.etcd.stop(), 'stop etcd');
+    this.nats = await startNats({ echo: opts.echo });
+    cleanup.defer(() => this.nats.stop(), 'stop nats');
+    await this.startControl();
+    for (let i = 1; i <= opts.hosts; i++) await this.addHost(i);
+    await this.waitForHosts(opts.hosts);
+  }
+
+  async startControl(): Promise<ManagedProcess> {
+    const port = await freePort();
+    this.controlAddress = `127.0.0.1:${port}`;
+    this.control = spawnManaged({
+      name: `${this.opts.name}-control`,
+      command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
+        '--etcd', this.etcd.endpoint, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
+        '--leader-ttl', String(this.opts.leaderTtlSeconds)],
+      cwd: REPO, echo: this.opts.echo,
+    });
+    const proc = this.control;
+    this.cleanup.defer(() => proc.stop(), 'stop control plane');
+    await proc.waitForLine(/control plane ready/, 30_000);
+    return proc;
+  }
+
+  private async addHost(i: number): Promise<void> {
+    const { opts, cleanup } = this;
+    const name = `h${i}`;
+    const netns = await this.claimNetns(`${opts.name}-${name}`);
+    cleanup.defer(() => netns.destroy(), `destroy ${netns.netns}`);
+    const pinRoot = await createPinRoot(`${opts.name}-${name}`);
+    cleanup.defer(() => pinRoot.destroy(), `remove ${pinRoot.path}`);
+    const cacheDir = makeTempDir(`${opts.name}-${name}-cache`);
+    cleanup.defer(() => removeTempDir(cacheDir), `remove ${cacheDir}`);
+    const host: FleetHost = {
+      name, netns, pinRoot, cacheDir,
+      listen: `127.0.0.1:${await freePort()}`,
+      labels: opts.labels?.(i) ?? { role: 'edge', zone: i % 2 ? 'a' : 'b' },
+      agent: undefined as unknown as ManagedProcess,
+      traffic: null,
+    };
+    this.hosts.push(host);
+    await this.startAgent(name);
+    if (opts.trafficPps > 0) {
+      host.traffic = startTraffic({ target: netns.hostAddr, port: 9, pps: opts.trafficPps, durationMs: opts.trafficDurationMs });
+      const traffic = host.traffic;
+      cleanup.defer(() => traffic.stop(), `stop traffic to ${name}`);
+    }
+  }
+
+  /** Host subnets are claimed machine-wide, so concurrent fleets take different ones. */
+  private async claimNetns(name: string): Promise<HostNetns> {
+    const start = Math.floor(Math.random() * MAX_HOST_INDEX);
+    for (let k = 0; k <= MAX_HOST_INDEX; k++) {
+      try {
+        return await createHostNetns(name, (start + k) % (MAX_HOST_INDEX + 1));
+      } catch (err) {
+        if (!(err instanceof ClaimConflictError)) throw err;
+      }
+    }
+    throw new Error('no free host subnet in 198.18.0.0/15');
+  }
+
+  host(name: string): FleetHost {
+    const h = this.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no host ${name} in fleet ${this.opts.name}`);
+    return h;
+  }
+
+  /** Starts (or restarts) a host's agent process and waits until it is ready. */
+  async startAgent(name: string): Promise<ManagedProcess> {
+    const h = this.host(name);
+    const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    const agent = spawnManaged({
+      name: `${this.opts.name}-${name}-agent`,
+      command: TSX_NODE[0],
+      args: [...TSX_NODE.slice(1), 'agent/main.ts', '--host', name, '--listen', h.listen,
+        '--etcd', this.etcd.endpoint, '--nats', this.nats.url, '--driver', this.opts.driver,
+        '--netns', h.netns.netns, '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
+        '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5'],
+      cwd: REPO, echo: this.opts.echo,
+    });
+    h.agent = agent;
+    this.cleanup.defer(() => agent.stop(), `stop agent ${name}`);
+    await agent.waitForLine(/agent ready/, 30_000);
+    return agent;
+  }
+
+  /** Waits until `count` hosts are registered in etcd (via the CLI, as a user would see them). */
+  async waitForHosts(count: number, timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.cli(['hosts', '-o', 'json']);
+      if (r.code === 0 && ((JSON.parse(r.stdout) as { hosts?: unknown[] }).hosts ?? []).length >= count) return;
+      if (Date.now() > deadline) throw new Error(`only some of ${count} hosts registered after ${timeoutMs} ms: ${r.stdout}${r.stderr}`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  /** Runs the real `bpfleet` CLI against this fleet. */
+  cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
+        cwd: REPO, env: { ...process.env, BPFLEET_SERVER: this.controlAddress, ...opts.env },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+      child.stdin.end(opts.stdin ?? '');
+    });
+  }
+
+  async stop(): Promise<void> {
+    await this.cleanup.runAll();
+  }
+}

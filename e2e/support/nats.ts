@@ -1,0 +1,114 @@
+/**
+ * Real nats-server (Debian, 2.9) with JetStream on loopback. restart() keeps the client port
+ * and the store, so a test can take NATS away mid-analysis and bring the same server back.
+ */
+import { mkdirSync } from 'node:fs';
+import { makeTempDir, removeTempDir } from './claims.js';
+import { freePorts, LOOPBACK } from './ports.js';
+import { findExecutable, getJson, spawnManaged, waitUntilReady, type ManagedProcess } from './processes.js';
+
+const READY_TIMEOUT_MS = 20_000;
+const PORT_RETRIES = 3;
+
+export interface NatsOptions {
+  /** JetStream store; kept on stop(). Default: a temp dir that stop() removes. */
+  storeDir?: string;
+  /** Echo the server's log lines on stderr. */
+  echo?: boolean;
+}
+
+export interface NatsServer {
+  /** nats://127.0.0.1:<port> */
+  readonly url: string;
+  readonly port: number;
+  /** http://127.0.0.1:<monitorPort> (varz, jsz, healthz). */
+  readonly monitorUrl: string;
+  readonly storeDir: string;
+  readonly running: boolean;
+  /** The current server process; a new one after restart(). */
+  readonly process: ManagedProcess | undefined;
+  /** SIGTERM, wait for exit, remove the store if it is ours. Idempotent. */
+  stop(): Promise<void>;
+  /** Ends the process only (SIGKILL: a crash; SIGTERM: a clean shutdown), keeping port and store. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the process if it runs, then starts it on the same port and store; waits until ready. */
+  restart(): Promise<void>;
+}
+
+class Server implements NatsServer {
+  process: ManagedProcess | undefined;
+  private stopped = false;
+
+  constructor(
+    readonly port: number,
+    private readonly monitorPort: number,
+    readonly storeDir: string,
+    private readonly ownsStoreDir: boolean,
+    private readonly echo: boolean,
+  ) {}
+
+  get url(): string {
+    return `nats://${LOOPBACK}:${this.port}`;
+  }
+  get monitorUrl(): string {
+    return `http://${LOOPBACK}:${this.monitorPort}`;
+  }
+  get running(): boolean {
+    return this.process?.running ?? false;
+  }
+
+  async start(): Promise<void> {
+    const bin = findExecutable('nats-server');
+    if (!bin) throw new Error('nats-server not found: install nats-server (infra/bootstrap.sh does)');
+    this.process = spawnManaged({
+      name: 'nats',
+      command: bin,
+      args: ['-a', LOOPBACK, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir],
+      echo: this.echo,
+    });
+    // healthz answers ok only once JetStream is up (and, after a restart, has recovered its store).
+    await waitUntilReady(this.process, 'nats-server', async () => {
+      const body = (await getJson(`${this.monitorUrl}/healthz`)) as { status?: string } | undefined;
+      return body?.status === 'ok';
+    }, READY_TIMEOUT_MS);
+  }
+
+  portInUse(): boolean {
+    return this.process?.lines().some((l) => l.includes('address already in use')) ?? false;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.process?.stop({ signal });
+  }
+
+  async restart(): Promise<void> {
+    if (this.stopped) throw new Error('nats-server was stopped for good');
+    await this.process?.stop();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.process?.stop();
+    if (this.ownsStoreDir) removeTempDir(this.storeDir);
+  }
+}
+
+/** nats-server with JetStream on random loopback ports; resolves once it is ready. */
+export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
+  for (let attempt = 1; ; attempt++) {
+    const [port, monitorPort] = (await freePorts(2)) as [number, number];
+    const owns = opts.storeDir === undefined;
+    const storeDir = opts.storeDir ?? makeTempDir('nats');
+    mkdirSync(storeDir, { recursive: true });
+    const server = new Server(port, monitorPort, storeDir, owns, opts.echo ?? false);
+    try {
+      await server.start();
+      return server;
+    } catch (err) {
+      const retry = server.portInUse() && attempt < PORT_RETRIES;
+      await server.stop();
+      if (!retry) throw err;
+    }
+  }
+}
