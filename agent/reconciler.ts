@@ -42,6 +42,9 @@ export interface ApplyRecord {
 export class Reconciler {
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly states = new Map<string, AttachmentState>();
+  // Kept apart from `states` because they must outlive a removal: otherwise a late intent
+  // older than the removal would find no marks and re-install what was removed.
+  private readonly fences = new Map<string, Pick<AttachmentState, 'generation' | 'leaderEpoch'>>();
   readonly history: ApplyRecord[] = [];
 
   constructor(
@@ -60,7 +63,7 @@ export class Reconciler {
     const running = await this.driver.observe();
     for (const r of running) {
       const prior = reported.find((s) => s.attachment === r.attachment && s.module?.digest === r.digest);
-      this.states.set(r.attachment, this.stateOf(r, prior ?? null));
+      this.setState(this.stateOf(r, prior ?? null));
     }
     await this.publish();
     return running;
@@ -86,7 +89,7 @@ export class Reconciler {
     if (!this.driver.capabilities().includes(attachment.hook)) {
       throw new BpfleetError('FAILED_PRECONDITION', 'HOOK_UNSUPPORTED', `${this.host} cannot attach ${attachment.hook} programs (supports: ${this.driver.capabilities().join(', ')})`);
     }
-    const current = this.states.get(intent.attachment);
+    const current = this.fences.get(intent.attachment);
     if (current) {
       if (intent.leaderEpoch < current.leaderEpoch) {
         throw new BpfleetError('FAILED_PRECONDITION', 'STALE_EPOCH', `intent from leader epoch ${intent.leaderEpoch}, but epoch ${current.leaderEpoch} already applied on ${intent.attachment}`);
@@ -97,10 +100,22 @@ export class Reconciler {
     }
     const ref = intent.module;
     if (!ref || !ref.digest) {
-      await this.driver.remove(attachment);
+      // Removal is a compare-and-swap too: detaching a program the intent did not expect
+      // would destroy what someone else put there.
+      const running = (await this.driver.observe()).find((r) => r.attachment === intent.attachment);
+      if (running && running.digest !== intent.expectedDigest) {
+        throw new BpfleetError('FAILED_PRECONDITION', 'DRIFT',
+          `remove ${intent.attachment}: attachment runs ${running.digest}, expected ${intent.expectedDigest || 'nothing'}`);
+      }
+      const updatedAt = this.clock().toISOString();
+      if (running) {
+        await this.driver.remove(attachment);
+        this.history.push({ at: updatedAt, attachment: intent.attachment, digest: '', generation: intent.generation, rolloutId: intent.rolloutId });
+      }
       this.states.delete(intent.attachment);
+      this.fences.set(intent.attachment, { generation: intent.generation, leaderEpoch: intent.leaderEpoch });
       await this.publish();
-      return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt: this.clock().toISOString() }, changed: Boolean(current), fetchMs: 0, loadMs: 0, swapMs: 0 };
+      return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt }, changed: Boolean(running), fetchMs: 0, loadMs: 0, swapMs: 0 };
     }
     const t0 = performance.now();
     const module = await this.source.module(ref.name, ref.version);
@@ -116,12 +131,17 @@ export class Reconciler {
     const fetchMs = performance.now() - t0;
     const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
     const state = this.stateOf(result.running, { generation: intent.generation, leaderEpoch: intent.leaderEpoch, rolloutId: intent.rolloutId });
-    this.states.set(intent.attachment, state);
+    this.setState(state);
     if (result.changed) {
       this.history.push({ at: state.updatedAt, attachment: intent.attachment, digest: ref.digest, generation: intent.generation, rolloutId: intent.rolloutId });
     }
     await this.publish();
     return { state, changed: result.changed, fetchMs, loadMs: result.timing.loadMs, swapMs: result.timing.swapMs };
+  }
+
+  private setState(state: AttachmentState): void {
+    this.states.set(state.attachment, state);
+    this.fences.set(state.attachment, { generation: state.generation, leaderEpoch: state.leaderEpoch });
   }
 
   private stateOf(r: RunningModule, marks: Pick<AttachmentState, 'generation' | 'leaderEpoch' | 'rolloutId'> | null): AttachmentState {

@@ -25,7 +25,8 @@ export class TelemetryStore {
     } else {
       list.push(report);
     }
-    const cutoff = report.timestampMs - this.retainMs;
+    // Measured from the newest report, so a late straggler cannot hold old ones in place.
+    const cutoff = list[list.length - 1]!.timestampMs - this.retainMs;
     let drop = 0;
     while (drop < list.length && (list[drop]!.timestampMs < cutoff || list.length - drop > this.maxPerHost)) drop++;
     if (drop) list.splice(0, drop);

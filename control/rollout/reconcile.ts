@@ -114,6 +114,13 @@ function plan(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
     finish(status, d, P.ROLLOUT_PHASE_FAILED, `hosts cannot run ${hook} programs: ${lacking.map((h) => h.name).join(', ')}`);
     return;
   }
+  // A rollback restores <this module>@<previous version>, so a host running another module
+  // there could never be restored; and that module is not this rollout's to replace.
+  const foreign = selected.filter((h) => h.running && h.running.name !== input.target.name);
+  if (foreign.length) {
+    finish(status, d, P.ROLLOUT_PHASE_FAILED, `hosts run another module on ${spec.attachment}: ${foreign.map((h) => `${h.name} (${h.running!.name}@${h.running!.version})`).join(', ')}`);
+    return;
+  }
   const waves = planWaves(input.rollout.id, spec.steps, selected.map((h) => h.name));
   status.hosts = selected.map((h): HostProgress => ({
     host: h.name,
@@ -260,8 +267,14 @@ function rollBack(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
   const touched = (h: HostProgress) =>
     h.phase === H.HOST_PHASE_UPDATED || h.phase === H.HOST_PHASE_FAILED || h.phase === H.HOST_PHASE_ROLLING_BACK
     || (h.phase === H.HOST_PHASE_UPDATING && !input.inFlight.has(h.host));
+  // A host still ROLLING_BACK with nothing in flight saw its last attempt fail (success
+  // makes it ROLLED_BACK). The loop re-runs reconcile as soon as results are recorded, so
+  // without a pause a host that is gone would be retried in a tight loop of etcd writes.
+  const sinceChange = input.now - Date.parse(status.updatedAt);
+  const retryDue = !(sinceChange < ROLLBACK_RETRY_MS);
   for (const h of status.hosts) {
     if (!touched(h) || input.inFlight.has(h.host)) continue;
+    if (h.phase === H.HOST_PHASE_ROLLING_BACK && !retryDue) continue;
     if (h.phase !== H.HOST_PHASE_ROLLING_BACK) d.events.push(`restoring ${h.host} to ${h.previousVersion || 'nothing'}`);
     h.phase = H.HOST_PHASE_ROLLING_BACK;
     d.actions.push({
@@ -276,7 +289,7 @@ function rollBack(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
   if (pending.length === 0) {
     finish(status, d, P.ROLLOUT_PHASE_ROLLED_BACK, status.message);
   } else if (d.actions.length === 0) {
-    d.requeueAfterMs = ROLLBACK_RETRY_MS;
+    d.requeueAfterMs = retryDue ? ROLLBACK_RETRY_MS : ROLLBACK_RETRY_MS - sinceChange;
   }
 }
 

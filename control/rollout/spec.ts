@@ -12,6 +12,10 @@ import { formatDuration, parseDuration } from './duration.js';
 const duration = z.string().refine((s) => parseDuration(s) !== null, {
   message: 'expected a duration such as "500ms", "30s", "5m"',
 });
+// An interval of 0 would re-run a holding analysis in a tight loop.
+const positiveDuration = duration.refine((s) => (parseDuration(s) ?? 1) > 0, { message: 'must be longer than 0' });
+// The wire form reads 0 as "unset", so a 0 written here would silently disable the check.
+const limit = z.number().positive({ message: 'must be above 0 (leave it out for no limit)' });
 
 const count = z.number().int().positive();
 const countOrPercent = z.union([
@@ -19,18 +23,21 @@ const countOrPercent = z.union([
   z.string().regex(/^(\d+%?)$/, 'expected a count such as 1 or a percentage such as "25%"'),
 ]);
 
-const stepSchema = z.union([
-  z.strictObject({ canary: count }),
-  z.strictObject({ percent: z.number().positive().max(100) }),
-  z.strictObject({ bake: duration }),
-  z.strictObject({ pause: z.strictObject({}) }),
-], { error: 'a step is one of: {canary: <hosts>}, {percent: <1-100>}, {bake: <duration>}, {pause: {}}' });
+const STEP_KINDS = 'a step is one of: {canary: <hosts>}, {percent: <1-100>}, {bake: <duration>}, {pause: {}}';
+// One object with every kind optional rather than a union of four: when a value has the
+// wrong type a union can only say that no branch matched, this names the field (steps[1].bake).
+const stepSchema = z.strictObject({
+  canary: count.optional(),
+  percent: z.number().positive().max(100).optional(),
+  bake: duration.optional(),
+  pause: z.strictObject({}).optional(),
+}, { error: STEP_KINDS }).refine((step) => Object.values(step).filter((v) => v !== undefined).length === 1, { message: STEP_KINDS });
 
 const metricSchema = z.strictObject({
   name: z.string().regex(/^(drop_rate|run_time_ns_per_packet|counter:[A-Za-z0-9_]+_rate)$/,
     'expected drop_rate, run_time_ns_per_packet or counter:<name>_rate'),
-  max: z.number().nonnegative().optional(),
-  maxIncrease: z.number().nonnegative().optional(),
+  max: limit.optional(),
+  maxIncrease: limit.optional(),
 }).refine((m) => m.max !== undefined || m.maxIncrease !== undefined, {
   message: 'a metric needs max, maxIncrease, or both',
 });
@@ -49,7 +56,7 @@ const specSchema = z.strictObject({
   steps: z.array(stepSchema).min(1),
   maxUnavailable: countOrPercent.optional(),
   analysis: z.strictObject({
-    interval: duration.optional(),
+    interval: positiveDuration.optional(),
     minSamples: count.optional(),
     inconclusiveLimit: z.number().int().nonnegative().optional(),
     metrics: z.array(metricSchema).min(1).optional(),
@@ -75,13 +82,14 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
   const parsed = specSchema.safeParse(input);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${describePath(i.path) || '(spec)'}: ${i.message}`);
-    throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_SPEC', `invalid rollout spec:\n${lines.join('\n')}`);
+    // A step with an unknown key fails both the key check and the one-kind check.
+    throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_SPEC', `invalid rollout spec:\n${[...new Set(lines)].join('\n')}`);
   }
   const s = parsed.data;
   const steps: Step[] = s.steps.map((step) => {
-    if ('canary' in step) return { kind: { $case: 'canary', value: step.canary } };
-    if ('percent' in step) return { kind: { $case: 'percent', value: step.percent } };
-    if ('bake' in step) return { kind: { $case: 'bakeMs', value: parseDuration(step.bake)! } };
+    if (step.canary !== undefined) return { kind: { $case: 'canary', value: step.canary } };
+    if (step.percent !== undefined) return { kind: { $case: 'percent', value: step.percent } };
+    if (step.bake !== undefined) return { kind: { $case: 'bakeMs', value: parseDuration(step.bake)! } };
     return { kind: { $case: 'pause', value: true } };
   });
   const a = s.analysis;

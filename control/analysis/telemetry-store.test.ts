@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
+import { TelemetryStore } from './telemetry-store.js';
+
+const report = (host: string, timestampMs: number): TelemetryReport => ({ host, timestampMs, sequence: timestampMs, attachments: [] });
+const times = (store: TelemetryStore, host: string) => store.reports(host).map((r) => r.timestampMs);
+
+describe('TelemetryStore', () => {
+  it('keeps reports per host, oldest first', () => {
+    const store = new TelemetryStore();
+    for (const t of [1000, 2000, 3000]) store.add(report('a', t));
+    store.add(report('b', 1500));
+    assert.deepEqual(times(store, 'a'), [1000, 2000, 3000]);
+    assert.deepEqual(times(store, 'b'), [1500]);
+    assert.deepEqual(store.reports('nobody'), []);
+  });
+
+  it('sorts reports that arrive out of order', () => {
+    const store = new TelemetryStore();
+    for (const t of [1000, 4000, 2000, 3000, 500, 4000]) store.add(report('a', t));
+    assert.deepEqual(times(store, 'a'), [500, 1000, 2000, 3000, 4000, 4000]);
+    assert.equal(store.lastSeen('a'), 4000);
+  });
+
+  it('lastSeen is the newest report, not the last to arrive', () => {
+    const store = new TelemetryStore();
+    store.add(report('a', 5000));
+    store.add(report('a', 1000));
+    assert.equal(store.lastSeen('a'), 5000);
+    assert.equal(store.lastSeen('b'), null);
+  });
+
+  it('forgets reports older than the retention window, measured from the newest', () => {
+    const store = new TelemetryStore(10_000);
+    for (let t = 0; t <= 30_000; t += 5000) store.add(report('a', t));
+    assert.deepEqual(times(store, 'a'), [20_000, 25_000, 30_000]);
+  });
+
+  it('does not keep a late report that is already past retention', () => {
+    const store = new TelemetryStore(10_000);
+    store.add(report('a', 100_000));
+    store.add(report('a', 50_000));
+    assert.deepEqual(times(store, 'a'), [100_000]);
+  });
+
+  it('keeps at most maxPerHost reports, dropping the oldest', () => {
+    const store = new TelemetryStore(60_000, 3);
+    for (let t = 1; t <= 5; t++) store.add(report('a', t));
+    store.add(report('b', 1));
+    assert.deepEqual(times(store, 'a'), [3, 4, 5]);
+    assert.deepEqual(times(store, 'b'), [1], 'limits are per host');
+  });
+
+  it('counts every report received, kept or not', () => {
+    const store = new TelemetryStore(10, 1);
+    for (let t = 0; t < 5; t++) store.add(report('a', t * 100));
+    assert.equal(store.totalReceived, 5);
+    assert.equal(store.reports('a').length, 1);
+  });
+});

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BpfleetError } from '../../common/errors.js';
+import { FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { checkRolloutSpec, DEFAULT_ANALYSIS, describeStep, parseRolloutSpec, specToInput, toRolloutSpec } from './spec.js';
+
+const FULL = `
+module: pass-counter
+version: 2.0.0
+attachment: xdp:eth0
+selector: {role: edge, zone: eu}
+maxUnavailable: 25%
+steps:
+  - canary: 1
+  - bake: 10s
+  - percent: 50
+  - pause: {}
+  - percent: 100
+analysis:
+  interval: 2s
+  minSamples: 4
+  inconclusiveLimit: 3
+  metrics:
+    - {name: drop_rate, max: 0.05, maxIncrease: 0.02}
+    - {name: run_time_ns_per_packet, maxIncrease: 50}
+    - {name: "counter:packets_rate", max: 1000000}
+onFailure: halt
+`;
+
+const MINIMAL = { module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }] };
+
+/** The error toRolloutSpec raises for `input`, which must be an INVALID_SPEC. */
+function specError(input: unknown): BpfleetError {
+  try {
+    toRolloutSpec(input);
+  } catch (err) {
+    assert.ok(err instanceof BpfleetError, `not a BpfleetError: ${err}`);
+    assert.equal(err.code, 'INVALID_ARGUMENT');
+    assert.equal(err.reason, 'INVALID_SPEC');
+    return err;
+  }
+  assert.fail(`accepted ${JSON.stringify(input)}`);
+}
+
+describe('parseRolloutSpec', () => {
+  it('turns a complete YAML spec into the wire form', () => {
+    const spec = parseRolloutSpec(FULL);
+    assert.deepEqual(spec, {
+      module: 'pass-counter',
+      version: '2.0.0',
+      attachment: 'xdp:eth0',
+      selector: { role: 'edge', zone: 'eu' },
+      steps: [
+        { kind: { $case: 'canary', value: 1 } },
+        { kind: { $case: 'bakeMs', value: 10_000 } },
+        { kind: { $case: 'percent', value: 50 } },
+        { kind: { $case: 'pause', value: true } },
+        { kind: { $case: 'percent', value: 100 } },
+      ],
+      maxUnavailable: '25%',
+      analysis: {
+        intervalMs: 2000,
+        minSamples: 4,
+        inconclusiveLimit: 3,
+        metrics: [
+          { name: 'drop_rate', max: 0.05, maxIncrease: 0.02 },
+          { name: 'run_time_ns_per_packet', max: 0, maxIncrease: 50 },
+          { name: 'counter:packets_rate', max: 1_000_000, maxIncrease: 0 },
+        ],
+      },
+      onFailure: FailurePolicy.FAILURE_POLICY_HALT,
+    } satisfies RolloutSpec);
+  });
+
+  it('fills defaults for what a minimal spec leaves out', () => {
+    const spec = toRolloutSpec(MINIMAL);
+    assert.deepEqual(spec.selector, {});
+    assert.equal(spec.maxUnavailable, '1');
+    assert.equal(spec.onFailure, FailurePolicy.FAILURE_POLICY_ROLLBACK);
+    assert.deepEqual(spec.analysis, DEFAULT_ANALYSIS);
+  });
+
+  it('keeps an inconclusiveLimit of 0: no inconclusive analysis tolerated', () => {
+    assert.equal(toRolloutSpec({ ...MINIMAL, analysis: { inconclusiveLimit: 0 } }).analysis!.inconclusiveLimit, 0);
+  });
+
+  it('takes a numeric maxUnavailable as a count', () => {
+    assert.equal(toRolloutSpec({ ...MINIMAL, maxUnavailable: 3 }).maxUnavailable, '3');
+  });
+
+  it('accepts JSON too, being YAML', () => {
+    assert.equal(parseRolloutSpec(JSON.stringify(MINIMAL)).module, 'pass-counter');
+  });
+
+  it('reports YAML syntax errors as an invalid spec', () => {
+    assert.throws(() => parseRolloutSpec('steps: [canary: 1'), (err: unknown) =>
+      err instanceof BpfleetError && err.reason === 'INVALID_SPEC' && /not valid YAML/.test(err.message));
+  });
+});
+
+describe('spec validation names the bad field', () => {
+  const cases: [string, unknown, RegExp][] = [
+    ['module missing', { ...MINIMAL, module: undefined }, /^ {2}module: /m],
+    ['empty version', { ...MINIMAL, version: '' }, /^ {2}version: /m],
+    ['bad hook', { ...MINIMAL, attachment: 'kprobe:eth0' }, /^ {2}attachment: attachment "kprobe:eth0": expected <hook>:<interface>/m],
+    ['bad interface', { ...MINIMAL, attachment: 'xdp:this-name-is-way-too-long' }, /^ {2}attachment: .*not a valid interface name/m],
+    ['no steps', { ...MINIMAL, steps: [] }, /^ {2}steps: /m],
+    ['bad bake', { ...MINIMAL, steps: [{ canary: 1 }, { bake: 'soon' }] }, /^ {2}steps\[1\]\.bake: expected a duration/m],
+    ['canary 0', { ...MINIMAL, steps: [{ canary: 0 }] }, /^ {2}steps\[0\]\.canary: /m],
+    ['canary fraction', { ...MINIMAL, steps: [{ canary: 1.5 }] }, /^ {2}steps\[0\]\.canary: /m],
+    ['bake without a unit', { ...MINIMAL, steps: [{ canary: 1 }, { bake: 10 }] }, /^ {2}steps\[1\]\.bake: /m],
+    ['percent as text', { ...MINIMAL, steps: [{ percent: '50%' }] }, /^ {2}steps\[0\]\.percent: /m],
+    ['empty step', { ...MINIMAL, steps: [{}] }, /^ {2}steps\[0\]: a step is one of/m],
+    ['step as text', { ...MINIMAL, steps: ['canary'] }, /^ {2}steps\[0\]: a step is one of/m],
+    ['percent above 100', { ...MINIMAL, steps: [{ canary: 1 }, { percent: 101 }] }, /^ {2}steps\[1\]\.percent: /m],
+    ['percent 0', { ...MINIMAL, steps: [{ percent: 0 }] }, /^ {2}steps\[0\]\.percent: /m],
+    ['two kinds in one step', { ...MINIMAL, steps: [{ canary: 1, bake: '1s' }] }, /^ {2}steps\[0\]: a step is one of/m],
+    ['unknown step', { ...MINIMAL, steps: [{ canary: 1 }, { wait: '1s' }] }, /^ {2}steps\[1\]: a step is one of/m],
+    ['pause with fields', { ...MINIMAL, steps: [{ pause: { until: 'monday' } }] }, /^ {2}steps\[0\]\.pause: .*"until"/m],
+    ['maxUnavailable text', { ...MINIMAL, maxUnavailable: 'half' }, /^ {2}maxUnavailable: expected a count/m],
+    ['maxUnavailable negative', { ...MINIMAL, maxUnavailable: -1 }, /^ {2}maxUnavailable: /m],
+    ['interval', { ...MINIMAL, analysis: { interval: '5' } }, /^ {2}analysis\.interval: expected a duration/m],
+    ['interval 0', { ...MINIMAL, analysis: { interval: '0s' } }, /^ {2}analysis\.interval: must be longer than 0/m],
+    ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
+    ['inconclusiveLimit negative', { ...MINIMAL, analysis: { inconclusiveLimit: -1 } }, /^ {2}analysis\.inconclusiveLimit: /m],
+    ['metric name', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1 }, { name: 'latency', max: 1 }] } }, /^ {2}analysis\.metrics\[1\]\.name: expected drop_rate/m],
+    ['metric without limits', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate' }] } }, /^ {2}analysis\.metrics\[0\]: a metric needs max, maxIncrease, or both/m],
+    ['metric max 0', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 0 }] } }, /^ {2}analysis\.metrics\[0\]\.max: must be above 0/m],
+    ['metric maxIncrease 0', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', maxIncrease: 0 }] } }, /^ {2}analysis\.metrics\[0\]\.maxIncrease: must be above 0/m],
+    ['metric negative', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: -0.1 }] } }, /^ {2}analysis\.metrics\[0\]\.max: /m],
+    ['no metrics', { ...MINIMAL, analysis: { metrics: [] } }, /^ {2}analysis\.metrics: /m],
+    ['onFailure', { ...MINIMAL, onFailure: 'panic' }, /^ {2}onFailure: /m],
+    ['selector value', { ...MINIMAL, selector: { role: 1 } }, /^ {2}selector\.role: /m],
+    ['not an object', 'canary: 1', /^ {2}\(spec\): /m],
+  ];
+  for (const [name, input, pattern] of cases) {
+    it(name, () => {
+      const err = specError(input);
+      assert.match(err.message, /^invalid rollout spec:\n/);
+      assert.match(err.message, pattern);
+    });
+  }
+
+  it('refuses unknown keys, at the top and nested', () => {
+    assert.match(specError({ ...MINIMAL, colour: 'red' }).message, /Unrecognized key: "colour"/);
+    assert.match(specError({ ...MINIMAL, analysis: { intervall: '1s' } }).message, /^ {2}analysis: Unrecognized key: "intervall"/m);
+    assert.match(specError({ ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1, min: 0 }] } }).message, /analysis\.metrics\[0\]: Unrecognized key: "min"/);
+  });
+
+  it('lists every problem, one per line', () => {
+    const err = specError({ ...MINIMAL, version: '', steps: [{ bake: 'x' }], onFailure: 'nope' });
+    assert.equal(err.message.split('\n').length, 4);
+  });
+});
+
+describe('checkRolloutSpec', () => {
+  it('round-trips a valid wire spec unchanged through specToInput', () => {
+    for (const spec of [parseRolloutSpec(FULL), toRolloutSpec(MINIMAL), toRolloutSpec({ ...MINIMAL, maxUnavailable: 2, analysis: { interval: '1500ms', inconclusiveLimit: 0 } })]) {
+      assert.deepEqual(checkRolloutSpec(structuredClone(spec)), spec);
+    }
+  });
+
+  it('gives what the YAML form of the spec gives', () => {
+    const spec = parseRolloutSpec(FULL);
+    assert.deepEqual(toRolloutSpec(specToInput(spec)), spec);
+  });
+
+  it('fills defaults for a wire spec that leaves the analysis out', () => {
+    const spec = { ...toRolloutSpec(MINIMAL), analysis: undefined, maxUnavailable: '' };
+    const checked = checkRolloutSpec(spec);
+    assert.deepEqual(checked.analysis, DEFAULT_ANALYSIS);
+    assert.equal(checked.maxUnavailable, '1');
+  });
+
+  it('refuses a wire spec with the same messages as the YAML', () => {
+    const missing = () => checkRolloutSpec(undefined);
+    assert.throws(missing, /invalid rollout spec: missing/);
+    const bad: RolloutSpec = { ...toRolloutSpec(MINIMAL), steps: [{ kind: { $case: 'canary', value: 1 } }, { kind: undefined }] };
+    assert.throws(() => checkRolloutSpec(bad), /steps\[1\]: a step is one of/);
+    const badHook = { ...toRolloutSpec(MINIMAL), attachment: 'xdp' };
+    assert.throws(() => checkRolloutSpec(badHook), (err: unknown) => err instanceof BpfleetError && err.reason === 'INVALID_SPEC' && /attachment:/.test(err.message));
+  });
+});
+
+describe('describeStep', () => {
+  it('prints each step as a user writes it', () => {
+    const steps = parseRolloutSpec(FULL).steps.map(describeStep);
+    assert.deepEqual(steps, ['canary 1', 'bake 10s', 'percent 50%', 'pause', 'percent 100%']);
+    assert.equal(describeStep({ kind: undefined }), 'unknown');
+  });
+});
