@@ -5,15 +5,19 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
 import { keys } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
+import type { SignaturePolicy } from '../common/signing.js';
 import { Module } from '../proto/gen/bpfleet/v1/module.js';
 import { AgentServiceService } from '../proto/gen/bpfleet/v1/agent.js';
+import { addStandardServices } from '../common/grpc-standard.js';
 import { ArtifactCache } from './artifact-cache.js';
+import type { SwapCheckpoint } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
 import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
 import { agentService } from './server.js';
 import { TelemetryPublisher } from './telemetry-publisher.js';
+import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -31,6 +35,10 @@ export interface AgentConfig {
   leaseTtlSeconds: number;
   driver: DataplaneDriver;
   log: Logger;
+  /** What module signatures must satisfy; none checked when absent. */
+  signatures?: SignaturePolicy;
+  /** Test hook (see crash-hook.ts). */
+  checkpoint?: SwapCheckpoint;
 }
 
 export interface RunningAgent {
@@ -61,19 +69,21 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     name: cfg.host, labels: cfg.labels, kernel: release(),
     capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: AGENT_VERSION,
   }, cfg.leaseTtlSeconds, log);
-  const reconciler = new Reconciler(cfg.host, driver, source, registration);
+  const traced = new TracedDriver(driver);
+  const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, { signatures: cfg.signatures, checkpoint: cfg.checkpoint });
   const prior = await registration.lastReported();
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
   for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
 
   server.addService(AgentServiceService, agentService(reconciler, log));
+  const standard = addStandardServices(server, ['bpfleet.v1.AgentService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.advertise ?? cfg.listen.replace(/:0$/, `:${port}`);
   await registration.start(address);
   const watch = new IntentWatch(etcd, reconciler, log);
   await watch.start();
-  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log);
+  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a));
   telemetry.start();
   log.info({ host: cfg.host, address, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
 
@@ -83,6 +93,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     async stop() {
       telemetry.stop();
       await watch.stop();
+      standard.drain();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await registration.stop();
       await driver.close();

@@ -4,6 +4,7 @@ import { keys } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
 import { Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Reconciler } from './reconciler.js';
+import { tracedApply } from './tracing.js';
 
 /**
  * Level-triggered convergence: the agent reads its intents from etcd at start and on
@@ -33,19 +34,27 @@ export class IntentWatch {
     for (const v of Object.values(values)) await this.converge(Intent.fromJSON(JSON.parse(v)));
   }
 
-  private async converge(intent: Intent): Promise<void> {
-    const running = this.reconciler.state().attachments.find((a) => a.attachment === intent.attachment);
-    if ((running?.module?.digest ?? '') === (intent.module?.digest ?? '') && running?.generation === intent.generation) return;
-    try {
-      const r = await this.reconciler.apply(intent);
-      if (r.changed) this.log.info({ attachment: intent.attachment, generation: intent.generation }, 'converged to intent from etcd');
-    } catch (err) {
-      const e = err instanceof BpfleetError ? `${err.reason}: ${err.message}` : String(err);
-      this.log.warn({ attachment: intent.attachment, generation: intent.generation }, `intent not applied: ${e}`);
-    }
+  private converge(intent: Intent): Promise<void> {
+    return convergeTo(this.reconciler, intent, this.log);
   }
 
   async stop(): Promise<void> {
     await this.watcher?.cancel();
+  }
+}
+
+/** Applies an intent read from etcd unless the host already runs it; failures are logged. */
+export async function convergeTo(reconciler: Reconciler, intent: Intent, log: Logger): Promise<void> {
+  const running = reconciler.state().attachments.find((a) => a.attachment === intent.attachment);
+  if ((running?.module?.digest ?? '') === (intent.module?.digest ?? '') && running?.generation === intent.generation) return;
+  try {
+    await tracedApply('watch', reconciler.host, intent, async () => {
+      const r = await reconciler.apply(intent);
+      if (r.changed) log.info({ attachment: intent.attachment, generation: intent.generation }, 'converged to intent from etcd');
+      return r;
+    });
+  } catch (err) {
+    const e = err instanceof BpfleetError ? `${err.reason}: ${err.message}` : String(err);
+    log.warn({ attachment: intent.attachment, generation: intent.generation }, `intent not applied: ${e}`);
   }
 }

@@ -1,8 +1,11 @@
 import { hostname } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { HOST_NAME_RE } from '../common/keys.js';
+import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
+import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
 import { startAgent } from './agent.js';
+import { crashHookFromEnv } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
 
 function labels(value: string, previous: Record<string, string>): Record<string, string> {
@@ -15,7 +18,7 @@ function labels(value: string, previous: Record<string, string>): Record<string,
   return out;
 }
 
-const program = new Command('bpfleet-agent')
+const program = addMetricsOptions(new Command('bpfleet-agent'))
   .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
   .option('--host <name>', 'host name in the fleet', hostname().toLowerCase().split('.')[0])
   .option('--listen <addr>', 'AgentService gRPC address (keep it on loopback or a management network)', '127.0.0.1:50061')
@@ -29,16 +32,26 @@ const program = new Command('bpfleet-agent')
   .option('--cache-dir <dir>', 'local artifact cache, by digest', '/var/cache/bpfleet')
   .option('--telemetry-interval <ms>', 'telemetry report interval in ms', (v) => Number(v), 1000)
   .option('--lease-ttl <s>', 'registration lease TTL in seconds', (v) => Number(v), 10)
+  .option('--require-signatures', 'refuse modules that are not signed by a key in --trusted-keys')
+  .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem, from bpfleet keys create); signed modules are checked against them')
+  .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)', (v) => Number(v), 0)
   .action(async (opts) => {
     if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
     const log = createLogger('agent').child({ host: opts.host });
+    const telemetry = await startDaemonTelemetry('bpfleet-agent', opts.host, opts, log);
+    if (opts.requireSignatures && !opts.trustedKeys) throw new InvalidArgumentError('--require-signatures needs --trusted-keys <dir>');
+    const signatures: SignaturePolicy | undefined = opts.trustedKeys
+      ? { require: Boolean(opts.requireSignatures), trusted: TrustedKeys.fromDir(opts.trustedKeys) }
+      : undefined;
+    const checkpoint = crashHookFromEnv();
+    if (checkpoint) log.warn({ crashAt: process.env.BPFLEET_CRASH_AT }, 'test crash hook armed: this agent kills itself during its first swap at that point');
     let driver: DataplaneDriver;
     if (opts.driver === 'sim') {
       const { SimDriver } = await import('./dataplane/sim/sim-driver.js');
-      driver = new SimDriver();
+      driver = new SimDriver({ faults: { loadDelayMs: opts.simLoadDelay } });
     } else if (opts.driver === 'kernel') {
       const { KernelDriver } = await import('./dataplane/kernel/kernel-driver.js');
-      driver = new KernelDriver({ pinRoot: opts.pinRoot, netns: opts.netns });
+      driver = new KernelDriver({ pinRoot: opts.pinRoot, netns: opts.netns, checkpoint });
     } else {
       throw new InvalidArgumentError(`driver "${opts.driver}": use kernel or sim`);
     }
@@ -46,11 +59,11 @@ const program = new Command('bpfleet-agent')
       host: opts.host, listen: opts.listen, advertise: opts.advertise,
       etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
-      leaseTtlSeconds: opts.leaseTtl, driver, log,
+      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep running');
-      agent.stop().then(() => process.exit(0), (err) => {
+      agent.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err) => {
         log.error({ err }, 'unclean stop');
         process.exit(1);
       });

@@ -30,6 +30,7 @@ class FakeSource implements ModuleSource {
   push(a: ModuleArtifact): void {
     this.modules.set(`${a.manifest.name}@${a.manifest.version}`, {
       manifest: a.manifest, digest: a.digest, size: a.object.length, objectKey: a.digest, pushedAt: '', pushedBy: 'test',
+      signature: Buffer.alloc(0), keyId: '',
     });
     this.objects.set(a.digest, a.object);
   }

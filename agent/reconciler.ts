@@ -1,8 +1,10 @@
 import { parseAttachment } from '../common/attachment.js';
 import { digestOf } from '../common/digest.js';
 import { BpfleetError } from '../common/errors.js';
+import { enforceSignaturePolicy, type SignaturePolicy } from '../common/signing.js';
 import type { AttachmentState, GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Module } from '../proto/gen/bpfleet/v1/module.js';
+import type { SwapCheckpoint } from './crash-hook.js';
 import type { DataplaneDriver, RunningModule } from './dataplane/driver.js';
 
 /** Where an agent gets what an intent names. */
@@ -22,6 +24,13 @@ export interface ApplyResult {
   fetchMs: number;
   loadMs: number;
   swapMs: number;
+}
+
+export interface ReconcilerOptions {
+  /** Checked on every module before its object is fetched or anything is loaded. */
+  signatures?: SignaturePolicy;
+  /** Test hook (see crash-hook.ts). */
+  checkpoint?: SwapCheckpoint;
 }
 
 /** One record per apply that changed the dataplane: tests and audits count them. */
@@ -53,6 +62,7 @@ export class Reconciler {
     private readonly source: ModuleSource,
     private readonly sink: StateSink,
     private readonly clock: () => Date = () => new Date(),
+    private readonly options: ReconcilerOptions = {},
   ) {}
 
   /**
@@ -123,6 +133,12 @@ export class Reconciler {
     if (module.digest !== ref.digest) {
       throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `intent wants ${ref.name}@${ref.version} with digest ${ref.digest}, the registry has ${module.digest}`);
     }
+    // A signature covers the manifest's name@version, so a record copied under another
+    // version's key must not pass for that version.
+    if (module.manifest?.name !== ref.name || module.manifest.version !== ref.version) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'REGISTRY_MISMATCH', `the registry's record for ${ref.name}@${ref.version} describes ${module.manifest?.name}@${module.manifest?.version}`);
+    }
+    if (this.options.signatures) enforceSignaturePolicy(module, this.options.signatures);
     const object = await this.source.object(ref.digest);
     const actual = digestOf(object);
     if (actual !== ref.digest) {
@@ -132,6 +148,7 @@ export class Reconciler {
     const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
     const state = this.stateOf(result.running, { generation: intent.generation, leaderEpoch: intent.leaderEpoch, rolloutId: intent.rolloutId });
     this.setState(state);
+    if (result.changed && intent.expectedDigest) this.options.checkpoint?.('before-report');
     if (result.changed) {
       this.history.push({ at: state.updatedAt, attachment: intent.attachment, digest: ref.digest, generation: intent.generation, rolloutId: intent.rolloutId });
     }

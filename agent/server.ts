@@ -1,8 +1,10 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError, toServiceError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { withServerSpan } from '../common/otel-grpc.js';
 import type { AgentServiceServer, ApplyRequest, ApplyResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Reconciler } from './reconciler.js';
+import { tracedApply } from './tracing.js';
 
 export function agentService(reconciler: Reconciler, log: Logger): AgentServiceServer {
   return {
@@ -13,14 +15,19 @@ export function agentService(reconciler: Reconciler, log: Logger): AgentServiceS
         return;
       }
       const fields = { attachment: intent.attachment, module: `${intent.module?.name}@${intent.module?.version}`, generation: intent.generation, rollout: intent.rolloutId };
-      reconciler.apply(intent).then((r) => {
+      // The log lines are written inside the span, so they carry the rollout's trace id.
+      withServerSpan(call, 'bpfleet.v1.AgentService/Apply', () => tracedApply('rpc', reconciler.host, intent, () => reconciler.apply(intent)).then((r) => {
         log.info({ ...fields, changed: r.changed, progId: r.state.progId, loadMs: r.loadMs, swapMs: r.swapMs }, r.changed ? 'applied' : 'already running');
-        callback(null, { state: r.state, changed: r.changed, fetchMs: r.fetchMs, loadMs: r.loadMs, swapMs: r.swapMs });
+        return r;
       }, (err) => {
         log.warn({ ...fields, reason: err instanceof BpfleetError ? err.reason : 'INTERNAL' }, `apply refused: ${(err as Error).message}`);
-        callback(toServiceError(err) as never);
-      });
+        throw err;
+      })).then(
+        (r) => callback(null, { state: r.state, changed: r.changed, fetchMs: r.fetchMs, loadMs: r.loadMs, swapMs: r.swapMs }),
+        (err) => callback(toServiceError(err) as never),
+      );
     },
     getState: (_call, callback) => callback(null, reconciler.state()),
+    getApplyHistory: (_call, callback) => callback(null, { host: reconciler.host, records: [...reconciler.history] }),
   };
 }

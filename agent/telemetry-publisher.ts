@@ -1,9 +1,12 @@
+import { ROOT_CONTEXT, trace, type Context } from '@opentelemetry/api';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { parseAttachment } from '../common/attachment.js';
 import { subjects } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
+import { injectHeaders } from '../common/trace-nats.js';
 import { TelemetryReport, type AttachmentTelemetry } from '../proto/gen/bpfleet/v1/telemetry.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
+import { agentMetrics } from './metrics.js';
 import type { Reconciler } from './reconciler.js';
 
 /** Publishes one TelemetryReport per interval on bpfleet.telemetry.<host>. */
@@ -17,6 +20,8 @@ export class TelemetryPublisher {
     private readonly driver: DataplaneDriver,
     private readonly intervalMs: number,
     private readonly log: Logger,
+    /** Trace context for a report about these attachments (TracedDriver.telemetryContext). */
+    private readonly traceContext: (attachments: readonly string[]) => Context = () => ROOT_CONTEXT,
   ) {}
 
   start(): void {
@@ -47,7 +52,12 @@ export class TelemetryPublisher {
     const report = await this.collect();
     // A closed or reconnecting connection buffers or throws; telemetry is best effort and
     // the analysis treats gaps as missing evidence.
-    this.nc.publish(subjects.telemetry(report.host), TelemetryReport.encode(report).finish());
+    // The context of the install that put the measured program in place, in W3C headers:
+    // the controller's analysis links its verdict to it (control/tracing.ts).
+    const ctx = this.traceContext(report.attachments.map((a) => a.attachment));
+    const options = trace.getSpanContext(ctx) ? { headers: injectHeaders(undefined, ctx) } : undefined;
+    this.nc.publish(subjects.telemetry(report.host), TelemetryReport.encode(report).finish(), options);
+    agentMetrics().telemetryReports.add(1);
   }
 
   stop(): void {

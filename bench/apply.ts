@@ -8,6 +8,9 @@
  * and splits each apply into the agent's own fetch / load / swap times and the rest (gRPC,
  * pins, the etcd report).
  *
+ * The same applies run again with the agent's tracing recorded, then exported over OTLP
+ * (bench/tracing-modes.ts), to show what observability costs on this path.
+ *
  * Writes bench/results/apply.json. Run: npx tsx bench/apply.ts (root; BPFLEET_BENCH_APPLIES
  * overrides the count per hook).
  */
@@ -29,6 +32,7 @@ import { missingPrereqs } from '../e2e/support/prereqs.js';
 import { AgentServiceClient, type ApplyRequest, type ApplyResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { Module } from '../proto/gen/bpfleet/v1/module.js';
 import { firewallModule } from './dataplane/firewall.js';
+import { startTracingMode, TRACING_MODES, type TracingMode } from './tracing-modes.js';
 import { distribution, machine, writeResult, type Distribution } from './dataplane/report.js';
 
 const APPLIES = Number(process.env.BPFLEET_BENCH_APPLIES ?? 200);
@@ -60,10 +64,14 @@ function apply(client: AgentServiceClient, request: ApplyRequest): Promise<Apply
   return new Promise((resolve, reject) => client.apply(request, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
-async function measureHook(client: AgentServiceClient, attachment: string, versions: [ModuleArtifact, ModuleArtifact]): Promise<Omit<HookResult, 'attachment'>> {
+// What each attachment runs between rounds: a round starts from where the last one ended.
+const runningOn = new Map<string, string>();
+
+/** One round of applies; each round is a new leader epoch, so generations may start over. */
+async function measureHook(client: AgentServiceClient, attachment: string, versions: [ModuleArtifact, ModuleArtifact], round: number): Promise<Omit<HookResult, 'attachment'>> {
   const total: number[] = [];
   const parts = { fetch: [] as number[], load: [] as number[], swap: [] as number[], rest: [] as number[] };
-  let running = '';
+  let running = runningOn.get(attachment) ?? '';
   for (let i = 0; i < WARMUP + APPLIES; i++) {
     const want = versions[i % 2]!;
     const { name, version } = want.manifest;
@@ -71,7 +79,7 @@ async function measureHook(client: AgentServiceClient, attachment: string, versi
     const res = await apply(client, {
       intent: {
         host: HOST, attachment, module: { name, version, digest: want.digest }, expectedDigest: running,
-        rolloutId: 'bench-apply', generation: i + 1, leaderEpoch: 1,
+        rolloutId: 'bench-apply', generation: i + 1, leaderEpoch: round + 1,
       },
     });
     const ms = performance.now() - t;
@@ -79,6 +87,7 @@ async function measureHook(client: AgentServiceClient, attachment: string, versi
       throw new Error(`apply ${i} of ${name}@${version} on ${attachment}: answered changed=${res.changed}, running ${res.state?.module?.digest}`);
     }
     running = want.digest;
+    runningOn.set(attachment, running);
     if (i < WARMUP) continue;
     total.push(ms);
     parts.fetch.push(res.fetchMs);
@@ -129,17 +138,25 @@ async function main(): Promise<void> {
       log: createLogger('agent', { level: 'warn' }),
     });
     cleanup.defer(() => agent.stop(), 'stop agent');
-    const client = new AgentServiceClient(agent.address, credentials.createInsecure());
-    cleanup.defer(() => client.close(), 'close agent client');
-
-    process.stderr.write(`apply bench: agent ${agent.address} on ${sandbox.host.netns}, ${APPLIES} applies per hook\n`);
-    const results: Partial<Record<'xdp' | 'tcx', HookResult>> = {};
-    for (const { key, hook } of HOOKS) {
-      const attachment = `${hook}:${sandbox.host.iface}`;
-      const r = { attachment, ...(await measureHook(client, attachment, versions)) };
-      results[key] = r;
-      process.stderr.write(`${attachment}: p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms (load p50 ${r.load.p50_ms}, swap p50 ${r.swap.p50_ms}, fetch p50 ${r.fetch.p50_ms}, rest p50 ${r.rest.p50_ms})\n`);
+    process.stderr.write(`apply bench: agent ${agent.address} on ${sandbox.host.netns}, ${APPLIES} applies per hook and tracing mode\n`);
+    const byMode: Partial<Record<TracingMode, Partial<Record<'xdp' | 'tcx', HookResult>> & { spansExported: number }>> = {};
+    for (const [round, mode] of TRACING_MODES.entries()) {
+      const tracing = await startTracingMode(mode);
+      const client = new AgentServiceClient(agent.address, credentials.createInsecure(), { interceptors: tracing.interceptors });
+      const results: Partial<Record<'xdp' | 'tcx', HookResult>> = {};
+      try {
+        for (const { key, hook } of HOOKS) {
+          const attachment = `${hook}:${sandbox.host.iface}`;
+          const r = { attachment, ...(await measureHook(client, attachment, versions, round)) };
+          results[key] = r;
+          process.stderr.write(`tracing ${mode}: ${attachment}: p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms (load p50 ${r.load.p50_ms}, swap p50 ${r.swap.p50_ms}, fetch p50 ${r.fetch.p50_ms}, rest p50 ${r.rest.p50_ms})\n`);
+        }
+      } finally {
+        client.close();
+        byMode[mode] = { ...results, ...(await tracing.stop()) };
+      }
     }
+    const { spansExported: _none, ...results } = byMode.off!;
 
     const path = writeResult('apply', {
       bench: 'apply',
@@ -149,6 +166,11 @@ async function main(): Promise<void> {
       modules: versions.map((v) => `${v.manifest.name}@${v.manifest.version}`),
       path: 'gRPC Apply → module record (etcd) → object (artifact cache) → digest check → load (verifier) → bpf_link_update → state to etcd → response',
       ...results,
+      tracing: {
+        note: 'the same applies with the agent\'s tracing recorded in-process (the daemons\' default), then also exported over OTLP/HTTP to a loopback receiver; top-level xdp/tcx ran with no OTel provider',
+        recorded: byMode.recorded,
+        exported: byMode.exported,
+      },
     });
     process.stderr.write(`wrote ${path}\n`);
   } finally {

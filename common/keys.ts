@@ -27,6 +27,15 @@ export const keys = {
   rolloutsPrefix: `${ROOT}rollouts/`,
   rollout: (id: string) => `${ROOT}rollouts/${seg(id)}`,
 
+  /** Each host's progress in a rollout, one key per host, apart from the rollout's record. */
+  rolloutHostsPrefix: `${ROOT}rollout-hosts/`,
+  rolloutHostsOf: (id: string) => `${ROOT}rollout-hosts/${seg(id)}/`,
+  rolloutHost: (id: string, host: string) => `${ROOT}rollout-hosts/${seg(id)}/${seg(host)}`,
+
+  /** Operators' requests on a rollout (pause, resume, ...); only the API writes them. */
+  requestsPrefix: `${ROOT}requests/`,
+  requests: (rolloutId: string) => `${ROOT}requests/${seg(rolloutId)}`,
+
   /** One active rollout per module+attachment: this key holds its id while it runs. */
   activeLock: (module: string, attachment: string) => `${ROOT}active/${seg(module)}/${seg(attachment)}`,
 

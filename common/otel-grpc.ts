@@ -45,7 +45,7 @@ import {
   RPC_SYSTEM_NAME_VALUE_GRPC,
 } from '@opentelemetry/semantic-conventions';
 import { BpfleetError } from './errors.js';
-import { INSTRUMENTATION_SCOPE } from './otel.js';
+import { INSTRUMENTATION_SCOPE } from './spans.js';
 
 const metadataSetter: TextMapSetter<Metadata> = {
   set: (metadata, key, value) => metadata.set(key, value),
@@ -79,12 +79,14 @@ export const tracingInterceptor: Interceptor = (options, nextCall) => {
     attributes: { [ATTR_RPC_SYSTEM_NAME]: RPC_SYSTEM_NAME_VALUE_GRPC, [ATTR_RPC_METHOD]: method },
   }, callerContext);
   const spanContext = trace.setSpan(callerContext, span);
+  let ended = false;
   // Responses arrive from http2 events whose async context is not the caller's: running the
   // listeners in the caller's context keeps its trace ids on whatever the callbacks log.
   const listener = new ListenerBuilder()
     .withOnReceiveMessage((message, next) => context.with(callerContext, () => next(message)))
     .withOnReceiveStatus((status, next) => {
-      endRpcSpan(span, status.code, status.details, true);
+      if (!ended) endRpcSpan(span, status.code, status.details, true);
+      ended = true;
       context.with(callerContext, () => next(status));
     })
     .build();
@@ -92,6 +94,14 @@ export const tracingInterceptor: Interceptor = (options, nextCall) => {
     .withStart((metadata, _listener, next) => {
       propagation.inject(spanContext, metadata, metadataSetter);
       next(metadata, listener);
+    })
+    // A caller that cancels (a watch it has seen enough of) may exit before grpc-js reports
+    // the CANCELLED status: end the span now, or it is never exported. Not an error: the
+    // caller wanted it.
+    .withCancel((next) => {
+      if (!ended) endRpcSpan(span, GrpcStatus.CANCELLED, 'cancelled by the caller', false);
+      ended = true;
+      next();
     })
     .build();
   return new InterceptingCall(nextCall(options), requester);
@@ -132,6 +142,7 @@ function statusOf(err: unknown): GrpcStatus {
   return err instanceof BpfleetError ? GrpcStatus[err.code] : GrpcStatus.INTERNAL;
 }
 
+/** `client`: any non-OK status fails the span, as for a call that did not get what it asked. */
 function endRpcSpan(span: Span, code: GrpcStatus, message: string | undefined, client: boolean): void {
   const name = GrpcStatus[code] ?? String(code);
   span.setAttribute(ATTR_RPC_STATUS_CODE, name);

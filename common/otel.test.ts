@@ -4,92 +4,19 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { trace, type SpanContext } from '@opentelemetry/api';
-import { BinaryReader } from '@bufbuild/protobuf/wire';
 import {
   AgentServiceClient,
   AgentServiceService,
   type AgentServiceServer,
   type GetStateResponse,
 } from '../proto/gen/bpfleet/v1/agent.js';
+import { ControlServiceClient, ControlServiceService, type ControlServiceServer } from '../proto/gen/bpfleet/v1/control.js';
+import { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { BpfleetError, toServiceError } from './errors.js';
 import { startTelemetry, SECONDS_BUCKETS } from './otel.js';
 import { tracingInterceptor, withServerSpan } from './otel-grpc.js';
-
-// ---- a tiny OTLP/HTTP receiver: decodes just the span fields the assertions need ----
-
-interface ReceivedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  name: string;
-  kind: number;
-  attributes: Record<string, string | number | boolean>;
-  statusCode: number;
-  serviceName: string;
-}
-
-const SPAN_KIND_SERVER = 2;
-const SPAN_KIND_CLIENT = 3;
-const STATUS_CODE_ERROR = 2;
-
-function eachField(bytes: Uint8Array, onField: (field: number, reader: BinaryReader) => void): void {
-  const reader = new BinaryReader(bytes);
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    const before = reader.pos;
-    onField(field, reader);
-    if (reader.pos === before) reader.skip(wireType);
-  }
-}
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-
-function decodeKeyValue(bytes: Uint8Array, into: Record<string, string | number | boolean>): void {
-  let key = '';
-  let value: string | number | boolean = '';
-  eachField(bytes, (f, r) => {
-    if (f === 1) key = r.string();
-    if (f === 2) {
-      eachField(r.bytes(), (vf, vr) => {
-        if (vf === 1) value = vr.string();
-        if (vf === 2) value = vr.bool();
-        if (vf === 3) value = Number(vr.int64());
-        if (vf === 4) value = vr.double();
-      });
-    }
-  });
-  into[key] = value;
-}
-
-/** opentelemetry-proto ExportTraceServiceRequest → flat spans. */
-function decodeTraceRequest(body: Uint8Array): ReceivedSpan[] {
-  const spans: ReceivedSpan[] = [];
-  eachField(body, (f, r) => {
-    if (f !== 1) return;
-    const resource: Record<string, string | number | boolean> = {};
-    const inResource: ReceivedSpan[] = [];
-    eachField(r.bytes(), (rf, rr) => {
-      if (rf === 1) eachField(rr.bytes(), (af, ar) => { if (af === 1) decodeKeyValue(ar.bytes(), resource); });
-      if (rf !== 2) return;
-      eachField(rr.bytes(), (sf, sr) => {
-        if (sf !== 2) return;
-        const span: ReceivedSpan = { traceId: '', spanId: '', parentSpanId: '', name: '', kind: 0, attributes: {}, statusCode: 0, serviceName: '' };
-        eachField(sr.bytes(), (pf, pr) => {
-          if (pf === 1) span.traceId = hex(pr.bytes());
-          if (pf === 2) span.spanId = hex(pr.bytes());
-          if (pf === 4) span.parentSpanId = hex(pr.bytes());
-          if (pf === 5) span.name = pr.string();
-          if (pf === 6) span.kind = pr.int32();
-          if (pf === 9) decodeKeyValue(pr.bytes(), span.attributes);
-          if (pf === 15) eachField(pr.bytes(), (cf, cr) => { if (cf === 3) span.statusCode = cr.int32(); });
-        });
-        inResource.push(span);
-      });
-    });
-    for (const span of inResource) spans.push({ ...span, serviceName: String(resource['service.name'] ?? '') });
-  });
-  return spans;
-}
+import { scrape } from '../e2e/support/prometheus.js';
+import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_CODE_ERROR, startOtlpReceiver, type OtlpReceiver } from '../e2e/support/otlp-receiver.js';
 
 async function listenOn(server: Server, port: number, host: string): Promise<number> {
   await new Promise<void>((resolve, reject) => {
@@ -99,21 +26,10 @@ async function listenOn(server: Server, port: number, host: string): Promise<num
   return (server.address() as AddressInfo).port;
 }
 
-async function startOtlpReceiver(t: TestContext) {
-  const spans: ReceivedSpan[] = [];
-  const contentTypes: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      contentTypes.push(String(req.headers['content-type']));
-      if (req.url === '/v1/traces') spans.push(...decodeTraceRequest(Buffer.concat(chunks)));
-      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
-    });
-  });
-  const port = await listenOn(server, 0, '127.0.0.1');
-  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }));
-  return { endpoint: `http://127.0.0.1:${port}`, spans, contentTypes };
+async function otlpReceiver(t: TestContext): Promise<OtlpReceiver> {
+  const r = await startOtlpReceiver();
+  t.after(() => r.close());
+  return r;
 }
 
 /** Sets env vars for one test; `undefined` unsets. Restored after the test, pass or fail. */
@@ -129,7 +45,7 @@ function withEnv(t: TestContext, vars: Record<string, string | undefined>): void
   t.after(() => apply(saved));
 }
 
-async function startAgentServer(t: TestContext, impl: AgentServiceServer): Promise<number> {
+async function startAgentServer(t: TestContext, impl: Pick<AgentServiceServer, 'apply' | 'getState'>): Promise<number> {
   const server = new grpc.Server();
   server.addService(AgentServiceService, impl);
   t.after(() => server.forceShutdown());
@@ -141,7 +57,7 @@ async function startAgentServer(t: TestContext, impl: AgentServiceServer): Promi
 // ---- tests ----
 
 test('a gRPC call carries the trace from client span to server span, exported over OTLP', async (t) => {
-  const receiver = await startOtlpReceiver(t);
+  const receiver = await otlpReceiver(t);
   withEnv(t, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_PROTOCOL: undefined, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: undefined, OTEL_SERVICE_NAME: undefined, OTEL_RESOURCE_ATTRIBUTES: undefined });
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: null });
   t.after(() => telemetry.shutdown());
@@ -209,6 +125,42 @@ test('a gRPC call carries the trace from client span to server span, exported ov
   assert.equal(server2.attributes['rpc.status_code'], 'NOT_FOUND');
 });
 
+test('a stream the caller cancels ends its client span at once, as CANCELLED but not failed', async (t) => {
+  const receiver = await otlpReceiver(t);
+  withEnv(t, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: undefined, OTEL_EXPORTER_OTLP_PROTOCOL: undefined, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: undefined });
+  const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: null });
+  t.after(() => telemetry.shutdown());
+  const server = new grpc.Server();
+  const impl: Pick<ControlServiceServer, 'watchRollout'> = {
+    watchRollout: (call) => void withServerSpan(call, 'bpfleet.v1.ControlService/WatchRollout', () => {
+      call.write(Rollout.fromPartial({ id: call.request.id }));
+    }),
+  };
+  server.addService(ControlServiceService, impl);
+  t.after(() => server.forceShutdown());
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const client = new ControlServiceClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { interceptors: [tracingInterceptor] });
+  t.after(() => client.close());
+
+  await telemetry.tracer.startActiveSpan('follow', async (span) => {
+    const stream = client.watchRollout({ id: 'r1' });
+    stream.on('error', () => undefined);
+    const first = await new Promise<Rollout>((resolve) => stream.once('data', resolve));
+    assert.equal(first.id, 'r1');
+    stream.cancel();
+    span.end();
+  });
+  // Right away, as a CLI does once it has seen the rollout end.
+  await telemetry.shutdown();
+  const watch = receiver.spans.find((s) => s.name === 'bpfleet.v1.ControlService/WatchRollout' && s.kind === SPAN_KIND_CLIENT);
+  assert.ok(watch, `no client span among ${receiver.spans.map((s) => s.name)}`);
+  assert.equal(watch.attributes['rpc.status_code'], 'CANCELLED');
+  assert.notEqual(watch.statusCode, STATUS_CODE_ERROR);
+  const served = receiver.spans.find((s) => s.name === 'bpfleet.v1.ControlService/WatchRollout' && s.kind === SPAN_KIND_SERVER);
+  assert.equal(served?.parentSpanId, watch.spanId);
+});
+
 test('a server span without a caller trace starts a new trace', async (t) => {
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: null });
   t.after(() => telemetry.shutdown());
@@ -270,23 +222,6 @@ test('startTelemetry twice without shutdown is an error', async (t) => {
   t.after(() => telemetry.shutdown());
   await assert.rejects(startTelemetry({ serviceName: 'bpfleet-test', metricsPort: null }), /twice/);
 });
-
-/** Prometheus text → { 'name{labels}': value }. */
-function parseExposition(text: string): Map<string, number> {
-  const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    samples.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return samples;
-}
-
-async function scrape(url: string): Promise<Map<string, number>> {
-  const res = await fetch(url);
-  assert.equal(res.status, 200);
-  return parseExposition(await res.text());
-}
 
 test('the Prometheus endpoint serves a counter and a histogram as they change', async (t) => {
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });

@@ -35,6 +35,7 @@ import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace
 import { ATTR_SERVICE_INSTANCE_ID, ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { BpfleetError } from './errors.js';
 import { createLogger } from './log.js';
+import { INSTRUMENTATION_SCOPE } from './spans.js';
 
 export interface TelemetryOptions {
   /** service.name: "bpfleet-control", "bpfleet-agent", "bpfleet-cli". */
@@ -60,7 +61,7 @@ export interface Telemetry {
 }
 
 /** Scope name of the tracer and meter handed out here. */
-export const INSTRUMENTATION_SCOPE = 'bpfleet';
+export { INSTRUMENTATION_SCOPE };
 
 const DEFAULT_METRICS_PORT = 9464;
 const DEFAULT_METRICS_HOST = '127.0.0.1';

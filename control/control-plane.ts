@@ -4,18 +4,21 @@ import { Etcd3 } from 'etcd3';
 import { ArtifactStore } from '../common/artifacts.js';
 import { subjects } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
+import { addStandardServices } from '../common/grpc-standard.js';
 import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
 import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { AgentClients } from './agent-clients.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
 import { controlService } from './api.js';
 import { RolloutController } from './controller.js';
-import { LeaderElector } from './leader.js';
+import { LeaderElector, type Leadership } from './leader.js';
+import { observeFleet, recordTelemetryDropped } from './metrics.js';
 import { AuditLog } from './store/audit.js';
 import { HostDirectory } from './store/hosts.js';
 import { IntentStore } from './store/intents.js';
 import { ModuleRegistry } from './store/modules.js';
 import { RolloutStore } from './store/rollouts.js';
+import { telemetryReceived } from './tracing.js';
 
 export interface ControlPlaneConfig {
   /** gRPC listen address for ControlService; loopback by default. */
@@ -48,8 +51,11 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   void (async () => {
     for await (const msg of sub) {
       try {
-        telemetry.add(TelemetryReport.decode(msg.data));
+        const report = TelemetryReport.decode(msg.data);
+        telemetryReceived(report, msg.headers);
+        telemetry.add(report);
       } catch (err) {
+        recordTelemetryDropped(err);
         log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
       }
     }
@@ -57,18 +63,24 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
 
   const modules = new ModuleRegistry(etcd);
   const rollouts = new RolloutStore(etcd);
-  const hosts = new HostDirectory(etcd);
+  const hosts = new HostDirectory(etcd, log);
   const audit = new AuditLog(etcd);
   const agents = new AgentClients();
   const controller = new RolloutController({
     etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, log,
   });
+  let leading: Leadership | null = null;
+  const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });
   const elector = new LeaderElector(etcd, cfg.identity, cfg.leaderTtlSeconds,
-    (leadership) => void controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading')),
+    (leadership) => {
+      leading = leadership;
+      controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading'));
+    },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 
   const server = new Server();
   server.addService(ControlServiceService, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
+  const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.listen.replace(/:0$/, `:${port}`);
@@ -79,10 +91,13 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     address,
     telemetry,
     async stop() {
+      unobserve();
       await elector.stop();
       await controller.stop();
+      standard.drain();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       agents.close();
+      await hosts.close();
       sub.unsubscribe();
       await nc.drain().catch(() => undefined);
       etcd.close();

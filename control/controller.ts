@@ -1,19 +1,30 @@
 import type { Etcd3, Watcher } from 'etcd3';
 import { BpfleetError } from '../common/errors.js';
 import { keys } from '../common/keys.js';
+import { traceparentOf } from '../common/spans.js';
 import type { Logger } from '../common/log.js';
+import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from './agent-clients.js';
 import { analyze } from './analysis/analyze.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
-import { reconcile, recordApply, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
+import { StepClock } from './metrics.js';
+import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
 import type { AuditLog } from './store/audit.js';
+import { chunk, mapLimit, TXN_CONCURRENCY } from './store/batch.js';
 import type { HostDirectory } from './store/hosts.js';
-import type { IntentStore } from './store/intents.js';
+import { IntentStore } from './store/intents.js';
 import type { ModuleRegistry } from './store/modules.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
+import { RequestStore } from './store/requests.js';
+import { isFinal, NotLeaderError, type RolloutStore, type StoredRollout } from './store/rollouts.js';
+import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
+
+// Events of one save per audit entry; a wave of thousands of hosts makes a few entries.
+const EVENTS_PER_AUDIT_ENTRY = 200;
+// A save with more events than this logs one summary line at info, each event at debug.
+const EVENTS_LOGGED_ONE_BY_ONE = 10;
 
 export interface ControllerDeps {
   etcd: Etcd3;
@@ -26,6 +37,8 @@ export interface ControllerDeps {
   telemetry: TelemetryStore;
   log: Logger;
   clock?: () => number;
+  /** Operators' requests (pause, resume, ...); by default kept in `etcd`. */
+  requests?: RequestStore;
 }
 
 /**
@@ -38,11 +51,16 @@ export class RolloutController {
   private readonly again = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private leadership: Leadership | null = null;
-  private watcher: Watcher | null = null;
+  private watchers: Watcher[] = [];
   private readonly now: () => number;
+  private readonly stepClock = new StepClock();
+  private readonly requests: RequestStore;
+  /** Each rollout as this replica last read or saved it, and in which leadership term. */
+  private readonly known = new Map<string, StoredRollout & { epoch: number }>();
 
   constructor(private readonly deps: ControllerDeps) {
     this.now = deps.clock ?? Date.now;
+    this.requests = deps.requests ?? new RequestStore(deps.etcd);
   }
 
   /** Called when this replica becomes leader; runs until leadership is lost. */
@@ -51,27 +69,32 @@ export class RolloutController {
     const { log } = this.deps;
     log.info({ epoch: leadership.fence.epoch }, 'leading: resuming unfinished rollouts');
     leadership.lost.addEventListener('abort', () => this.standDown(), { once: true });
-    this.watcher = await this.deps.etcd.watch().prefix(keys.rolloutsPrefix).create();
-    this.watcher.on('put', (kv) => this.kick(decodeURIComponent(kv.key.toString().slice(keys.rolloutsPrefix.length))));
-    this.watcher.on('error', (err) => {
-      // A cancelled watch (e.g. after compaction) is not recreated by the client: resync.
-      log.warn({ err }, 'rollout watch failed; resyncing');
-      void this.resync();
-    });
+    // A rollout moves when its record changes or an operator files a request on it.
+    for (const prefix of [keys.rolloutsPrefix, keys.requestsPrefix]) {
+      const watcher = await this.deps.etcd.watch().prefix(prefix).create();
+      this.watchers.push(watcher);
+      watcher.on('put', (kv) => this.kick(decodeURIComponent(kv.key.toString().slice(prefix.length))));
+      watcher.on('error', (err) => {
+        // A cancelled watch (e.g. after compaction) is not recreated by the client: resync.
+        log.warn({ err, prefix }, 'watch failed; resyncing');
+        void this.resync();
+      });
+    }
     await this.resync();
   }
 
   private async resync(): Promise<void> {
-    for (const r of await this.deps.rollouts.list()) if (!isFinal(r)) this.kick(r.id);
+    for (const r of await this.deps.rollouts.list({ hosts: false })) if (!isFinal(r)) this.kick(r.id);
   }
 
   private standDown(): void {
     this.deps.log.warn('lost leadership: stopping rollout work');
     this.leadership = null;
-    void this.watcher?.cancel();
-    this.watcher = null;
+    for (const w of this.watchers) void w.cancel();
+    this.watchers = [];
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    this.known.clear();
   }
 
   /** Schedules a pass over one rollout; coalesces kicks that arrive during a pass. */
@@ -101,9 +124,19 @@ export class RolloutController {
   private async pass(id: string): Promise<void> {
     const leadership = this.leadership;
     if (!leadership) return;
-    const { rollouts, log } = this.deps;
-    let rollout = await rollouts.require(id);
-    if (isFinal(rollout)) return;
+    const stored = await this.load(id, leadership);
+    if (isFinal(stored.rollout)) {
+      this.known.delete(id);
+      return;
+    }
+    await inPassSpan(stored.rollout, this.stepClock, () => this.reconcileOnce(stored, leadership));
+  }
+
+  /** One reconcile() of the rollout as loaded, and the writes and applies it decides. */
+  private async reconcileOnce(stored: StoredRollout, leadership: Leadership): Promise<void> {
+    const { log } = this.deps;
+    const rollout = stored.rollout;
+    const id = rollout.id;
     const spec = rollout.spec!;
     const module = await this.deps.modules.require(spec.module, spec.version);
     const target: ModuleRef = { name: spec.module, version: spec.version, digest: module.digest };
@@ -117,35 +150,33 @@ export class RolloutController {
         running: a ? { name: a.module, version: a.version, digest: a.digest } : null,
       };
     });
+    const requests = await this.requests.list(id);
     const decision = reconcile({
       rollout,
       target,
       hosts,
+      requests,
       inFlight: new Set(),
       now: this.now(),
-      analyze: (req) => analyze({
-        spec,
-        step: req.step,
-        canary: { hosts: req.canaryHosts, digest: target.digest },
-        baseline: { hosts: req.baselineHosts },
-        from: req.from,
-        to: req.to,
-        reportsOf: (h) => this.deps.telemetry.reports(h),
-      }),
+      analyze: (req) => {
+        const reportsOf = this.deps.telemetry.reader(req.from);
+        return tracedAnalysis(rollout, req, reportsOf, () => analyze({
+          spec,
+          step: req.step,
+          canary: { hosts: req.canaryHosts, digest: target.digest },
+          baseline: { hosts: req.baselineHosts },
+          from: req.from,
+          to: req.to,
+          reportsOf,
+        }));
+      },
     });
-    rollout = decision.rollout;
-    await this.persist(rollout, decision.events, leadership);
+    const decided = await this.persist(stored, decision.rollout, decision.events, leadership);
     if (decision.actions.length) {
       const addresses = new Map(fleet.map((h) => [h.name, h.address]));
-      const results = await Promise.all(decision.actions.map(async (action) =>
-        ({ action, outcome: await this.execute(action, addresses.get(action.host), rollout, leadership) })));
-      const events: string[] = [];
-      for (const { action, outcome } of results) {
-        const recorded = recordApply(rollout, action, outcome, this.now());
-        rollout = recorded.rollout;
-        events.push(recorded.event);
-      }
-      await this.persist(rollout, events, leadership);
+      const outcomes = await this.execute(decision.actions, addresses, decided.rollout, leadership);
+      const recorded = recordApplies(decided.rollout, decision.actions.map((action, i) => ({ action, outcome: outcomes[i]! })), this.now());
+      await this.persist(decided, recorded.rollout, recorded.events, leadership);
       this.kick(id);
       return;
     }
@@ -153,33 +184,85 @@ export class RolloutController {
     log.debug({ rollout: id, requeueAfterMs: decision.requeueAfterMs }, 'pass done');
   }
 
-  private async persist(rollout: Rollout, events: string[], leadership: Leadership): Promise<void> {
-    if (!events.length) return;
-    await this.deps.rollouts.saveStatus(rollout, leadership.fence);
-    for (const event of events) {
-      this.deps.log.info({ rollout: rollout.id, phase: rollout.status?.phase, step: rollout.status?.step }, event);
-      await this.deps.audit.record('controller', 'rollout.transition', rollout.id, { event });
-    }
+  /**
+   * The rollout as etcd holds it. While this replica leads nobody else writes rollout status,
+   * so the copy it saved last is current as long as the record's revision is the one that
+   * save produced: one small read instead of every host's progress again.
+   */
+  private async load(id: string, leadership: Leadership): Promise<StoredRollout> {
+    const known = this.known.get(id);
+    if (known && known.epoch === leadership.fence.epoch && (await this.deps.rollouts.revisionOf(id)) === known.revision) return known;
+    const stored = await this.deps.rollouts.read(id);
+    if (!stored) throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
+    this.known.set(id, { ...stored, epoch: leadership.fence.epoch });
+    return stored;
   }
 
-  /** Records the intent (fenced), then asks the host's agent to apply it. */
-  private async execute(action: ApplyAction, address: string | undefined, rollout: Rollout, leadership: Leadership): Promise<ApplyOutcome> {
+  /** Saves (fenced) what changed since `stored`, then logs and audits the events. */
+  private async persist(stored: StoredRollout, rollout: Rollout, events: string[], leadership: Leadership): Promise<StoredRollout> {
+    if (!events.length) return stored;
+    let saved: StoredRollout;
     try {
-      const intent = await this.deps.intents.write({
-        host: action.host,
-        attachment: rollout.spec!.attachment,
-        module: action.module ?? undefined,
-        expectedDigest: action.expectedDigest,
-        rolloutId: rollout.id,
-      }, leadership.fence);
-      if (!address) throw new BpfleetError('UNAVAILABLE', 'HOST_GONE', `host ${action.host} is no longer registered`);
-      const res = await this.deps.agents.apply(address, intent);
-      return { ok: true, progId: res.state?.progId ?? 0 };
+      saved = { rollout, revision: await this.deps.rollouts.saveStatus(rollout, leadership.fence, stored.rollout) };
     } catch (err) {
-      const e = err instanceof BpfleetError ? err : new BpfleetError('INTERNAL', 'INTERNAL', String(err));
-      this.deps.log.warn({ host: action.host, reason: e.reason, detail: e.detail }, `apply failed: ${e.message}`);
-      return { ok: false, reason: e.reason, message: e.message };
+      // Part of it may have landed: read it whole next time.
+      this.known.delete(rollout.id);
+      throw err;
     }
+    this.known.set(rollout.id, { ...saved, epoch: leadership.fence.epoch });
+    recordTransitions(rollout, events, this.stepClock);
+    const { log } = this.deps;
+    const fields = { rollout: rollout.id, phase: rollout.status?.phase, step: rollout.status?.step };
+    if (events.length <= EVENTS_LOGGED_ONE_BY_ONE) {
+      for (const event of events) log.info(fields, event);
+    } else {
+      log.info({ ...fields, events: events.length }, `${events[0]} (and ${events.length - 1} more events)`);
+      for (const event of events) log.debug(fields, event);
+    }
+    await this.deps.audit.recordAll('controller', 'rollout.transition', rollout.id,
+      chunk(events, EVENTS_PER_AUDIT_ENTRY).map((part) => ({ events: part })));
+    return saved;
+  }
+
+  /**
+   * Records the intents (fenced, many per transaction), then asks each host's agent to apply
+   * its own; a batch's applies go out as soon as its intents are stored. Outcomes come back
+   * in the order of `actions`.
+   */
+  private async execute(actions: ApplyAction[], addresses: ReadonlyMap<string, string>, rollout: Rollout, leadership: Leadership): Promise<ApplyOutcome[]> {
+    const batches = await mapLimit(chunk(actions, IntentStore.BATCH), TXN_CONCURRENCY, async (batch): Promise<ApplyOutcome[]> => {
+      let intents: Intent[];
+      try {
+        intents = await this.deps.intents.writeAll(batch.map((action) => ({
+          host: action.host,
+          attachment: rollout.spec!.attachment,
+          module: action.module ?? undefined,
+          expectedDigest: action.expectedDigest,
+          rolloutId: rollout.id,
+          traceparent: traceparentOf(),
+        })), leadership.fence);
+      } catch (err) {
+        if (err instanceof NotLeaderError) throw err;
+        return batch.map((action) => this.failed(action, err));
+      }
+      return Promise.all(batch.map((action, i) => inApplySpan(rollout, action, async (): Promise<ApplyOutcome> => {
+        try {
+          const address = addresses.get(action.host);
+          if (!address) throw new BpfleetError('UNAVAILABLE', 'HOST_GONE', `host ${action.host} is no longer registered`);
+          const res = await this.deps.agents.apply(address, intents[i]!);
+          return { ok: true, progId: res.state?.progId ?? 0 };
+        } catch (err) {
+          return this.failed(action, err);
+        }
+      })));
+    });
+    return batches.flat();
+  }
+
+  private failed(action: ApplyAction, err: unknown): ApplyOutcome {
+    const e = err instanceof BpfleetError ? err : new BpfleetError('INTERNAL', 'INTERNAL', String(err));
+    this.deps.log.warn({ host: action.host, reason: e.reason, detail: e.detail }, `apply failed: ${e.message}`);
+    return { ok: false, reason: e.reason, message: e.message, detail: e.detail };
   }
 
   async stop(): Promise<void> {

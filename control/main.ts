@@ -1,9 +1,10 @@
 import { hostname } from 'node:os';
 import { Command } from 'commander';
+import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
 import { startControlPlane } from './control-plane.js';
 
-const program = new Command('bpfleet-control')
+const program = addMetricsOptions(new Command('bpfleet-control'))
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--listen <addr>', 'ControlService gRPC address (loopback by default)', process.env.BPFLEET_LISTEN ?? '127.0.0.1:50051')
   .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
@@ -12,13 +13,14 @@ const program = new Command('bpfleet-control')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds (failover takes about this long)', (v) => Number(v), 5)
   .action(async (opts) => {
     const log = createLogger('control').child({ replica: opts.id });
+    const telemetry = await startDaemonTelemetry('bpfleet-control', opts.id, opts, log);
     const cp = await startControlPlane({
       listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       identity: opts.id, leaderTtlSeconds: opts.leaderTtl, log,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping');
-      cp.stop().then(() => process.exit(0), () => process.exit(1));
+      cp.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), () => process.exit(1));
     };
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     process.once('SIGINT', () => shutdown('SIGINT'));

@@ -110,7 +110,7 @@ export function runDriverConformance(label: string, makeFixture: () => Promise<D
     });
 
     const badArtifacts = [
-      { kind: 'notElf', code: 'INVALID_ARGUMENT', reason: 'NOT_BPF_ELF', message: /not an ELF object/ },
+      { kind: 'notElf', code: 'INVALID_ARGUMENT', reason: 'NOT_ELF', message: /not an ELF object/ },
       { kind: 'notBpfElf', code: 'INVALID_ARGUMENT', reason: 'NOT_BPF_ELF', message: /ELF for machine \d+, not BPF/ },
       { kind: 'wrongHook', code: 'INVALID_ARGUMENT', reason: 'WRONG_HOOK', message: /hook/ },
       { kind: 'verifierReject', code: 'INVALID_ARGUMENT', reason: 'VERIFIER_REJECTED', message: /verifier/ },

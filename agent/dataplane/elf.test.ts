@@ -82,7 +82,7 @@ describe('requireBpfElf', () => {
   it('rejects what is not ELF', () => {
     assert.throws(() => requireBpfElf(new TextEncoder().encode('hello'), 'm@1'), (err) => {
       assert.ok(err instanceof BpfleetError);
-      assert.deepEqual([err.code, err.reason, err.message], ['INVALID_ARGUMENT', 'NOT_BPF_ELF', 'm@1: not an ELF object']);
+      assert.deepEqual([err.code, err.reason, err.message], ['INVALID_ARGUMENT', 'NOT_ELF', 'm@1: not an ELF object']);
       return true;
     });
   });

@@ -47,7 +47,7 @@ export function parseElfHeader(bytes: Uint8Array): ElfHeader | null {
 export function requireBpfElf(bytes: Uint8Array, what: string): ElfHeader {
   const header = parseElfHeader(bytes);
   if (!header) {
-    throw new BpfleetError('INVALID_ARGUMENT', 'NOT_BPF_ELF', `${what}: not an ELF object`);
+    throw new BpfleetError('INVALID_ARGUMENT', 'NOT_ELF', `${what}: not an ELF object`);
   }
   if (header.machine !== EM_BPF) {
     throw new BpfleetError('INVALID_ARGUMENT', 'NOT_BPF_ELF', `${what}: ELF for machine ${header.machine}, not BPF`);

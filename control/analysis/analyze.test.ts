@@ -136,3 +136,54 @@ describe('analyze', () => {
     assert.equal(run.verdict, Verdict.VERDICT_FAIL);
   });
 });
+
+describe('analyze: missing and stale telemetry', () => {
+  it('a canary host gone quiet makes the verdict inconclusive, named with its age, even if what it sent was fine', () => {
+    const fleet = { c1: reportsOf('c1', 5, NEW, 0), b1: reportsOf('b1', 10, OLD, 0), b2: reportsOf('b2', 10, OLD, 0) };
+    const run = analyze(input({ fleet }));
+    assert.equal(run.verdict, Verdict.VERDICT_INCONCLUSIVE);
+    assert.deepEqual(run.staleHosts, ['c1']);
+    assert.equal(run.summary, 'no recent telemetry (limit 3s) from c1 (last report 5s ago): left out, and a canary host must report before a verdict');
+    assert.equal(run.metrics[0]!.canarySamples, 0, 'its old samples do not count');
+  });
+
+  it('a quiet baseline host contributes nothing and is named; the rest still decide', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0), b1: reportsOf('b1', 10, OLD, 0), b2: reportsOf('b2', 6, OLD, 0) };
+    const run = analyze(input({ fleet }));
+    assert.equal(run.verdict, Verdict.VERDICT_PASS);
+    assert.deepEqual(run.staleHosts, ['b2']);
+    assert.equal(run.metrics[0]!.baselineSamples, 10, 'only b1');
+    assert.match(run.summary, /; no recent telemetry \(limit 3s\) from b2 \(last report 4s ago\): left out$/);
+  });
+
+  it('a host that never reported is named as such', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0), b1: reportsOf('b1', 10, OLD, 0) };
+    const run = analyze(input({ fleet, baseline: { hosts: ['b1', 'b9'] } }));
+    assert.deepEqual(run.staleHosts, ['b9']);
+    assert.match(run.summary, /b9 \(never reported\)/);
+  });
+
+  it('a failure the fresh canary hosts show is not hidden by a quiet one', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0.5), c2: reportsOf('c2', 2, NEW, 0), b1: reportsOf('b1', 10, OLD, 0) };
+    const run = analyze(input({ fleet, canary: { hosts: ['c1', 'c2'], digest: NEW.digest }, baseline: { hosts: ['b1'] } }));
+    assert.equal(run.verdict, Verdict.VERDICT_FAIL);
+    assert.deepEqual(run.staleHosts, ['c2']);
+  });
+
+  it('every host quiet (telemetry transport down): inconclusive, never a pass', () => {
+    const fleet = { c1: reportsOf('c1', 4, NEW, 0), b1: reportsOf('b1', 4, OLD, 0), b2: reportsOf('b2', 4, OLD, 0) };
+    const run = analyze(input({ fleet }));
+    assert.equal(run.verdict, Verdict.VERDICT_INCONCLUSIVE);
+    assert.deepEqual(run.staleHosts, ['c1', 'b1', 'b2']);
+  });
+
+  it('staleAfter in the spec replaces three intervals', () => {
+    const fleet = { c1: reportsOf('c1', 5, NEW, 0), b1: reportsOf('b1', 10, OLD, 0) };
+    const spec = toRolloutSpec({ module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }], analysis: { staleAfter: '6s', metrics: [{ name: 'drop_rate', max: 0.05 }] } });
+    const run = analyze(input({ fleet, spec, baseline: { hosts: ['b1'] } }));
+    assert.deepEqual(run.staleHosts, []);
+    assert.equal(run.verdict, Verdict.VERDICT_PASS);
+    const slower = toRolloutSpec({ module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }], analysis: { interval: '2s', metrics: [{ name: 'drop_rate', max: 0.05 }] } });
+    assert.deepEqual(analyze(input({ fleet, spec: slower, baseline: { hosts: ['b1'] } })).staleHosts, [], '3 × 2s = 6s');
+  });
+});

@@ -59,7 +59,7 @@ export function combine(step: number, results: MetricResult[], at: string): Anal
       : Verdict.VERDICT_PASS;
   const worst = results.find((r) => r.verdict === verdict);
   const summary = worst ? `${worst.metric}: ${worst.reason}` : 'no metrics';
-  return { step, verdict, metrics: results, at, summary };
+  return { step, verdict, metrics: results, at, summary, staleHosts: [] };
 }
 
 function fmt(x: number): string {

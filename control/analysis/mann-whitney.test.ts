@@ -81,6 +81,19 @@ describe('mannWhitneyGreater', () => {
     assert.deepEqual(mannWhitneyGreater([], []), { u: 0, pValue: 1 });
   });
 
+  it('U is the pairwise count of a over b (ties count half) on random cohorts full of ties', () => {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let k = 0; k < 100; k++) {
+      const draw = (n: number) => Array.from({ length: n }, () => Math.floor(next() * 6) / 4);
+      const a = draw(1 + Math.floor(next() * 40));
+      const b = draw(1 + Math.floor(next() * 60));
+      let pairwise = 0;
+      for (const x of a) for (const y of b) pairwise += x > y ? 1 : x === y ? 0.5 : 0;
+      assert.equal(mannWhitneyGreater(a, b).u, pairwise, `a=${a} b=${b}`);
+    }
+  });
+
   it('does not reorder its inputs', () => {
     const a = [5, 1, 3];
     const b = [4, 2];

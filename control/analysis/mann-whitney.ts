@@ -16,17 +16,35 @@ export function mannWhitneyGreater(a: readonly number[], b: readonly number[]): 
   const n1 = a.length;
   const n2 = b.length;
   if (n1 === 0 || n2 === 0) return { u: 0, pValue: 1 };
-  const all = [...a.map((v) => ({ v, fromA: true })), ...b.map((v) => ({ v, fromA: false }))].sort((x, y) => x.v - y.v);
+  // Each cohort sorted on its own as doubles, then merged: no object per sample, and
+  // cohorts of tens of thousands of samples are judged every analysis interval.
+  const xa = Float64Array.from(a).sort();
+  const xb = Float64Array.from(b).sort();
   let rankSumA = 0;
   let tieTerm = 0;
-  for (let i = 0; i < all.length;) {
-    let j = i;
-    while (j < all.length && all[j]!.v === all[i]!.v) j++;
-    const avgRank = (i + 1 + j) / 2;
-    const t = j - i;
+  let i = 0;
+  let j = 0;
+  let ranked = 0;
+  while (i < n1 || j < n2) {
+    const v = j >= n2 || (i < n1 && xa[i]! <= xb[j]!) ? xa[i]! : xb[j]!;
+    let inA = 0;
+    let inB = 0;
+    for (; i < n1 && xa[i] === v; i++) inA++;
+    for (; j < n2 && xb[j] === v; j++) inB++;
+    // NaN equals nothing, itself included: it is a group of one.
+    if (inA + inB === 0) {
+      if (i < n1 && Number.isNaN(xa[i])) {
+        i++;
+        inA++;
+      } else {
+        j++;
+        inB++;
+      }
+    }
+    const t = inA + inB;
+    rankSumA += (inA * (2 * ranked + t + 1)) / 2;
     tieTerm += t * t * t - t;
-    for (let k = i; k < j; k++) if (all[k]!.fromA) rankSumA += avgRank;
-    i = j;
+    ranked += t;
   }
   const u = rankSumA - (n1 * (n1 + 1)) / 2;
   const n = n1 + n2;

@@ -12,6 +12,43 @@ export interface Sample {
 // Intervals with fewer program runs than this say nothing about a rate: skip them.
 const MIN_RUNS_PER_INTERVAL = 10;
 
+type MetricFn = (a: AttachmentTelemetry, b: AttachmentTelemetry, runs: number, dtMs: number) => number | null;
+
+// Parsed once per metric name, not once per sample: an analysis computes hundreds of
+// thousands of samples.
+const metricFns = new Map<string, MetricFn | null>();
+
+function metricFn(metric: string): MetricFn | null {
+  let fn = metricFns.get(metric);
+  if (fn !== undefined) return fn;
+  fn = null;
+  if (metric === 'drop_rate') {
+    fn = (a, b, runs) => {
+      if (runs < MIN_RUNS_PER_INTERVAL) return null;
+      // A drop at an egress hook keeps the packet out of the interface's tx counter; one at
+      // an ingress hook keeps it out of the IP stack (the interface's rx counter is no
+      // witness: on veth it counts packets XDP dropped).
+      const egress = b.attachment.startsWith('tcx-egress:');
+      const delivered = egress ? b.ifaceTxPackets - a.ifaceTxPackets : b.stackRxPackets - a.stackRxPackets;
+      return Math.min(1, Math.max(0, 1 - delivered / runs));
+    };
+  } else if (metric === 'run_time_ns_per_packet') {
+    fn = (a, b, runs) => (runs < MIN_RUNS_PER_INTERVAL ? null : (b.runTimeNs - a.runTimeNs) / runs);
+  } else {
+    const counter = /^counter:(.+)_rate$/.exec(metric)?.[1];
+    if (counter !== undefined) {
+      fn = (a, b, _runs, dtMs) => {
+        const va = a.counters[counter];
+        const vb = b.counters[counter];
+        if (va === undefined || vb === undefined || dtMs <= 0) return null;
+        return ((vb - va) * 1000) / dtMs;
+      };
+    }
+  }
+  metricFns.set(metric, fn);
+  return fn;
+}
+
 /**
  * Turns two consecutive reports of one attachment into a metric value, or null when the
  * interval carries no evidence (program changed in between, too little traffic, counter
@@ -19,45 +56,44 @@ const MIN_RUNS_PER_INTERVAL = 10;
  */
 export function metricValue(metric: string, a: AttachmentTelemetry, b: AttachmentTelemetry, dtMs: number): number | null {
   if (a.progId !== b.progId || !b.module || a.module?.digest !== b.module.digest) return null;
-  const runs = b.runCount - a.runCount;
-  if (metric === 'drop_rate') {
-    if (runs < MIN_RUNS_PER_INTERVAL) return null;
-    // A drop at an egress hook keeps the packet out of the interface's tx counter; one at
-    // an ingress hook keeps it out of the IP stack (the interface's rx counter is no
-    // witness: on veth it counts packets XDP dropped).
-    const egress = b.attachment.startsWith('tcx-egress:');
-    const delivered = egress ? b.ifaceTxPackets - a.ifaceTxPackets : b.stackRxPackets - a.stackRxPackets;
-    return Math.min(1, Math.max(0, 1 - delivered / runs));
-  }
-  if (metric === 'run_time_ns_per_packet') {
-    if (runs < MIN_RUNS_PER_INTERVAL) return null;
-    return (b.runTimeNs - a.runTimeNs) / runs;
-  }
-  const counter = /^counter:(.+)_rate$/.exec(metric)?.[1];
-  if (counter !== undefined) {
-    const va = a.counters[counter];
-    const vb = b.counters[counter];
-    if (va === undefined || vb === undefined || dtMs <= 0) return null;
-    return ((vb - va) * 1000) / dtMs;
-  }
-  return null;
+  return metricFn(metric)?.(a, b, b.runCount - a.runCount, dtMs) ?? null;
+}
+
+function attachmentOf(r: TelemetryReport, attachment: string): AttachmentTelemetry | undefined {
+  for (const t of r.attachments) if (t.attachment === attachment) return t;
+  return undefined;
 }
 
 /** Samples of `metric` on `attachment` from a host's reports (oldest first) within [from, to]. */
 export function samplesOf(reports: readonly TelemetryReport[], attachment: string, metric: string, from: number, to: number): Sample[] {
   const out: Sample[] = [];
-  let prev: { at: number; t: AttachmentTelemetry } | null = null;
-  for (const r of reports) {
-    const t = r.attachments.find((x) => x.attachment === attachment);
-    if (!t) {
-      prev = null;
-      continue;
-    }
-    if (prev && prev.at >= from && r.timestampMs <= to) {
-      const value = metricValue(metric, prev.t, t, r.timestampMs - prev.at);
-      if (value !== null) out.push({ host: r.host, digest: t.module?.digest ?? '', at: r.timestampMs, value });
-    }
-    prev = { at: r.timestampMs, t };
-  }
+  forEachSample(reports, attachment, [metric], from, to, (_m, host, digest, at, value) => out.push({ host, digest, at, value }));
   return out;
+}
+
+/**
+ * samplesOf for several metrics in one walk over the reports, without building the
+ * samples: what an analysis over a whole cohort uses. `each` gets the metric's index.
+ */
+export function forEachSample(
+  reports: readonly TelemetryReport[], attachment: string, metrics: readonly string[], from: number, to: number,
+  each: (metric: number, host: string, digest: string, at: number, value: number) => void,
+): void {
+  const fns = metrics.map(metricFn);
+  let prevAt = 0;
+  let prev: AttachmentTelemetry | undefined;
+  for (const r of reports) {
+    const t = attachmentOf(r, attachment);
+    if (t && prev && prevAt >= from && r.timestampMs <= to
+      && prev.progId === t.progId && t.module && prev.module?.digest === t.module.digest) {
+      const runs = t.runCount - prev.runCount;
+      const dt = r.timestampMs - prevAt;
+      for (let m = 0; m < fns.length; m++) {
+        const value = fns[m]?.(prev, t, runs, dt) ?? null;
+        if (value !== null) each(m, r.host, t.module.digest, r.timestampMs, value);
+      }
+    }
+    prev = t;
+    prevAt = r.timestampMs;
+  }
 }

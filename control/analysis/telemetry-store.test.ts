@@ -52,6 +52,27 @@ describe('TelemetryStore', () => {
     assert.deepEqual(times(store, 'b'), [1], 'limits are per host');
   });
 
+  it('since() gives the reports from a time on, led by the last one before it', () => {
+    const store = new TelemetryStore();
+    for (const t of [1000, 2000, 3000, 4000]) store.add(report('a', t));
+    assert.deepEqual(store.since('a', 2500).map((r) => r.timestampMs), [2000, 3000, 4000]);
+    assert.deepEqual(store.since('a', 3000).map((r) => r.timestampMs), [2000, 3000, 4000]);
+    assert.deepEqual(store.since('a', 500).map((r) => r.timestampMs), [1000, 2000, 3000, 4000]);
+    assert.deepEqual(store.since('a', 9000).map((r) => r.timestampMs), [4000], 'a host quiet since before the window still shows its last report');
+    assert.deepEqual(store.since('nobody', 0), []);
+  });
+
+  it('a reader cuts each host\'s window once and keeps giving that cut', () => {
+    const store = new TelemetryStore();
+    for (const t of [1000, 2000, 3000]) store.add(report('a', t));
+    const read = store.reader(2500);
+    const first = read('a');
+    assert.deepEqual(first.map((r) => r.timestampMs), [2000, 3000]);
+    store.add(report('a', 4000));
+    assert.equal(read('a'), first, 'one analysis sees one window, even if a report arrives meanwhile');
+    assert.deepEqual(store.reader(2500)('a').map((r) => r.timestampMs), [2000, 3000, 4000]);
+  });
+
   it('counts every report received, kept or not', () => {
     const store = new TelemetryStore(10, 1);
     for (let t = 0; t < 5; t++) store.add(report('a', t * 100));

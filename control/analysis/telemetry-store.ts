@@ -1,5 +1,7 @@
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 
+const MAX_SHARED_STRINGS = 10_000;
+
 /**
  * Recent telemetry per host, in memory. A controller that restarts loses it, which is
  * fine: analysis windows start at the step's start, and a new leader simply waits for
@@ -8,10 +10,12 @@ import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 export class TelemetryStore {
   private readonly byHost = new Map<string, TelemetryReport[]>();
   private received = 0;
+  private readonly strings = new Map<string, string>();
 
   constructor(private readonly retainMs = 10 * 60_000, private readonly maxPerHost = 1200) {}
 
   add(report: TelemetryReport): void {
+    this.share(report);
     let list = this.byHost.get(report.host);
     if (!list) {
       list = [];
@@ -20,8 +24,7 @@ export class TelemetryStore {
     const last = list[list.length - 1];
     // Reports can arrive out of order after a reconnect; keep the list sorted.
     if (last && last.timestampMs > report.timestampMs) {
-      const i = list.findIndex((r) => r.timestampMs > report.timestampMs);
-      list.splice(i, 0, report);
+      list.splice(firstAfter(list, report.timestampMs), 0, report);
     } else {
       list.push(report);
     }
@@ -33,8 +36,60 @@ export class TelemetryStore {
     this.received++;
   }
 
+  /**
+   * Every report repeats the same few attachment names, module versions and digests. One
+   * copy of each keeps ten minutes of a fleet's reports smaller, and lets the analysis
+   * compare digests, sample after sample, by reference instead of character by character.
+   */
+  private share(report: TelemetryReport): void {
+    for (const t of report.attachments) {
+      t.attachment = this.intern(t.attachment);
+      if (t.module) {
+        t.module.name = this.intern(t.module.name);
+        t.module.version = this.intern(t.module.version);
+        t.module.digest = this.intern(t.module.digest);
+      }
+    }
+  }
+
+  private intern(s: string): string {
+    const known = this.strings.get(s);
+    if (known !== undefined) return known;
+    // Bounded, so a stream of junk versions cannot grow it forever.
+    if (this.strings.size >= MAX_SHARED_STRINGS) this.strings.clear();
+    this.strings.set(s, s);
+    return s;
+  }
+
+  /** Everything kept for the host, oldest first. */
   reports(host: string): readonly TelemetryReport[] {
     return this.byHost.get(host) ?? [];
+  }
+
+  /**
+   * The host's reports stamped at `from` or later, oldest first, led by the newest one before
+   * `from` if any: what an analysis of a window starting at `from` reads, without walking the
+   * minutes of history kept before it. The lead pairs with nothing inside the window, but
+   * still tells how long ago a host that went quiet before the window last reported.
+   */
+  since(host: string, from: number): readonly TelemetryReport[] {
+    const list = this.byHost.get(host);
+    if (!list) return [];
+    const start = Math.max(0, firstAfter(list, from - 1) - 1);
+    return start === 0 ? list : list.slice(start);
+  }
+
+  /** since(host, from) for one analysis: each host's window is cut once, however often it is read. */
+  reader(from: number): (host: string) => readonly TelemetryReport[] {
+    const cut = new Map<string, readonly TelemetryReport[]>();
+    return (host) => {
+      let reports = cut.get(host);
+      if (!reports) {
+        reports = this.since(host, from);
+        cut.set(host, reports);
+      }
+      return reports;
+    };
   }
 
   lastSeen(host: string): number | null {
@@ -45,4 +100,16 @@ export class TelemetryStore {
   get totalReceived(): number {
     return this.received;
   }
+}
+
+/** Index of the first report stamped after `t` in a list sorted by time (binary search). */
+function firstAfter(list: readonly TelemetryReport[], t: number): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid]!.timestampMs > t) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
 }

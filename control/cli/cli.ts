@@ -1,98 +1,45 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { Command, Option } from 'commander';
-import YAML from 'yaml';
+import { Command } from 'commander';
 import { hookName } from '../../common/attachment.js';
 import { shortDigest } from '../../common/digest.js';
 import { BpfleetError } from '../../common/errors.js';
 import { MAX_OBJECT_BYTES, parseManifestFile } from '../../common/manifest.js';
 import { Host, ListHostsResponse, ListModulesResponse, ListRolloutsResponse, PushModuleResponse } from '../../proto/gen/bpfleet/v1/control.js';
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';
-import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec, specToInput } from '../rollout/spec.js';
-import { Control, DEFAULT_SERVER } from './client.js';
-import { EXIT } from './exit-codes.js';
-import { changeLines, describeRollout, phaseName } from './rollout-view.js';
+import { DEFAULT_SERVER } from './client.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { control, outputOption, parseTimeout, print, type Output } from './output.js';
+import { followRollout, registerRolloutCommands } from './rollout-commands.js';
+import { traceCommand } from './tracing.js';
+import { describeRollout, phaseName } from './rollout-view.js';
+import { registerKeys } from './keys.js';
+import { registerModuleSign, signatureForPush } from './sign.js';
 
-type Output = 'text' | 'json' | 'yaml';
-
-const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text');
-
-function print(format: Output, json: unknown, text: () => string): void {
-  if (format === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else if (format === 'yaml') process.stdout.write(YAML.stringify(json));
-  else process.stdout.write(`${text()}\n`);
-}
-
-function control(cmd: Command): Control {
-  return new Control(cmd.optsWithGlobals().server as string);
-}
-
-/** Exit code for a rollout that ended (or stopped moving) in `phase`. */
-export function exitCodeFor(phase: RolloutPhase | undefined): number {
-  switch (phase) {
-    case RolloutPhase.ROLLOUT_PHASE_SUCCEEDED: return EXIT.OK;
-    case RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK: return EXIT.ROLLED_BACK;
-    case RolloutPhase.ROLLOUT_PHASE_PAUSED: return EXIT.PAUSED;
-    default: return EXIT.FAILED;
-  }
-}
-
-/** Follows a rollout, printing what changes, until it is final (or paused, or the timeout). */
-async function follow(ctl: Control, id: string, format: Output, timeoutMs: number): Promise<number> {
-  let last: Rollout | null = null;
-  const stream = ctl.watch(id);
-  const ended = new Promise<'ended'>((resolve, reject) => {
-    stream.on('data', (r: Rollout) => {
-      if (format === 'text') for (const line of changeLines(last, r)) process.stdout.write(`${line}\n`);
-      last = r;
-      if (r.status?.phase === RolloutPhase.ROLLOUT_PHASE_PAUSED) resolve('ended');
-    });
-    stream.on('end', () => resolve('ended'));
-    stream.on('error', (err) => reject(err));
-  });
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((resolve) => {
-    if (timeoutMs > 0) timer = setTimeout(() => resolve('timeout'), timeoutMs);
-  });
-  try {
-    const how = await Promise.race([ended, timedOut]).catch((err) => {
-      if ((err as { code?: number }).code === 1) return 'ended' as const;
-      throw err;
-    });
-    stream.cancel();
-    const final = last as Rollout | null;
-    if (format !== 'text' && final) print(format, Rollout.toJSON(final), () => '');
-    if (how === 'timeout') {
-      process.stderr.write(`bpfleet: timed out after ${timeoutMs / 1000}s; rollout ${id} is ${phaseName(final?.status?.phase)}\n`);
-      return EXIT.TIMEOUT;
-    }
-    return exitCodeFor(final?.status?.phase);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function parseTimeout(v: string): number {
-  const m = /^(\d+)(ms|s|m)?$/.exec(v);
-  if (!m) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `--timeout "${v}": expected e.g. 90s, 10m or 0 for none`);
-  return Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000 }[m[2] ?? 's'] ?? 1000);
-}
+export { exitCodeFor };
 
 export function buildCli(): Command {
   const program = new Command('bpfleet')
     .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
-    .option('-s, --server <addr>', 'control plane gRPC address (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
+    .option('-s, --server <addr>', 'control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
     .showHelpAfterError()
     .addHelpText('after', `
 Examples:
   bpfleet module push agent/bpf/pass-counter-v2.yaml
   bpfleet rollout create -f rollout.yaml --wait          # exit 0 only if it succeeds
-  bpfleet rollout get <id> --watch
-  bpfleet hosts
+  bpfleet rollout get <id> --watch                       # live view on a terminal
+  bpfleet rollout status <id> --timeout 5m               # for CI: exit code = outcome
+  bpfleet rollout pause|resume|promote|abort <id>
+  bpfleet rollout undo <id>                              # back to the version it replaced
+  bpfleet rollout history --module pass-counter
+  bpfleet hosts -o json
+  bpfleet --server 10.0.0.1:50051,10.0.0.2:50051 rollout list   # any replica will do
 
 Exit codes: 0 ok/succeeded, 1 error or server unreachable, 2 usage or invalid input,
-3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found.`);
+3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found.
+Every command takes -o json|yaml; \`bpfleet <command> --help\` has examples.`);
 
   const module = program.command('module').description('push and list module versions');
   module.command('push')
@@ -118,7 +65,7 @@ The manifest:
       }
       const ctl = control(cmd);
       try {
-        const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '' });
+        const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '', ...(await signatureForPush(objectPath, manifest, bytes)) });
         const m = res.module!;
         print(opts.output, PushModuleResponse.toJSON(res), () =>
           `${res.created ? 'pushed' : 'already present'}: ${m.manifest!.name}@${m.manifest!.version} ${m.digest} (${m.size} bytes)`);
@@ -141,6 +88,8 @@ The manifest:
         ctl.close();
       }
     });
+
+  registerModuleSign(module);
 
   const rollout = program.command('rollout').description('create, follow and inspect rollouts');
   rollout.command('create')
@@ -175,7 +124,7 @@ A spec:
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
         }
-        process.exitCode = await follow(ctl, created.id, opts.output, timeoutMs);
+        process.exitCode = await followRollout(ctl, created.id, { format: opts.output, timeoutMs, view: 'changes' });
       } finally {
         ctl.close();
       }
@@ -183,14 +132,23 @@ A spec:
   rollout.command('get')
     .description('show a rollout: steps, hosts, analyses with their numbers')
     .argument('<id>', 'rollout id')
-    .option('-w, --watch', 'follow it until it ends; exit code as for create --wait')
+    .option('-w, --watch', 'follow it until it ends or pauses; exit code as for `rollout status`')
     .option('--timeout <duration>', 'with --watch: give up after this long (exit 5)', '0')
     .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  bpfleet rollout get <id>              # steps, hosts, every analysis with its numbers
+  bpfleet rollout get <id> -o yaml      # everything, with the spec as you would write it
+  bpfleet rollout get <id> --watch      # on a terminal: steps, a progress bar per wave and
+                                        # the latest verdicts, redrawn in place; piped: a line
+                                        # per change. Exits when the rollout ends or pauses:
+                                        # 0 succeeded, 3 rolled back, 4 failed/aborted, 6 paused`)
     .action(async (id: string, opts: { watch?: boolean; timeout: string; output: Output }, cmd: Command) => {
       const ctl = control(cmd);
       try {
         if (opts.watch) {
-          process.exitCode = await follow(ctl, id, opts.output, parseTimeout(opts.timeout));
+          const view = process.stdout.isTTY ? 'live' : 'changes';
+          process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs: parseTimeout(opts.timeout), view });
           return;
         }
         const r = await ctl.call<unknown, Rollout>('getRollout', { id });
@@ -203,6 +161,10 @@ A spec:
     .description('list rollouts, oldest first')
     .option('--module <name>', 'only rollouts of this module')
     .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  bpfleet rollout list --module pass-counter
+  bpfleet rollout list -o json | jq -r '.rollouts[] | select(.status.phase == "ROLLOUT_PHASE_PAUSED") | .id'`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
       const ctl = control(cmd);
       try {
@@ -215,9 +177,15 @@ A spec:
       }
     });
 
+  registerRolloutCommands(rollout);
+
   program.command('hosts')
     .description('list registered hosts and the module version each one runs')
     .addOption(outputOption())
+    .addHelpText('after', `
+Example:
+  bpfleet hosts
+  h1           127.0.0.1:40111      role=edge,zone=a     xdp:eth0=pass-counter@2.0.0(prog 2127)`)
     .action(async (opts: { output: Output }, cmd: Command) => {
       const ctl = control(cmd);
       try {
@@ -233,6 +201,7 @@ A spec:
         ctl.close();
       }
     });
+  registerKeys(program);
   return program;
 }
 
@@ -250,15 +219,18 @@ export function exitCodeForError(err: unknown): number {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  try {
-    await buildCli().exitOverride((err) => {
-      process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);
-    }).parseAsync(argv);
-  } catch (err) {
-    const e = err instanceof BpfleetError ? err : null;
-    const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${process.env.BPFLEET_SERVER ?? DEFAULT_SERVER}? set --server or BPFLEET_SERVER)` : '';
-    process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
-    if (e?.detail) process.stderr.write(`${e.detail}\n`);
-    process.exitCode = exitCodeForError(err);
-  }
+  const program = buildCli().exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);
+  });
+  await traceCommand(program, async () => {
+    try {
+      await program.parseAsync(argv);
+    } catch (err) {
+      const e = err instanceof BpfleetError ? err : null;
+      const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? DEFAULT_SERVER)}? set --server or BPFLEET_SERVER)` : '';
+      process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
+      if (e?.detail) process.stderr.write(`${e.detail}\n`);
+      process.exitCode = exitCodeForError(err);
+    }
+  });
 }

@@ -1,4 +1,6 @@
-/** Documented exit codes of the `bpfleet` CLI (README "Exit codes"); pipelines gate on them. */
+import { RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
+
+/** Documented exit codes of the `bpfleet` CLI (docs/CLI.md "Exit codes"); pipelines gate on them. */
 export const EXIT = {
   OK: 0,
   /** The server could not be reached, or an unexpected error. */
@@ -16,3 +18,13 @@ export const EXIT = {
   /** Something named does not exist (module, rollout, host). */
   NOT_FOUND: 7,
 } as const;
+
+/** Exit code for a rollout that ended (or stopped moving) in `phase`. */
+export function exitCodeFor(phase: RolloutPhase | undefined): number {
+  switch (phase) {
+    case RolloutPhase.ROLLOUT_PHASE_SUCCEEDED: return EXIT.OK;
+    case RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK: return EXIT.ROLLED_BACK;
+    case RolloutPhase.ROLLOUT_PHASE_PAUSED: return EXIT.PAUSED;
+    default: return EXIT.FAILED;
+  }
+}

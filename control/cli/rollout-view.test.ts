@@ -8,7 +8,7 @@ import { changeLines, describeRollout, hostPhaseName, phaseName, verdictName } f
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
 function host(name: string, wave: number, phase: HostPhase, over: Partial<HostProgress> = {}): HostProgress {
-  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, ...over };
+  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, detail: '', ...over };
 }
 
 function base(): Rollout {
@@ -18,6 +18,7 @@ function base(): Rollout {
     status: { ...emptyStatus(), updatedAt: '2026-01-01T10:00:00.000Z' },
     createdAt: '2026-01-01T09:59:59.000Z',
     createdBy: 'alice@laptop',
+    undoOf: '',
   };
 }
 
@@ -83,7 +84,7 @@ describe('changeLines', () => {
   });
 
   it('prints only analyses not seen before, at their own time', () => {
-    const run = (at: string, verdict: Verdict, summary: string) => ({ step: 1, verdict, metrics: [], at: `2026-01-01T${at}.000Z`, summary });
+    const run = (at: string, verdict: Verdict, summary: string) => ({ step: 1, verdict, metrics: [], at: `2026-01-01T${at}.000Z`, summary, staleHosts: [] });
     const r1 = next(planned(base()), '10:00:05', (s) => {
       s.analyses = [run('10:00:05', Verdict.VERDICT_INCONCLUSIVE, 'drop_rate: canary has 1 of 3 samples needed')];
     });
@@ -141,7 +142,7 @@ describe('describeRollout', () => {
       s.step = 1;
       s.hosts[0]!.phase = HostPhase.HOST_PHASE_UPDATED;
       s.analyses = [{
-        step: 1, verdict: Verdict.VERDICT_PASS, at: '2026-01-01T10:00:10.000Z', summary: 's',
+        step: 1, verdict: Verdict.VERDICT_PASS, at: '2026-01-01T10:00:10.000Z', summary: 's', staleHosts: [],
         metrics: [{ metric: 'drop_rate', canary: 0.01, baseline: 0.02, verdict: Verdict.VERDICT_PASS, reason: 'fine', canarySamples: 5, baselineSamples: 9 }],
       }];
     });
@@ -165,5 +166,48 @@ describe('names', () => {
     assert.equal(phaseName(undefined), 'unspecified');
     assert.equal(hostPhaseName(HostPhase.HOST_PHASE_ROLLING_BACK), 'rolling back');
     assert.equal(verdictName(Verdict.VERDICT_INCONCLUSIVE), 'inconclusive');
+  });
+});
+
+describe('a host failure with a detail (verifier log)', () => {
+  const LOG = '0: (61) r1 = *(u32 *)(r1 +0)\ninvalid access to packet, off=0 size=1';
+  const failed = (r: Rollout) => next(r, '10:00:02', (s) => {
+    s.hosts[0]!.phase = HostPhase.HOST_PHASE_FAILED;
+    s.hosts[0]!.message = 'VERIFIER_REJECTED: R1 offset is outside of the packet';
+    s.hosts[0]!.detail = LOG;
+  });
+
+  it('changeLines prints the detail under the failure once, not again at the rollback', () => {
+    const r1 = planned(base());
+    const r2 = failed(r1);
+    assert.deepEqual(changeLines(r1, r2), [
+      '[10:00:02]   h1: failed — VERIFIER_REJECTED: R1 offset is outside of the packet',
+      '      | 0: (61) r1 = *(u32 *)(r1 +0)',
+      '      | invalid access to packet, off=0 size=1',
+    ]);
+    const r3 = next(r2, '10:00:03', (s) => {
+      s.hosts[0]!.phase = HostPhase.HOST_PHASE_ROLLED_BACK;
+      s.hosts[0]!.message = '';
+    });
+    assert.deepEqual(changeLines(r2, r3), ['[10:00:03]   h1: rolled back']);
+  });
+
+  it('describeRollout prints it under its host', () => {
+    const lines = describeRollout(failed(planned(base()))).split('\n');
+    const at = lines.findIndex((l) => l.startsWith('  h1 '));
+    assert.deepEqual(lines.slice(at + 1, at + 3), ['      | 0: (61) r1 = *(u32 *)(r1 +0)', '      | invalid access to packet, off=0 size=1']);
+    assert.match(lines[at + 3]!, /^  h2 /);
+  });
+});
+
+describe('describeRollout: operator marks', () => {
+  it('shows a promotion, the rollout it undoes and the hosts an analysis left out', () => {
+    const r = { ...planned(base()), undoOf: 'r-41' };
+    r.status!.promoted = true;
+    r.status!.analyses = [{ step: 1, verdict: Verdict.VERDICT_INCONCLUSIVE, metrics: [], at: '2026-01-01T10:00:09.000Z', summary: 's', staleHosts: ['h2', 'h3'] }];
+    const text = describeRollout(r);
+    assert.match(text, /^Phase: {6}progressing \[promoted\]/m);
+    assert.match(text, /^Undoes: {5}r-41$/m);
+    assert.match(text, /^ {4}left out \(no recent telemetry\): h2, h3$/m);
   });
 });

@@ -41,6 +41,7 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
     if (h.phase === HostPhase.HOST_PHASE_PENDING && !before) continue;
     const detail = h.message ? ` — ${h.message}` : h.progId ? ` (prog ${h.progId})` : '';
     out.push(`[${at}]   ${h.host}: ${hostPhaseName(h.phase)}${detail}`);
+    if (h.detail && h.detail !== before?.detail) out.push(...h.detail.split('\n').map((l) => `      | ${l}`));
   }
   for (const a of s.analyses.slice(ps?.analyses.length ?? 0)) {
     out.push(`[${clockOf(a.at)}] analysis (step ${a.step + 1}): ${verdictName(a.verdict).toUpperCase()} — ${a.summary}`);
@@ -62,11 +63,13 @@ export function describeRollout(r: Rollout): string {
     `Module:     ${spec.module}@${spec.version}${s.digest ? ` (${shortDigest(s.digest)})` : ''}`,
     `Attachment: ${spec.attachment}`,
     `Selector:   ${Object.entries(spec.selector).map(([k, v]) => `${k}=${v}`).join(',') || '(all hosts)'}`,
-    `Phase:      ${phaseName(s.phase)}${s.message ? ` — ${s.message}` : ''}`,
+    `Phase:      ${phaseName(s.phase)}${s.promoted ? ' [promoted]' : ''}${s.message ? ` — ${s.message}` : ''}`,
+    ...(r.undoOf ? [`Undoes:     ${r.undoOf}`] : []),
     `Steps:`,
     ...spec.steps.map((st, i) => `  ${i < s.step ? '✓' : i === s.step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING ? '▶' : ' '} ${i + 1}. ${describeStep(st)}`),
     `Hosts:`,
-    ...s.hosts.map((h) => `  ${h.host.padEnd(16)} wave ${h.wave + 1}  ${hostPhaseName(h.phase).padEnd(12)} from ${h.previousVersion || '(nothing)'}${h.message ? `  ${h.message}` : ''}`),
+    ...s.hosts.flatMap((h) => [`  ${h.host.padEnd(16)} wave ${h.wave + 1}  ${hostPhaseName(h.phase).padEnd(12)} from ${h.previousVersion || '(nothing)'}${h.message ? `  ${h.message}` : ''}`,
+      ...(h.detail ? h.detail.split('\n').map((l) => `      | ${l}`) : [])]),
   ];
   if (s.analyses.length) {
     lines.push('Analyses:');
@@ -75,6 +78,7 @@ export function describeRollout(r: Rollout): string {
       for (const m of a.metrics) {
         lines.push(`    ${m.metric}: canary ${m.canary.toPrecision(3)} (${m.canarySamples} samples) vs baseline ${m.baseline.toPrecision(3)} (${m.baselineSamples}) → ${verdictName(m.verdict)}: ${m.reason}`);
       }
+      if (a.staleHosts.length) lines.push(`    left out (no recent telemetry): ${a.staleHosts.join(', ')}`);
     }
   }
   lines.push(`Created:    ${r.createdAt} by ${r.createdBy}`);

@@ -3,11 +3,14 @@ import {
   FailurePolicy,
   HostPhase,
   RolloutPhase,
+  RolloutVerb,
   Verdict,
   type AnalysisRun,
   type HostProgress,
   type Rollout,
+  type RolloutRequest,
   type RolloutStatus,
+  type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describeStep } from './spec.js';
 import { maxUnavailableOf, planWaves } from './waves.js';
@@ -38,6 +41,8 @@ export interface ReconcileInput {
   inFlight: ReadonlySet<string>;
   now: number;
   analyze: (req: AnalysisRequest) => AnalysisRun;
+  /** Operators' requests on this rollout, any order; those after status.observedRequest are acted on first. */
+  requests?: readonly RolloutRequest[];
 }
 
 /** Make `host` run `module` (null: detach), replacing `expectedDigest`. */
@@ -58,12 +63,14 @@ export interface Decision {
   events: string[];
 }
 
-export type ApplyOutcome = { ok: true; progId: number } | { ok: false; reason: string; message: string };
+export type ApplyOutcome = { ok: true; progId: number } | { ok: false; reason: string; message: string; detail?: string };
 
 const P = RolloutPhase;
 const H = HostPhase;
 // How long to wait before re-trying a failed rollback apply on an unreachable host.
 const ROLLBACK_RETRY_MS = 2000;
+// Enough of a verifier log to show the failing instruction; the status is stored in etcd.
+const DETAIL_LINES = 30;
 
 /**
  * The rollout controller's decision, as a pure function of the rollout, the fleet and
@@ -75,6 +82,11 @@ export function reconcile(input: ReconcileInput): Decision {
   const rollout = structuredClone(input.rollout);
   const status = (rollout.status ??= emptyStatus());
   const d: Decision = { rollout, actions: [], requeueAfterMs: null, events: [] };
+  for (const req of pendingRequests(status, input.requests ?? [])) {
+    const outcome = applyRequest(rollout, req, input.now);
+    d.events.push(outcome.kind === 'applied' ? outcome.event : `${verbName(req.verb)} by ${req.actor} changed nothing: ${outcome.why}`);
+    d.requeueAfterMs = 0;
+  }
   switch (status.phase) {
     case P.ROLLOUT_PHASE_UNSPECIFIED:
     case P.ROLLOUT_PHASE_PENDING:
@@ -86,8 +98,12 @@ export function reconcile(input: ReconcileInput): Decision {
     case P.ROLLOUT_PHASE_ROLLING_BACK:
       rollBack(input, status, d);
       break;
+    case P.ROLLOUT_PHASE_PAUSED:
+      // A pause holds back new applies, not the rollback of an apply that already failed.
+      failOnFailedHosts(input, status, d);
+      break;
     default:
-      // Paused and final phases wait for a verb.
+      // Final phases never move again.
       break;
   }
   if (d.events.length) status.updatedAt = new Date(input.now).toISOString();
@@ -98,6 +114,7 @@ export function emptyStatus(): RolloutStatus {
   return {
     phase: P.ROLLOUT_PHASE_PENDING, step: 0, hosts: [], analyses: [], message: '',
     stepStartedAt: '', updatedAt: '', inconclusiveInARow: 0, digest: '',
+    observedRequest: 0, promoted: false, aborted: false, failuresInStep: 0, hostCounts: undefined,
   };
 }
 
@@ -130,6 +147,7 @@ function plan(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
     previousVersion: h.running?.version ?? '',
     message: h.running?.digest === input.target.digest ? 'already running the target version' : '',
     progId: 0,
+    detail: '',
   })).sort((a, b) => a.wave - b.wave || a.host.localeCompare(b.host));
   status.digest = input.target.digest;
   status.phase = P.ROLLOUT_PHASE_PROGRESSING;
@@ -140,13 +158,15 @@ function plan(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
   d.requeueAfterMs = 0;
 }
 
+function failOnFailedHosts(input: ReconcileInput, status: RolloutStatus, d: Decision): boolean {
+  const failed = status.hosts.filter((h) => h.phase === H.HOST_PHASE_FAILED);
+  if (failed.length) fail(input, status, d, `apply failed on ${failed.map((h) => `${h.host} (${h.message})`).join(', ')}`);
+  return failed.length > 0;
+}
+
 function progress(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
   const spec = input.rollout.spec!;
-  const failed = status.hosts.filter((h) => h.phase === H.HOST_PHASE_FAILED);
-  if (failed.length) {
-    fail(input, status, d, `apply failed on ${failed.map((h) => `${h.host} (${h.message})`).join(', ')}`);
-    return;
-  }
+  if (failOnFailedHosts(input, status, d)) return;
   const i = status.step;
   const step = spec.steps[i];
   if (!step) {
@@ -162,9 +182,14 @@ function progress(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
       if (updateWave(input, status, d, i)) advance(input, status, d, `${describeStep(step)} done`);
       return;
     case 'bakeMs':
-      bake(input, status, d, kind.value);
+      if (status.promoted) advance(input, status, d, `${describeStep(step)} skipped (promoted)`);
+      else bake(input, status, d, kind.value);
       return;
     case 'pause':
+      if (status.promoted) {
+        advance(input, status, d, 'pause skipped (promoted)');
+        return;
+      }
       status.phase = P.ROLLOUT_PHASE_PAUSED;
       status.message = `paused at step ${i + 1}: resume to continue`;
       d.events.push(status.message);
@@ -229,7 +254,15 @@ function bake(input: ReconcileInput, status: RolloutStatus, d: Decision, bakeMs:
   if (run.verdict === Verdict.VERDICT_PASS) {
     advance(input, status, d, `bake ${bakeMs}ms passed analysis`);
   } else if (run.verdict === Verdict.VERDICT_FAIL) {
-    fail(input, status, d, `analysis failed: ${run.summary}`);
+    status.failuresInStep++;
+    status.inconclusiveInARow = 0;
+    const tolerated = spec.analysis!.failureLimit;
+    if (status.failuresInStep > tolerated) {
+      fail(input, status, d, `analysis failed: ${run.summary}`);
+    } else {
+      status.message = `holding after failure ${status.failuresInStep} of ${tolerated} tolerated: ${run.summary}`;
+      d.requeueAfterMs = interval;
+    }
   } else {
     status.inconclusiveInARow++;
     if (status.inconclusiveInARow > spec.analysis!.inconclusiveLimit) {
@@ -242,14 +275,18 @@ function bake(input: ReconcileInput, status: RolloutStatus, d: Decision, bakeMs:
 }
 
 function advance(input: ReconcileInput, status: RolloutStatus, d: Decision, why: string): void {
+  d.events.push(moveOn(input.rollout.spec!.steps, status, input.now, why));
+  d.requeueAfterMs = 0;
+}
+
+function moveOn(steps: readonly Step[], status: RolloutStatus, now: number, why: string): string {
   status.step++;
-  status.stepStartedAt = new Date(input.now).toISOString();
+  status.stepStartedAt = new Date(now).toISOString();
   status.inconclusiveInARow = 0;
-  const steps = input.rollout.spec!.steps;
+  status.failuresInStep = 0;
   const next = steps[status.step];
   status.message = `${why}; now ${next ? `step ${status.step + 1}/${steps.length}: ${describeStep(next)}` : 'finishing the last wave'}`;
-  d.events.push(status.message);
-  d.requeueAfterMs = 0;
+  return status.message;
 }
 
 function fail(input: ReconcileInput, status: RolloutStatus, d: Decision, reason: string): void {
@@ -287,7 +324,7 @@ function rollBack(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
   }
   const pending = status.hosts.filter((h) => h.phase === H.HOST_PHASE_ROLLING_BACK || h.phase === H.HOST_PHASE_UPDATING);
   if (pending.length === 0) {
-    finish(status, d, P.ROLLOUT_PHASE_ROLLED_BACK, status.message);
+    finish(status, d, status.aborted ? P.ROLLOUT_PHASE_ABORTED : P.ROLLOUT_PHASE_ROLLED_BACK, status.message);
   } else if (d.actions.length === 0) {
     d.requeueAfterMs = retryDue ? ROLLBACK_RETRY_MS : ROLLBACK_RETRY_MS - sinceChange;
   }
@@ -296,23 +333,129 @@ function rollBack(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
 function finish(status: RolloutStatus, d: Decision, phase: RolloutPhase, message: string): void {
   status.phase = phase;
   status.message = message;
-  d.events.push(`${P[phase].replace('ROLLOUT_PHASE_', '').toLowerCase()}: ${message}`);
+  d.events.push(`${phaseWord(phase)}: ${message}`);
   d.requeueAfterMs = null;
+}
+
+const phaseWord = (phase: RolloutPhase): string => P[phase].replace('ROLLOUT_PHASE_', '').replace(/_/g, ' ').toLowerCase();
+
+const FINAL = new Set([P.ROLLOUT_PHASE_SUCCEEDED, P.ROLLOUT_PHASE_ROLLED_BACK, P.ROLLOUT_PHASE_FAILED, P.ROLLOUT_PHASE_ABORTED]);
+
+/** What an operator's request did: changed the rollout, changed nothing, or cannot apply. */
+export type RequestOutcome =
+  | { kind: 'applied'; event: string }
+  | { kind: 'unchanged'; why: string }
+  | { kind: 'refused'; reason: string; why: string };
+
+const PAST: Partial<Record<RolloutVerb, string>> = {
+  [RolloutVerb.ROLLOUT_VERB_PAUSE]: 'paused',
+  [RolloutVerb.ROLLOUT_VERB_RESUME]: 'resumed',
+  [RolloutVerb.ROLLOUT_VERB_PROMOTE]: 'promoted',
+  [RolloutVerb.ROLLOUT_VERB_ABORT]: 'aborted',
+};
+
+export const verbName = (verb: RolloutVerb): string => RolloutVerb[verb].replace('ROLLOUT_VERB_', '').toLowerCase();
+
+/** Requests the controller has not acted on yet, oldest first. */
+export function pendingRequests(status: RolloutStatus | undefined, requests: readonly RolloutRequest[]): RolloutRequest[] {
+  const seen = status?.observedRequest ?? 0;
+  return requests.filter((r) => r.seq > seen).sort((a, b) => a.seq - b.seq);
+}
+
+/**
+ * What one operator request does to a rollout; changes `rollout.status` in place. The
+ * controller calls it from reconcile(); the API calls it on a copy before recording a
+ * request, so a verb the controller would not act on is refused up front with the same
+ * words.
+ */
+export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number): RequestOutcome {
+  const status = (rollout.status ??= emptyStatus());
+  status.observedRequest = Math.max(status.observedRequest, req.seq);
+  if (FINAL.has(status.phase)) {
+    return { kind: 'refused', reason: 'ROLLOUT_FINISHED', why: `rollout ${rollout.id} already ended (${phaseWord(status.phase)})` };
+  }
+  if (status.phase === P.ROLLOUT_PHASE_ROLLING_BACK) {
+    return { kind: 'refused', reason: 'ROLLING_BACK', why: `rollout ${rollout.id} is rolling back and can only finish` };
+  }
+  const by = `${PAST[req.verb] ?? verbName(req.verb)} by ${req.actor}${req.reason ? ` (${req.reason})` : ''}`;
+  switch (req.verb) {
+    case RolloutVerb.ROLLOUT_VERB_PAUSE:
+      if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'unchanged', why: `rollout ${rollout.id} is already paused` };
+      status.phase = P.ROLLOUT_PHASE_PAUSED;
+      status.message = `${by}: resume to continue`;
+      return { kind: 'applied', event: status.message };
+    case RolloutVerb.ROLLOUT_VERB_RESUME:
+      if (status.phase !== P.ROLLOUT_PHASE_PAUSED) {
+        return { kind: 'refused', reason: 'NOT_PAUSED', why: `rollout ${rollout.id} is not paused (${phaseWord(status.phase)})` };
+      }
+      return { kind: 'applied', event: resume(rollout, now, by) };
+    case RolloutVerb.ROLLOUT_VERB_PROMOTE: {
+      if (status.promoted) return { kind: 'unchanged', why: `rollout ${rollout.id} is already promoted` };
+      status.promoted = true;
+      const why = `${by}: remaining bake, analysis and pause steps are skipped`;
+      if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'applied', event: resume(rollout, now, why) };
+      status.message = why;
+      return { kind: 'applied', event: why };
+    }
+    case RolloutVerb.ROLLOUT_VERB_ABORT:
+      status.aborted = true;
+      if (!planned(status)) {
+        status.phase = P.ROLLOUT_PHASE_ABORTED;
+        status.message = `${by} before any host was touched`;
+        return { kind: 'applied', event: `aborted: ${status.message}` };
+      }
+      status.phase = P.ROLLOUT_PHASE_ROLLING_BACK;
+      status.message = by;
+      return { kind: 'applied', event: `rolling back: ${by}; restoring every host it updated` };
+    default:
+      return { kind: 'refused', reason: 'UNKNOWN_VERB', why: `unknown verb ${String(req.verb)}` };
+  }
+}
+
+const planned = (status: RolloutStatus): boolean => status.digest !== '';
+
+/** Back to work after a pause; a `pause` step is done once resumed. */
+function resume(rollout: Rollout, now: number, why: string): string {
+  const status = rollout.status!;
+  const steps = rollout.spec!.steps;
+  if (!planned(status)) {
+    status.phase = P.ROLLOUT_PHASE_PENDING;
+    status.message = why;
+    return why;
+  }
+  status.phase = P.ROLLOUT_PHASE_PROGRESSING;
+  if (steps[status.step]?.kind?.$case === 'pause') return moveOn(steps, status, now, why);
+  status.message = why;
+  return why;
 }
 
 /** Folds the result of an apply into the status (pure, like reconcile). */
 export function recordApply(rollout: Rollout, action: ApplyAction, outcome: ApplyOutcome, now: number): { rollout: Rollout; event: string } {
+  const { rollout: r, events } = recordApplies(rollout, [{ action, outcome }], now);
+  return { rollout: r, event: events[0]! };
+}
+
+/** recordApply for many results at once: one copy of the rollout, not one per host. */
+export function recordApplies(rollout: Rollout, results: readonly { action: ApplyAction; outcome: ApplyOutcome }[], now: number): { rollout: Rollout; events: string[] } {
   const r = structuredClone(rollout);
-  const h = r.status!.hosts.find((x) => x.host === action.host);
-  if (!h) return { rollout: r, event: `ignored result for unplanned host ${action.host}` };
+  const byHost = new Map(r.status!.hosts.map((h) => [h.host, h]));
+  const events = results.map(({ action, outcome }) => foldApply(r, byHost.get(action.host), action, outcome, now));
+  return { rollout: r, events };
+}
+
+function foldApply(r: Rollout, h: HostProgress | undefined, action: ApplyAction, outcome: ApplyOutcome, now: number): string {
+  if (!h) return `ignored result for unplanned host ${action.host}`;
   r.status!.updatedAt = new Date(now).toISOString();
   if (outcome.ok) {
     h.phase = action.purpose === 'update' ? H.HOST_PHASE_UPDATED : H.HOST_PHASE_ROLLED_BACK;
     h.progId = outcome.progId;
     h.message = '';
-    return { rollout: r, event: `${action.host}: ${action.purpose === 'update' ? 'updated' : 'rolled back'} (prog ${outcome.progId})` };
+    // A rollback keeps the detail: it is why the host was rolled back.
+    if (action.purpose === 'update') h.detail = '';
+    return `${action.host}: ${action.purpose === 'update' ? 'updated' : 'rolled back'} (prog ${outcome.progId})`;
   }
   h.message = `${outcome.reason}: ${outcome.message}`;
+  if (outcome.detail) h.detail = outcome.detail.split('\n').slice(-DETAIL_LINES).join('\n');
   if (action.purpose === 'update') h.phase = H.HOST_PHASE_FAILED;
-  return { rollout: r, event: `${action.host}: ${action.purpose} failed: ${h.message}` };
+  return `${action.host}: ${action.purpose} failed: ${h.message}`;
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
 import { FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { checkRolloutSpec, DEFAULT_ANALYSIS, describeStep, parseRolloutSpec, specToInput, toRolloutSpec } from './spec.js';
+import { checkRolloutSpec, DEFAULT_ANALYSIS, describeStep, parseRolloutSpec, specToInput, staleAfterMs, toRolloutSpec } from './spec.js';
 
 const FULL = `
 module: pass-counter
@@ -20,6 +20,8 @@ analysis:
   interval: 2s
   minSamples: 4
   inconclusiveLimit: 3
+  failureLimit: 1
+  staleAfter: 5s
   metrics:
     - {name: drop_rate, max: 0.05, maxIncrease: 0.02}
     - {name: run_time_ns_per_packet, maxIncrease: 50}
@@ -62,6 +64,8 @@ describe('parseRolloutSpec', () => {
         intervalMs: 2000,
         minSamples: 4,
         inconclusiveLimit: 3,
+        failureLimit: 1,
+        staleAfterMs: 5000,
         metrics: [
           { name: 'drop_rate', max: 0.05, maxIncrease: 0.02 },
           { name: 'run_time_ns_per_packet', max: 0, maxIncrease: 50 },
@@ -119,6 +123,13 @@ describe('spec validation names the bad field', () => {
     ['pause with fields', { ...MINIMAL, steps: [{ pause: { until: 'monday' } }] }, /^ {2}steps\[0\]\.pause: .*"until"/m],
     ['maxUnavailable text', { ...MINIMAL, maxUnavailable: 'half' }, /^ {2}maxUnavailable: expected a count/m],
     ['maxUnavailable negative', { ...MINIMAL, maxUnavailable: -1 }, /^ {2}maxUnavailable: /m],
+    ['maxUnavailable 0 would stall', { ...MINIMAL, maxUnavailable: 0 }, /^ {2}maxUnavailable: /m],
+    ['maxUnavailable 0%', { ...MINIMAL, maxUnavailable: '0%' }, /^ {2}maxUnavailable: must be at least 1 \(or 1%\)/m],
+    ['maxUnavailable above 100%', { ...MINIMAL, maxUnavailable: '150%' }, /^ {2}maxUnavailable: a percentage must be at most 100%/m],
+    ['failureLimit negative', { ...MINIMAL, analysis: { failureLimit: -1 } }, /^ {2}analysis\.failureLimit: /m],
+    ['failureLimit fraction', { ...MINIMAL, analysis: { failureLimit: 0.5 } }, /^ {2}analysis\.failureLimit: /m],
+    ['staleAfter without a unit', { ...MINIMAL, analysis: { staleAfter: 3 } }, /^ {2}analysis\.staleAfter: /m],
+    ['staleAfter 0', { ...MINIMAL, analysis: { staleAfter: '0s' } }, /^ {2}analysis\.staleAfter: must be longer than 0/m],
     ['interval', { ...MINIMAL, analysis: { interval: '5' } }, /^ {2}analysis\.interval: expected a duration/m],
     ['interval 0', { ...MINIMAL, analysis: { interval: '0s' } }, /^ {2}analysis\.interval: must be longer than 0/m],
     ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
@@ -187,5 +198,26 @@ describe('describeStep', () => {
     const steps = parseRolloutSpec(FULL).steps.map(describeStep);
     assert.deepEqual(steps, ['canary 1', 'bake 10s', 'percent 50%', 'pause', 'percent 100%']);
     assert.equal(describeStep({ kind: undefined }), 'unknown');
+  });
+});
+
+describe('every field of the spec', () => {
+  it('maxUnavailable takes a count or a percentage of the selected hosts', () => {
+    assert.equal(toRolloutSpec({ ...MINIMAL, maxUnavailable: 2 }).maxUnavailable, '2');
+    assert.equal(toRolloutSpec({ ...MINIMAL, maxUnavailable: '25%' }).maxUnavailable, '25%');
+    assert.equal(toRolloutSpec({ ...MINIMAL, maxUnavailable: '100%' }).maxUnavailable, '100%');
+  });
+
+  it('failureLimit and staleAfter survive the trip to the wire and back', () => {
+    const spec = toRolloutSpec({ ...MINIMAL, analysis: { failureLimit: 2, staleAfter: '4s' } });
+    assert.equal(spec.analysis!.failureLimit, 2);
+    assert.equal(spec.analysis!.staleAfterMs, 4000);
+    assert.deepEqual(checkRolloutSpec(spec), spec);
+    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+  });
+
+  it('staleAfterMs defaults to three analysis intervals', () => {
+    assert.equal(staleAfterMs(toRolloutSpec({ ...MINIMAL, analysis: { interval: '2s' } }).analysis!), 6000);
+    assert.equal(staleAfterMs(toRolloutSpec({ ...MINIMAL, analysis: { interval: '2s', staleAfter: '500ms' } }).analysis!), 500);
   });
 });

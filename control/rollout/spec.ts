@@ -18,10 +18,13 @@ const positiveDuration = duration.refine((s) => (parseDuration(s) ?? 1) > 0, { m
 const limit = z.number().positive({ message: 'must be above 0 (leave it out for no limit)' });
 
 const count = z.number().int().positive();
+// 0 would stall the rollout forever, and more than 100% of the hosts means nothing.
 const countOrPercent = z.union([
-  z.number().int().nonnegative(),
-  z.string().regex(/^(\d+%?)$/, 'expected a count such as 1 or a percentage such as "25%"'),
-]);
+  count,
+  z.string().regex(/^(\d+%?)$/, { message: 'expected a count such as 1 or a percentage such as "25%"', abort: true })
+    .refine((v) => Number.parseInt(v, 10) >= 1, { message: 'must be at least 1 (or 1%)' })
+    .refine((v) => !v.endsWith('%') || Number.parseInt(v, 10) <= 100, { message: 'a percentage must be at most 100%' }),
+], { error: 'expected a count such as 1 or a percentage such as "25%"' });
 
 const STEP_KINDS = 'a step is one of: {canary: <hosts>}, {percent: <1-100>}, {bake: <duration>}, {pause: {}}';
 // One object with every kind optional rather than a union of four: when a value has the
@@ -59,6 +62,8 @@ const specSchema = z.strictObject({
     interval: positiveDuration.optional(),
     minSamples: count.optional(),
     inconclusiveLimit: z.number().int().nonnegative().optional(),
+    failureLimit: z.number().int().nonnegative().optional(),
+    staleAfter: positiveDuration.optional(),
     metrics: z.array(metricSchema).min(1).optional(),
   }).optional(),
   onFailure: z.enum(['rollback', 'halt']).optional(),
@@ -70,8 +75,18 @@ export const DEFAULT_ANALYSIS = {
   intervalMs: 1000,
   minSamples: 3,
   inconclusiveLimit: 10,
+  failureLimit: 0,
+  staleAfterMs: 0,
   metrics: [{ name: 'drop_rate', max: 0, maxIncrease: 0.05 }],
 };
+
+/** Without staleAfter, telemetry older than this many analysis intervals is stale. */
+export const STALE_INTERVALS = 3;
+
+/** How old a host's newest report may be before the analysis leaves the host out. */
+export function staleAfterMs(analysis: { intervalMs: number; staleAfterMs: number }): number {
+  return analysis.staleAfterMs || STALE_INTERVALS * (analysis.intervalMs || DEFAULT_ANALYSIS.intervalMs);
+}
 
 function describePath(path: PropertyKey[]): string {
   return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
@@ -104,6 +119,8 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
       intervalMs: a?.interval ? parseDuration(a.interval)! : DEFAULT_ANALYSIS.intervalMs,
       minSamples: a?.minSamples ?? DEFAULT_ANALYSIS.minSamples,
       inconclusiveLimit: a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit,
+      failureLimit: a?.failureLimit ?? DEFAULT_ANALYSIS.failureLimit,
+      staleAfterMs: a?.staleAfter ? parseDuration(a.staleAfter)! : DEFAULT_ANALYSIS.staleAfterMs,
       metrics: (a?.metrics ?? DEFAULT_ANALYSIS.metrics).map((m) => ({ name: m.name, max: m.max ?? 0, maxIncrease: m.maxIncrease ?? 0 })),
     },
     onFailure: s.onFailure === 'halt' ? FailurePolicy.FAILURE_POLICY_HALT : FailurePolicy.FAILURE_POLICY_ROLLBACK,
@@ -156,6 +173,8 @@ export function specToInput(spec: RolloutSpec): Record<string, unknown> {
         interval: formatDuration(spec.analysis.intervalMs || DEFAULT_ANALYSIS.intervalMs),
         minSamples: spec.analysis.minSamples || undefined,
         inconclusiveLimit: spec.analysis.inconclusiveLimit,
+        ...(spec.analysis.failureLimit ? { failureLimit: spec.analysis.failureLimit } : {}),
+        ...(spec.analysis.staleAfterMs ? { staleAfter: formatDuration(spec.analysis.staleAfterMs) } : {}),
         metrics: spec.analysis.metrics.length
           ? spec.analysis.metrics.map((m) => ({ name: m.name, ...(m.max ? { max: m.max } : {}), ...(m.maxIncrease ? { maxIncrease: m.maxIncrease } : {}) }))
           : undefined,

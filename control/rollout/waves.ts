@@ -7,8 +7,9 @@ import type { Step } from '../../proto/gen/bpfleet/v1/rollout.js';
  * different rollouts spread the canary role over the fleet.
  */
 export function waveOrder(rolloutId: string, hosts: readonly string[]): string[] {
-  const rank = (h: string) => createHash('sha256').update(`${rolloutId}/${h}`).digest('hex');
-  return [...hosts].sort((a, b) => rank(a).localeCompare(rank(b)) || a.localeCompare(b));
+  // Hashed once per host, not once per comparison: a sort compares n·log n times.
+  const ranked = hosts.map((h) => ({ h, rank: createHash('sha256').update(`${rolloutId}/${h}`).digest('hex') }));
+  return ranked.sort((a, b) => a.rank.localeCompare(b.rank) || a.h.localeCompare(b.h)).map((x) => x.h);
 }
 
 /** Cumulative number of hosts on the new version once step i is done. */

@@ -1,12 +1,19 @@
 import type { Etcd3 } from 'etcd3';
+import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from './batch.js';
 import { decode, encode } from './codec.js';
 import { fenced, type Fence } from './fence.js';
 import { NotLeaderError } from './rollouts.js';
 
+export type IntentDraft = Omit<Intent, 'generation' | 'leaderEpoch'>;
+
 /** Desired module per host and attachment. Only the leader writes them, fenced. */
 export class IntentStore {
+  /** Intents per transaction: each needs a compare of its own besides the fence's. */
+  static readonly BATCH = MAX_TXN_OPS - 1;
+
   constructor(private readonly etcd: Etcd3) {}
 
   async get(host: string, attachment: string): Promise<Intent | null> {
@@ -14,23 +21,43 @@ export class IntentStore {
     return text === null ? null : decode(Intent, text);
   }
 
+  async write(draft: IntentDraft, fence: Fence): Promise<Intent> {
+    return (await this.writeAll([draft], fence))[0]!;
+  }
+
   /**
-   * Records the intent with the next generation for that host+attachment. The txn also
-   * checks the previous intent is unchanged, so two writers can never hand out the same
-   * generation.
+   * Records each intent with the next generation for its host+attachment, in order. Each
+   * transaction (up to BATCH intents, fenced) also checks that every previous intent is
+   * unchanged since it was read, so two writers can never hand out the same generation.
    */
-  async write(draft: Omit<Intent, 'generation' | 'leaderEpoch'>, fence: Fence): Promise<Intent> {
-    const key = keys.intent(draft.host, draft.attachment);
-    const current = await this.etcd.get(key).exec();
-    const kv = current.kvs[0];
-    const previous = kv ? decode(Intent, kv.value.toString()) : null;
-    const intent: Intent = { ...draft, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
-    const txn = await fenced(this.etcd, fence)
-      .and(key, 'Mod', '==', kv ? Number(kv.mod_revision) : 0)
-      .then(this.etcd.put(key).value(encode(Intent, intent)))
-      .commit();
-    if (!txn.succeeded) throw new NotLeaderError(`write intent ${key}`);
-    return intent;
+  async writeAll(drafts: readonly IntentDraft[], fence: Fence): Promise<Intent[]> {
+    const seen = new Set<string>();
+    for (const d of drafts) {
+      const key = keys.intent(d.host, d.attachment);
+      if (seen.has(key)) throw new BpfleetError('INTERNAL', 'DUPLICATE_INTENT', `two intents for ${d.host} ${d.attachment} in one write`);
+      seen.add(key);
+    }
+    const parts = await mapLimit(chunk(drafts, IntentStore.BATCH), TXN_CONCURRENCY, (part) => this.writeBatch(part, fence));
+    return parts.flat();
+  }
+
+  private async writeBatch(drafts: readonly IntentDraft[], fence: Fence): Promise<Intent[]> {
+    const batchKeys = drafts.map((d) => keys.intent(d.host, d.attachment));
+    const read = await fenced(this.etcd, fence).then(...batchKeys.map((k) => this.etcd.get(k))).commit();
+    if (!read.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
+    const current = read.responses.map((r) => r.response_range?.kvs[0]);
+    const intents = drafts.map((d, i): Intent => {
+      const kv = current[i];
+      const previous = kv ? decode(Intent, kv.value.toString()) : null;
+      return { ...d, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
+    });
+    let guard = fenced(this.etcd, fence);
+    batchKeys.forEach((k, i) => {
+      guard = guard.and(k, 'Mod', '==', current[i] ? Number(current[i]!.mod_revision) : 0);
+    });
+    const txn = await guard.then(...batchKeys.map((k, i) => this.etcd.put(k).value(encode(Intent, intents[i]!)))).commit();
+    if (!txn.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
+    return intents;
   }
 
   async listFor(host: string): Promise<Intent[]> {

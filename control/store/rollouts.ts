@@ -1,7 +1,14 @@
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, IKeyValue } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
-import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
+import {
+  HostPhase,
+  HostProgress,
+  Rollout,
+  RolloutPhase,
+  type HostCounts,
+} from '../../proto/gen/bpfleet/v1/rollout.js';
+import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from './batch.js';
 import { decode, encode } from './codec.js';
 import { fenced, type Fence } from './fence.js';
 
@@ -20,13 +27,57 @@ export class NotLeaderError extends BpfleetError {
   }
 }
 
-/** Rollouts in etcd. The API creates them (spec); only the leading controller writes status. */
+/** A rollout with the mod revision of its record: equal revisions mean nobody wrote it since. */
+export interface StoredRollout {
+  rollout: Rollout;
+  revision: number;
+}
+
+const byWaveThenHost = (collator: Intl.Collator) => (a: HostProgress, b: HostProgress): number =>
+  a.wave - b.wave || collator.compare(a.host, b.host);
+
+export function countHosts(hosts: readonly HostProgress[]): HostCounts {
+  const c: HostCounts = { total: hosts.length, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0 };
+  for (const h of hosts) {
+    switch (h.phase) {
+      case HostPhase.HOST_PHASE_PENDING: c.pending++; break;
+      case HostPhase.HOST_PHASE_UPDATING: c.updating++; break;
+      case HostPhase.HOST_PHASE_UPDATED: c.updated++; break;
+      case HostPhase.HOST_PHASE_FAILED: c.failed++; break;
+      case HostPhase.HOST_PHASE_ROLLING_BACK: c.rollingBack++; break;
+      case HostPhase.HOST_PHASE_ROLLED_BACK: c.rolledBack++; break;
+      default: break;
+    }
+  }
+  return c;
+}
+
+// Every HostProgress field is a scalar, so field-by-field equality is exact and, unlike
+// encoding both sides, cheap enough to run over ten thousand hosts per save.
+function sameProgress(a: HostProgress | undefined, b: HostProgress): boolean {
+  if (!a) return false;
+  for (const k of Object.keys(b) as (keyof HostProgress)[]) if (a[k] !== b[k]) return false;
+  return true;
+}
+
+/**
+ * Rollouts in etcd. The API creates them (spec); only the leading controller writes status.
+ *
+ * A rollout is stored as one record under keys.rollout(id) — spec and status with per-phase
+ * host counts but without the hosts — plus one key per host under keys.rolloutHost(id, host).
+ * A record holding every host would be megabytes at ten thousand hosts, rewritten after
+ * every batch and over etcd's request limit; this way a save writes only the hosts that
+ * changed. Readers get the rollout whole: get() joins the record and its hosts.
+ */
 export class RolloutStore {
+  private readonly order = byWaveThenHost(new Intl.Collator('en'));
+
   constructor(private readonly etcd: Etcd3) {}
 
   /**
    * Creates the rollout and takes the module+attachment's active slot in one transaction:
-   * two rollouts of the same module on the same attachment would fight over hosts.
+   * two rollouts of the same module on the same attachment would fight over hosts. A new
+   * rollout has no host progress yet: the controller plans it.
    */
   async create(rollout: Rollout): Promise<void> {
     const spec = rollout.spec!;
@@ -34,7 +85,7 @@ export class RolloutStore {
     const txn = await this.etcd
       .if(lock, 'Create', '==', 0)
       .and(keys.rollout(rollout.id), 'Create', '==', 0)
-      .then(this.etcd.put(lock).value(rollout.id), this.etcd.put(keys.rollout(rollout.id)).value(encode(Rollout, rollout)))
+      .then(this.etcd.put(lock).value(rollout.id), this.etcd.put(keys.rollout(rollout.id)).value(this.record(rollout)))
       .else(this.etcd.get(lock))
       .commit();
     if (!txn.succeeded) {
@@ -45,8 +96,7 @@ export class RolloutStore {
   }
 
   async get(id: string): Promise<Rollout | null> {
-    const text = await this.etcd.get(keys.rollout(id)).string();
-    return text === null ? null : decode(Rollout, text);
+    return (await this.read(id))?.rollout ?? null;
   }
 
   async require(id: string): Promise<Rollout> {
@@ -55,20 +105,89 @@ export class RolloutStore {
     return r;
   }
 
-  async list(): Promise<Rollout[]> {
-    const values = await this.etcd.getAll().prefix(keys.rolloutsPrefix).strings();
-    return Object.values(values).map((v) => decode(Rollout, v))
+  /** The whole rollout, record and hosts as of one revision. */
+  async read(id: string): Promise<StoredRollout | null> {
+    const res = await this.etcd.get(keys.rollout(id)).exec();
+    const kv = res.kvs[0];
+    if (!kv) return null;
+    const { kvs } = await scanPrefix(this.etcd, keys.rolloutHostsOf(id), Number(res.header.revision));
+    return { rollout: this.join(kv, kvs.map((h) => decode(HostProgress, h.value.toString()))), revision: Number(kv.mod_revision) };
+  }
+
+  /** Mod revision of the rollout's record, null when there is none: a cheap "changed since?". */
+  async revisionOf(id: string): Promise<number | null> {
+    const kv = (await this.etcd.get(keys.rollout(id)).exec()).kvs[0];
+    return kv ? Number(kv.mod_revision) : null;
+  }
+
+  /** Every rollout, oldest first; without `hosts`, only the records (host counts, no hosts). */
+  async list(opts: { hosts?: boolean } = {}): Promise<Rollout[]> {
+    const records = await scanPrefix(this.etcd, keys.rolloutsPrefix);
+    if (opts.hosts === false) {
+      return records.kvs.map((kv) => decode(Rollout, kv.value.toString())).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    }
+    const progress = await scanPrefix(this.etcd, keys.rolloutHostsPrefix, records.revision);
+    const hostsOf = new Map<string, HostProgress[]>();
+    for (const kv of progress.kvs) {
+      const id = decodeURIComponent(kv.key.toString().slice(keys.rolloutHostsPrefix.length).split('/')[0]!);
+      let list = hostsOf.get(id);
+      if (!list) hostsOf.set(id, (list = []));
+      list.push(decode(HostProgress, kv.value.toString()));
+    }
+    return records.kvs.map((kv) => this.join(kv, hostsOf.get(decode(Rollout, kv.value.toString()).id) ?? []))
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
-  /** Writes the controller's view; releases the active slot when the rollout is final. */
-  async saveStatus(rollout: Rollout, fence: Fence): Promise<void> {
-    const ops = [this.etcd.put(keys.rollout(rollout.id)).value(encode(Rollout, rollout))];
+  /**
+   * Writes the controller's view; releases the active slot when the rollout is final.
+   * `previous` is the rollout as stored before (what read() or the last save returned):
+   * only hosts that differ from it are written. Without it every host is written.
+   *
+   * Each transaction holds at most MAX_TXN_OPS operations and is fenced by the leader's
+   * epoch. Hosts go first and the record last, so a save cut short leaves host progress
+   * ahead of the record, never behind it: a plan cut short is planned again, an UPDATING
+   * host with no apply in flight is sent again (applies are idempotent). Returns the
+   * record's new mod revision.
+   */
+  async saveStatus(rollout: Rollout, fence: Fence, previous?: Rollout): Promise<number> {
+    const hosts = rollout.status?.hosts ?? [];
+    const before = new Map((previous?.status?.hosts ?? []).map((h) => [h.host, h]));
+    const changed = previous ? hosts.filter((h) => !sameProgress(before.get(h.host), h)) : hosts;
+    const now = new Set(hosts.map((h) => h.host));
+    const gone = [...before.keys()].filter((h) => !now.has(h));
+    const hostOps = [
+      ...changed.map((h) => this.etcd.put(keys.rolloutHost(rollout.id, h.host)).value(encode(HostProgress, h))),
+      ...gone.map((h) => this.etcd.delete().key(keys.rolloutHost(rollout.id, h)) as never),
+    ];
+    const recordOps = [this.etcd.put(keys.rollout(rollout.id)).value(this.record(rollout))];
     if (isFinal(rollout)) {
       const spec = rollout.spec!;
-      ops.push(this.etcd.delete().key(keys.activeLock(spec.module, spec.attachment)) as never);
+      recordOps.push(this.etcd.delete().key(keys.activeLock(spec.module, spec.attachment)) as never);
     }
-    const txn = await fenced(this.etcd, fence).then(...ops).commit();
+    const withRecord = Math.min(hostOps.length, MAX_TXN_OPS - recordOps.length);
+    const early = hostOps.slice(0, hostOps.length - withRecord);
+    await mapLimit(chunk(early, MAX_TXN_OPS), TXN_CONCURRENCY, async (ops) => {
+      const txn = await fenced(this.etcd, fence).then(...ops).commit();
+      if (!txn.succeeded) throw new NotLeaderError(`save rollout ${rollout.id}`);
+    });
+    const txn = await fenced(this.etcd, fence).then(...hostOps.slice(early.length), ...recordOps).commit();
     if (!txn.succeeded) throw new NotLeaderError(`save rollout ${rollout.id}`);
+    return Number(txn.header.revision);
+  }
+
+  /** The record: the rollout without its hosts, with their counts. */
+  private record(rollout: Rollout): string {
+    const status = rollout.status;
+    return encode(Rollout, status ? { ...rollout, status: { ...status, hosts: [], hostCounts: countHosts(status.hosts) } } : rollout);
+  }
+
+  private join(record: IKeyValue, hosts: HostProgress[]): Rollout {
+    const rollout = decode(Rollout, record.value.toString());
+    if (rollout.status) {
+      rollout.status.hosts = hosts.sort(this.order);
+      // Counted again rather than trusted: a save cut short leaves hosts ahead of the record.
+      rollout.status.hostCounts = countHosts(hosts);
+    }
+    return rollout;
   }
 }

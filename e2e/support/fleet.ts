@@ -9,11 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { CleanupStack } from './cleanup.js';
 import { ClaimConflictError, makeTempDir, removeTempDir } from './claims.js';
-import { startEtcd, type EtcdServer } from './etcd.js';
+import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
 import { createHostNetns, MAX_HOST_INDEX, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
-import { freePort } from './ports.js';
+import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
 import { startTraffic, type TrafficSource } from './traffic.js';
 
@@ -31,6 +31,12 @@ export interface FleetOptions {
   labels?: (index: number) => Record<string, string>;
   echo?: boolean;
   leaderTtlSeconds?: number;
+  /** etcd members; more than 1 starts a cluster and gives every daemon all endpoints. */
+  etcdMembers?: number;
+  /** Extra flags for a host's agent, every time it starts (e.g. a signature policy). */
+  agentArgs?: (host: string) => string[];
+  /** OTEL_EXPORTER_OTLP_ENDPOINT for the control plane, the agents and `cli()`; none by default. */
+  otlpEndpoint?: string;
 }
 
 export interface FleetHost {
@@ -43,6 +49,8 @@ export interface FleetHost {
   labels: Record<string, string>;
   agent: ManagedProcess;
   traffic: TrafficSource | null;
+  /** The agent's Prometheus endpoint (a free port, kept across restarts). */
+  metricsUrl: string;
 }
 
 export interface CliResult {
@@ -57,16 +65,20 @@ export class LocalFleet {
   readonly hosts: FleetHost[] = [];
   control!: ManagedProcess;
   controlAddress = '';
+  /** The control plane's Prometheus endpoint. */
+  controlMetricsUrl = '';
   etcd!: EtcdServer;
+  /** Set when the fleet runs an etcd cluster (etcdMembers > 1); `etcd` is then its first member. */
+  etcdCluster: EtcdCluster | null = null;
   nats!: NatsServer;
   private readonly cleanup = new CleanupStack();
 
-  private constructor(readonly opts: Required<Omit<FleetOptions, 'labels'>> & Pick<FleetOptions, 'labels'>) {}
+  private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>) {}
 
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
       hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
-      echo: false, leaderTtlSeconds: 3, labels: undefined, ...options,
+      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, ...options,
     });
     try {
       await fleet.boot();
@@ -79,8 +91,15 @@ export class LocalFleet {
 
   private async boot(): Promise<void> {
     const { opts, cleanup } = this;
-    this.etcd = await startEtcd({ echo: opts.echo });
-    cleanup.defer(() => this.etcd.stop(), 'stop etcd');
+    if (opts.etcdMembers > 1) {
+      const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo });
+      this.etcdCluster = cluster;
+      this.etcd = cluster.members[0]!;
+      cleanup.defer(() => cluster.stop(), 'stop etcd cluster');
+    } else {
+      this.etcd = await startEtcd({ echo: opts.echo });
+      cleanup.defer(() => this.etcd.stop(), 'stop etcd');
+    }
     this.nats = await startNats({ echo: opts.echo });
     cleanup.defer(() => this.nats.stop(), 'stop nats');
     await this.startControl();
@@ -89,14 +108,15 @@ export class LocalFleet {
   }
 
   async startControl(): Promise<ManagedProcess> {
-    const port = await freePort();
+    const [port, metricsPort] = await freePorts(2);
     this.controlAddress = `127.0.0.1:${port}`;
+    this.controlMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     this.control = spawnManaged({
       name: `${this.opts.name}-control`,
       command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
-        '--etcd', this.etcd.endpoint, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
-        '--leader-ttl', String(this.opts.leaderTtlSeconds)],
-      cwd: REPO, echo: this.opts.echo,
+        '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
+        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort)],
+      env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
     });
     const proc = this.control;
     this.cleanup.defer(() => proc.stop(), 'stop control plane');
@@ -119,6 +139,7 @@ export class LocalFleet {
       labels: opts.labels?.(i) ?? { role: 'edge', zone: i % 2 ? 'a' : 'b' },
       agent: undefined as unknown as ManagedProcess,
       traffic: null,
+      metricsUrl: `http://127.0.0.1:${await freePort()}/metrics`,
     };
     this.hosts.push(host);
     await this.startAgent(name);
@@ -142,24 +163,34 @@ export class LocalFleet {
     throw new Error('no free host subnet in 198.18.0.0/15');
   }
 
+  /** Every etcd endpoint, comma-separated, as the daemons take them. */
+  get etcdEndpoints(): string {
+    return this.etcdCluster ? this.etcdCluster.endpoints.join(',') : this.etcd.endpoint;
+  }
+
   host(name: string): FleetHost {
     const h = this.hosts.find((x) => x.name === name);
     if (!h) throw new Error(`no host ${name} in fleet ${this.opts.name}`);
     return h;
   }
 
-  /** Starts (or restarts) a host's agent process and waits until it is ready. */
-  async startAgent(name: string): Promise<ManagedProcess> {
+  /**
+   * Starts (or restarts) a host's agent process and waits until it is ready; `extra` adds
+   * flags and environment for this start only (e.g. the BPFLEET_CRASH_AT test hook).
+   */
+  async startAgent(name: string, extra: { args?: readonly string[]; env?: Record<string, string> } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
     const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
     const agent = spawnManaged({
       name: `${this.opts.name}-${name}-agent`,
       command: TSX_NODE[0],
       args: [...TSX_NODE.slice(1), 'agent/main.ts', '--host', name, '--listen', h.listen,
-        '--etcd', this.etcd.endpoint, '--nats', this.nats.url, '--driver', this.opts.driver,
+        '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--driver', this.opts.driver,
         '--netns', h.netns.netns, '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
-        '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5'],
-      cwd: REPO, echo: this.opts.echo,
+        '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5',
+        '--metrics-port', new URL(h.metricsUrl).port,
+        ...(this.opts.agentArgs?.(name) ?? []), ...(extra.args ?? [])],
+      env: { ...this.telemetryEnv(), ...extra.env }, cwd: REPO, echo: this.opts.echo,
     });
     h.agent = agent;
     this.cleanup.defer(() => agent.stop(), `stop agent ${name}`);
@@ -182,7 +213,7 @@ export class LocalFleet {
   cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
-        cwd: REPO, env: { ...process.env, BPFLEET_SERVER: this.controlAddress, ...opts.env },
+        cwd: REPO, env: { ...process.env, BPFLEET_SERVER: this.controlAddress, ...this.telemetryEnv(), ...opts.env },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -193,6 +224,11 @@ export class LocalFleet {
       child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
       child.stdin.end(opts.stdin ?? '');
     });
+  }
+
+  /** Trace export for the processes this fleet starts; batches go out every 200 ms, not 5 s. */
+  private telemetryEnv(): Record<string, string> {
+    return this.opts.otlpEndpoint ? { OTEL_EXPORTER_OTLP_ENDPOINT: this.opts.otlpEndpoint, OTEL_BSP_SCHEDULE_DELAY: '200' } : {};
   }
 
   async stop(): Promise<void> {

@@ -215,7 +215,7 @@ describe('KernelDriver on the real kernel', { skip }, () => {
     const xdpObjectClaimingTcx = artifactOf(v1.object, { name: 'pass-counter', version: '9.0.0-tcx', hook: 'tcx-ingress' });
 
     const cases: Array<{ label: string; attachment: Attachment; artifact: ModuleArtifact; reason: string; message: RegExp; detail?: RegExp }> = [
-      { label: 'garbage bytes', attachment: xdp, artifact: modules.garbage(), reason: 'NOT_BPF_ELF', message: /not an ELF object/ },
+      { label: 'garbage bytes', attachment: xdp, artifact: modules.garbage(), reason: 'NOT_ELF', message: /not an ELF object/ },
       { label: '/bin/true', attachment: xdp, artifact: modules.notBpfElf(), reason: 'NOT_BPF_ELF', message: /ELF for machine 62, not BPF/ },
       { label: 'a tcx module on xdp', attachment: xdp, artifact: modules.tcxV2(), reason: 'WRONG_HOOK', message: /hook xdp/ },
       { label: 'an xdp program claimed as tcx', attachment: sb.attachment('tcx-ingress'), artifact: xdpObjectClaimingTcx, reason: 'WRONG_HOOK', message: /pass_counter is of type xdp, hook tcx-ingress needs sched_cls/ },

@@ -3,6 +3,8 @@ import { performance } from 'node:perf_hooks';
 import { formatAttachment, hookKind, hookName, HOOK_NAMES, type Attachment, type HookName } from '../../../common/attachment.js';
 import { DIGEST_RE } from '../../../common/digest.js';
 import { BpfleetError } from '../../../common/errors.js';
+import { childSpan } from '../../../common/spans.js';
+import type { SwapCheckpoint } from '../../crash-hook.js';
 import type { DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from '../driver.js';
 import { requireBpfElf } from '../elf.js';
 import { hookSupport } from './features.js';
@@ -15,6 +17,8 @@ export interface KernelDriverOptions {
   pinRoot?: string;
   /** Network namespace of the interfaces: a name under /run/netns or a path. */
   netns?: string;
+  /** Test hook, called at the points of a swap (see crash-hook.ts). */
+  checkpoint?: SwapCheckpoint;
 }
 
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/bpfleet';
@@ -63,6 +67,7 @@ export class KernelDriver implements DataplaneDriver {
   readonly kind = 'kernel' as const;
   readonly pinRoot: string;
   private readonly netns: NetnsSwitch | null;
+  private readonly checkpoint: SwapCheckpoint;
   // Mutations run one at a time: install() awaits the verifier, and observe() must not
   // collect the pins of an install in flight as garbage.
   private tail: Promise<unknown> = Promise.resolve();
@@ -71,6 +76,7 @@ export class KernelDriver implements DataplaneDriver {
   constructor(opts: KernelDriverOptions = {}) {
     this.pinRoot = opts.pinRoot ?? DEFAULT_PIN_ROOT;
     this.netns = opts.netns ? openNetns(opts.netns) : null;
+    this.checkpoint = opts.checkpoint ?? (() => undefined);
     enableRunTimeStats();
   }
 
@@ -113,7 +119,8 @@ export class KernelDriver implements DataplaneDriver {
       try {
         pins.ensureDirs();
         const prog = prepare(obj, pins, attachment, programName, manifest.persistentMaps, what);
-        await loadObject(obj, programName, what);
+        if (before.running) this.checkpoint('before-load');
+        await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => loadObject(obj, programName, what));
         const loadMs = performance.now() - t0;
 
         // Pinned before the swap, so that a crash right after it still finds the digest of
@@ -123,11 +130,14 @@ export class KernelDriver implements DataplaneDriver {
         unpin(pins.prog(digest));
         bpf.objPin(prog.fd, pins.prog(digest));
 
+        if (before.running) this.checkpoint('after-load');
         const t1 = performance.now();
-        if (before.running) this.swap(pins, before.running, prog.fd, hook);
-        else this.attach(pins, prog.fd, hook);
+        const replaced = before.running;
+        if (replaced) childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => this.swap(pins, replaced, prog.fd, hook));
+        else childSpan('bpf.attach', {}, () => this.attach(pins, prog.fd, hook));
         swapped = true;
         const swapMs = performance.now() - t1;
+        if (before.running) this.checkpoint('after-swap');
 
         unpinReplaced(pins, digest);
         const after = this.inspect(pins).running;

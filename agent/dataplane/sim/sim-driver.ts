@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { formatAttachment, HOOK_NAMES, hookKind, type Attachment } from '../../../common/attachment.js';
 import { BpfleetError } from '../../../common/errors.js';
+import { childSpan } from '../../../common/spans.js';
 import type {
   DataplaneDriver,
   InstallResult,
@@ -80,7 +81,7 @@ export class SimDriver implements DataplaneDriver {
 
     this.crashAt('before-load', attachment);
     const loadStart = performance.now();
-    const program = await this.load(artifact, programName, context);
+    const program = await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => this.load(artifact, programName, context));
     const loadMs = performance.now() - loadStart;
     this.requireAlive();
     this.crashAt('after-load', attachment);
@@ -92,7 +93,7 @@ export class SimDriver implements DataplaneDriver {
     if (current?.program.digest === artifact.digest) return unchanged(current, loadMs);
     requireRunning(current, expectedDigest, context);
     advanceTraffic(this.host, this.now(), this.pps);
-    const link = this.host.attach(attachment, program);
+    const link = childSpan(current ? 'bpf.swap' : 'bpf.attach', {}, () => this.host.attach(attachment, program));
     const swapMs = performance.now() - swapStart;
     this.crashAt('after-swap', attachment);
     return { running: runningModule(link), changed: true, timing: { loadMs, swapMs } };

@@ -27,6 +27,7 @@ describe('SimDriver synthetic traffic', () => {
       counters: { packets: 3000n },
       ifaceRxPackets: 3000n,
       ifaceTxPackets: 3000n,
+      stackRxPackets: 3000n,
     });
   });
 

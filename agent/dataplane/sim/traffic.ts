@@ -55,5 +55,8 @@ export function linkStats(host: SimHostState, link: SimLink): ProgramStats {
     counters: Object.fromEntries(program.counterNames.map((name, i) => [name, BigInt(counterValue(program, i))])),
     ifaceRxPackets: BigInt(iface?.rxPackets ?? 0),
     ifaceTxPackets: BigInt(iface?.txPackets ?? 0),
+    // The sim's rx counter already leaves out what ingress hooks dropped: it is what the
+    // host's IP stack receives, the witness drop_rate is judged by.
+    stackRxPackets: BigInt(iface?.rxPackets ?? 0),
   };
 }

@@ -42,6 +42,11 @@ export interface Intent {
   generation: number;
   /** Epoch of the controller leader that wrote the intent (fencing). */
   leaderEpoch: number;
+  /**
+   * W3C traceparent of the controller's apply that wrote the intent: an agent that applies
+   * it from its etcd watch, rather than from the Apply RPC, traces the work in the same trace.
+   */
+  traceparent?: string | undefined;
 }
 
 export interface ApplyRequest {
@@ -81,6 +86,23 @@ export interface GetStateResponse {
   attachments: AttachmentState[];
 }
 
+export interface GetApplyHistoryRequest {
+}
+
+export interface ApplyRecord {
+  at: string;
+  attachment: string;
+  /** The digest now running; empty when the apply removed the program. */
+  digest: string;
+  generation: number;
+  rolloutId: string;
+}
+
+export interface GetApplyHistoryResponse {
+  host: string;
+  records: ApplyRecord[];
+}
+
 function createBaseIntent(): Intent {
   return {
     host: "",
@@ -90,6 +112,7 @@ function createBaseIntent(): Intent {
     rolloutId: "",
     generation: 0,
     leaderEpoch: 0,
+    traceparent: undefined,
   };
 }
 
@@ -115,6 +138,9 @@ export const Intent: MessageFns<Intent> = {
     }
     if (message.leaderEpoch !== 0) {
       writer.uint32(56).uint64(message.leaderEpoch);
+    }
+    if (message.traceparent !== undefined) {
+      writer.uint32(66).string(message.traceparent);
     }
     return writer;
   },
@@ -188,6 +214,14 @@ export const Intent: MessageFns<Intent> = {
             message.leaderEpoch = longToNumber(reader.uint64());
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -221,6 +255,7 @@ export const Intent: MessageFns<Intent> = {
         : isSet(object.leader_epoch)
         ? globalThis.Number(object.leader_epoch)
         : 0,
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : undefined,
     };
   },
 
@@ -247,6 +282,9 @@ export const Intent: MessageFns<Intent> = {
     if (message.leaderEpoch !== 0) {
       obj.leaderEpoch = Math.round(message.leaderEpoch);
     }
+    if (message.traceparent !== undefined) {
+      obj.traceparent = message.traceparent;
+    }
     return obj;
   },
 
@@ -264,6 +302,7 @@ export const Intent: MessageFns<Intent> = {
     message.rolloutId = object.rolloutId ?? "";
     message.generation = object.generation ?? 0;
     message.leaderEpoch = object.leaderEpoch ?? 0;
+    message.traceparent = object.traceparent ?? undefined;
     return message;
   },
 };
@@ -856,6 +895,280 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
   },
 };
 
+function createBaseGetApplyHistoryRequest(): GetApplyHistoryRequest {
+  return {};
+}
+
+export const GetApplyHistoryRequest: MessageFns<GetApplyHistoryRequest> = {
+  encode(_: GetApplyHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetApplyHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetApplyHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetApplyHistoryRequest {
+    return {};
+  },
+
+  toJSON(_: GetApplyHistoryRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetApplyHistoryRequest>, I>>(base?: I): GetApplyHistoryRequest {
+    return GetApplyHistoryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetApplyHistoryRequest>, I>>(_: I): GetApplyHistoryRequest {
+    const message = createBaseGetApplyHistoryRequest();
+    return message;
+  },
+};
+
+function createBaseApplyRecord(): ApplyRecord {
+  return { at: "", attachment: "", digest: "", generation: 0, rolloutId: "" };
+}
+
+export const ApplyRecord: MessageFns<ApplyRecord> = {
+  encode(message: ApplyRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== "") {
+      writer.uint32(10).string(message.at);
+    }
+    if (message.attachment !== "") {
+      writer.uint32(18).string(message.attachment);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    if (message.generation !== 0) {
+      writer.uint32(32).uint64(message.generation);
+    }
+    if (message.rolloutId !== "") {
+      writer.uint32(42).string(message.rolloutId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyRecord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyRecord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.attachment = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.generation = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyRecord {
+    return {
+      at: isSet(object.at) ? globalThis.String(object.at) : "",
+      attachment: isSet(object.attachment) ? globalThis.String(object.attachment) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      generation: isSet(object.generation) ? globalThis.Number(object.generation) : 0,
+      rolloutId: isSet(object.rolloutId)
+        ? globalThis.String(object.rolloutId)
+        : isSet(object.rollout_id)
+        ? globalThis.String(object.rollout_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ApplyRecord): unknown {
+    const obj: any = {};
+    if (message.at !== "") {
+      obj.at = message.at;
+    }
+    if (message.attachment !== "") {
+      obj.attachment = message.attachment;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.generation !== 0) {
+      obj.generation = Math.round(message.generation);
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyRecord>, I>>(base?: I): ApplyRecord {
+    return ApplyRecord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyRecord>, I>>(object: I): ApplyRecord {
+    const message = createBaseApplyRecord();
+    message.at = object.at ?? "";
+    message.attachment = object.attachment ?? "";
+    message.digest = object.digest ?? "";
+    message.generation = object.generation ?? 0;
+    message.rolloutId = object.rolloutId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetApplyHistoryResponse(): GetApplyHistoryResponse {
+  return { host: "", records: [] };
+}
+
+export const GetApplyHistoryResponse: MessageFns<GetApplyHistoryResponse> = {
+  encode(message: GetApplyHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    for (const v of message.records) {
+      ApplyRecord.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetApplyHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetApplyHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.records.push(ApplyRecord.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetApplyHistoryResponse {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => ApplyRecord.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetApplyHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.records?.length) {
+      obj.records = message.records.map((e) => ApplyRecord.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetApplyHistoryResponse>, I>>(base?: I): GetApplyHistoryResponse {
+    return GetApplyHistoryResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetApplyHistoryResponse>, I>>(object: I): GetApplyHistoryResponse {
+    const message = createBaseGetApplyHistoryResponse();
+    message.host = object.host ?? "";
+    message.records = object.records?.map((e) => ApplyRecord.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * One host's agent. Apply is declarative and idempotent: "this attachment should run
  * `module`, replacing `expected_digest`". Already running it: no-op. Running something
@@ -881,11 +1194,31 @@ export const AgentServiceService = {
     responseSerialize: (value: GetStateResponse): Buffer => Buffer.from(GetStateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetStateResponse => GetStateResponse.decode(value),
   },
+  /**
+   * Every apply that changed the dataplane since this agent process started, oldest first:
+   * what tests and audits count to prove a host was changed exactly once.
+   */
+  getApplyHistory: {
+    path: "/bpfleet.v1.AgentService/GetApplyHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetApplyHistoryRequest): Buffer =>
+      Buffer.from(GetApplyHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetApplyHistoryRequest => GetApplyHistoryRequest.decode(value),
+    responseSerialize: (value: GetApplyHistoryResponse): Buffer =>
+      Buffer.from(GetApplyHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetApplyHistoryResponse => GetApplyHistoryResponse.decode(value),
+  },
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
   apply: handleUnaryCall<ApplyRequest, ApplyResponse>;
   getState: handleUnaryCall<GetStateRequest, GetStateResponse>;
+  /**
+   * Every apply that changed the dataplane since this agent process started, oldest first:
+   * what tests and audits count to prove a host was changed exactly once.
+   */
+  getApplyHistory: handleUnaryCall<GetApplyHistoryRequest, GetApplyHistoryResponse>;
 }
 
 export interface AgentServiceClient extends Client {
@@ -918,6 +1251,25 @@ export interface AgentServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetStateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Every apply that changed the dataplane since this agent process started, oldest first:
+   * what tests and audits count to prove a host was changed exactly once.
+   */
+  getApplyHistory(
+    request: GetApplyHistoryRequest,
+    callback: (error: ServiceError | null, response: GetApplyHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getApplyHistory(
+    request: GetApplyHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetApplyHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getApplyHistory(
+    request: GetApplyHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetApplyHistoryResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -21,7 +21,15 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Module, ModuleManifest } from "./module.js";
-import { Rollout, RolloutSpec } from "./rollout.js";
+import {
+  Rollout,
+  RolloutPhase,
+  rolloutPhaseFromJSON,
+  rolloutPhaseToJSON,
+  rolloutPhaseToNumber,
+  RolloutRequest,
+  RolloutSpec,
+} from "./rollout.js";
 
 export const protobufPackage = "bpfleet.v1";
 
@@ -32,6 +40,12 @@ export interface PushModuleRequest {
   object: Buffer;
   /** Optional "sha256:<hex>" the caller expects; a mismatch is refused. */
   digest: string;
+  /**
+   * Optional detached signature (`bpfleet module sign`); stored with the module, checked by
+   * agents whose policy requires signatures.
+   */
+  signature: Buffer;
+  keyId: string;
 }
 
 export interface PushModuleResponse {
@@ -70,6 +84,76 @@ export interface WatchRolloutRequest {
   id: string;
 }
 
+export interface PauseRolloutRequest {
+  id: string;
+  /** Free text for the audit log. */
+  reason: string;
+}
+
+export interface ResumeRolloutRequest {
+  id: string;
+  reason: string;
+}
+
+export interface PromoteRolloutRequest {
+  id: string;
+  reason: string;
+}
+
+export interface AbortRolloutRequest {
+  id: string;
+  reason: string;
+}
+
+export interface RolloutVerbResponse {
+  /** The rollout as stored when the request was recorded (the controller acts after). */
+  rollout:
+    | Rollout
+    | undefined;
+  /** The recorded request; absent when the verb changed nothing (e.g. pausing a paused rollout). */
+  request: RolloutRequest | undefined;
+}
+
+export interface UndoRolloutRequest {
+  id: string;
+  reason: string;
+}
+
+export interface GetRolloutHistoryRequest {
+  /** Only this module; empty for all. */
+  module: string;
+}
+
+/** One action on a rollout from the audit log. */
+export interface AuditEvent {
+  at: string;
+  actor: string;
+  /** "rollout.create", "rollout.pause", "rollout.abort", "rollout.undo", ... */
+  action: string;
+  detail: string;
+}
+
+export interface RolloutHistoryEntry {
+  id: string;
+  module: string;
+  version: string;
+  attachment: string;
+  /** Versions the hosts ran before ("" for none), in host order, without repeats. */
+  fromVersions: string[];
+  phase: RolloutPhase;
+  message: string;
+  createdAt: string;
+  createdBy: string;
+  /** When it reached a final phase; empty while it runs. */
+  finishedAt: string;
+  undoOf: string;
+  events: AuditEvent[];
+}
+
+export interface GetRolloutHistoryResponse {
+  entries: RolloutHistoryEntry[];
+}
+
 export interface ListHostsRequest {
 }
 
@@ -102,7 +186,7 @@ export interface ListHostsResponse {
 }
 
 function createBasePushModuleRequest(): PushModuleRequest {
-  return { manifest: undefined, object: Buffer.alloc(0), digest: "" };
+  return { manifest: undefined, object: Buffer.alloc(0), digest: "", signature: Buffer.alloc(0), keyId: "" };
 }
 
 export const PushModuleRequest: MessageFns<PushModuleRequest> = {
@@ -115,6 +199,12 @@ export const PushModuleRequest: MessageFns<PushModuleRequest> = {
     }
     if (message.digest !== "") {
       writer.uint32(26).string(message.digest);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(34).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(42).string(message.keyId);
     }
     return writer;
   },
@@ -156,6 +246,22 @@ export const PushModuleRequest: MessageFns<PushModuleRequest> = {
             message.digest = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -173,6 +279,12 @@ export const PushModuleRequest: MessageFns<PushModuleRequest> = {
       manifest: isSet(object.manifest) ? ModuleManifest.fromJSON(object.manifest) : undefined,
       object: isSet(object.object) ? Buffer.from(bytesFromBase64(object.object)) : Buffer.alloc(0),
       digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
     };
   },
 
@@ -187,6 +299,12 @@ export const PushModuleRequest: MessageFns<PushModuleRequest> = {
     if (message.digest !== "") {
       obj.digest = message.digest;
     }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
     return obj;
   },
 
@@ -200,6 +318,8 @@ export const PushModuleRequest: MessageFns<PushModuleRequest> = {
       : undefined;
     message.object = object.object ?? Buffer.alloc(0);
     message.digest = object.digest ?? "";
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
     return message;
   },
 };
@@ -762,6 +882,1055 @@ export const WatchRolloutRequest: MessageFns<WatchRolloutRequest> = {
   fromPartial<I extends Exact<DeepPartial<WatchRolloutRequest>, I>>(object: I): WatchRolloutRequest {
     const message = createBaseWatchRolloutRequest();
     message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBasePauseRolloutRequest(): PauseRolloutRequest {
+  return { id: "", reason: "" };
+}
+
+export const PauseRolloutRequest: MessageFns<PauseRolloutRequest> = {
+  encode(message: PauseRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PauseRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePauseRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PauseRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: PauseRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PauseRolloutRequest>, I>>(base?: I): PauseRolloutRequest {
+    return PauseRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PauseRolloutRequest>, I>>(object: I): PauseRolloutRequest {
+    const message = createBasePauseRolloutRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseResumeRolloutRequest(): ResumeRolloutRequest {
+  return { id: "", reason: "" };
+}
+
+export const ResumeRolloutRequest: MessageFns<ResumeRolloutRequest> = {
+  encode(message: ResumeRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResumeRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResumeRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResumeRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ResumeRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResumeRolloutRequest>, I>>(base?: I): ResumeRolloutRequest {
+    return ResumeRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResumeRolloutRequest>, I>>(object: I): ResumeRolloutRequest {
+    const message = createBaseResumeRolloutRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteRolloutRequest(): PromoteRolloutRequest {
+  return { id: "", reason: "" };
+}
+
+export const PromoteRolloutRequest: MessageFns<PromoteRolloutRequest> = {
+  encode(message: PromoteRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: PromoteRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PromoteRolloutRequest>, I>>(base?: I): PromoteRolloutRequest {
+    return PromoteRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PromoteRolloutRequest>, I>>(object: I): PromoteRolloutRequest {
+    const message = createBasePromoteRolloutRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAbortRolloutRequest(): AbortRolloutRequest {
+  return { id: "", reason: "" };
+}
+
+export const AbortRolloutRequest: MessageFns<AbortRolloutRequest> = {
+  encode(message: AbortRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAbortRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AbortRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: AbortRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AbortRolloutRequest>, I>>(base?: I): AbortRolloutRequest {
+    return AbortRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AbortRolloutRequest>, I>>(object: I): AbortRolloutRequest {
+    const message = createBaseAbortRolloutRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutVerbResponse(): RolloutVerbResponse {
+  return { rollout: undefined, request: undefined };
+}
+
+export const RolloutVerbResponse: MessageFns<RolloutVerbResponse> = {
+  encode(message: RolloutVerbResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rollout !== undefined) {
+      Rollout.encode(message.rollout, writer.uint32(10).fork()).join();
+    }
+    if (message.request !== undefined) {
+      RolloutRequest.encode(message.request, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutVerbResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutVerbResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rollout = Rollout.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.request = RolloutRequest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutVerbResponse {
+    return {
+      rollout: isSet(object.rollout) ? Rollout.fromJSON(object.rollout) : undefined,
+      request: isSet(object.request) ? RolloutRequest.fromJSON(object.request) : undefined,
+    };
+  },
+
+  toJSON(message: RolloutVerbResponse): unknown {
+    const obj: any = {};
+    if (message.rollout !== undefined) {
+      obj.rollout = Rollout.toJSON(message.rollout);
+    }
+    if (message.request !== undefined) {
+      obj.request = RolloutRequest.toJSON(message.request);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutVerbResponse>, I>>(base?: I): RolloutVerbResponse {
+    return RolloutVerbResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutVerbResponse>, I>>(object: I): RolloutVerbResponse {
+    const message = createBaseRolloutVerbResponse();
+    message.rollout = (object.rollout !== undefined && object.rollout !== null)
+      ? Rollout.fromPartial(object.rollout)
+      : undefined;
+    message.request = (object.request !== undefined && object.request !== null)
+      ? RolloutRequest.fromPartial(object.request)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUndoRolloutRequest(): UndoRolloutRequest {
+  return { id: "", reason: "" };
+}
+
+export const UndoRolloutRequest: MessageFns<UndoRolloutRequest> = {
+  encode(message: UndoRolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UndoRolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUndoRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UndoRolloutRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: UndoRolloutRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UndoRolloutRequest>, I>>(base?: I): UndoRolloutRequest {
+    return UndoRolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UndoRolloutRequest>, I>>(object: I): UndoRolloutRequest {
+    const message = createBaseUndoRolloutRequest();
+    message.id = object.id ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRolloutHistoryRequest(): GetRolloutHistoryRequest {
+  return { module: "" };
+}
+
+export const GetRolloutHistoryRequest: MessageFns<GetRolloutHistoryRequest> = {
+  encode(message: GetRolloutHistoryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.module !== "") {
+      writer.uint32(10).string(message.module);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutHistoryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutHistoryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutHistoryRequest {
+    return { module: isSet(object.module) ? globalThis.String(object.module) : "" };
+  },
+
+  toJSON(message: GetRolloutHistoryRequest): unknown {
+    const obj: any = {};
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRolloutHistoryRequest>, I>>(base?: I): GetRolloutHistoryRequest {
+    return GetRolloutHistoryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRolloutHistoryRequest>, I>>(object: I): GetRolloutHistoryRequest {
+    const message = createBaseGetRolloutHistoryRequest();
+    message.module = object.module ?? "";
+    return message;
+  },
+};
+
+function createBaseAuditEvent(): AuditEvent {
+  return { at: "", actor: "", action: "", detail: "" };
+}
+
+export const AuditEvent: MessageFns<AuditEvent> = {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.at !== "") {
+      writer.uint32(10).string(message.at);
+    }
+    if (message.actor !== "") {
+      writer.uint32(18).string(message.actor);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.detail !== "") {
+      writer.uint32(34).string(message.detail);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuditEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.at = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuditEvent {
+    return {
+      at: isSet(object.at) ? globalThis.String(object.at) : "",
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+    };
+  },
+
+  toJSON(message: AuditEvent): unknown {
+    const obj: any = {};
+    if (message.at !== "") {
+      obj.at = message.at;
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuditEvent>, I>>(base?: I): AuditEvent {
+    return AuditEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuditEvent>, I>>(object: I): AuditEvent {
+    const message = createBaseAuditEvent();
+    message.at = object.at ?? "";
+    message.actor = object.actor ?? "";
+    message.action = object.action ?? "";
+    message.detail = object.detail ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutHistoryEntry(): RolloutHistoryEntry {
+  return {
+    id: "",
+    module: "",
+    version: "",
+    attachment: "",
+    fromVersions: [],
+    phase: RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED,
+    message: "",
+    createdAt: "",
+    createdBy: "",
+    finishedAt: "",
+    undoOf: "",
+    events: [],
+  };
+}
+
+export const RolloutHistoryEntry: MessageFns<RolloutHistoryEntry> = {
+  encode(message: RolloutHistoryEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.module !== "") {
+      writer.uint32(18).string(message.module);
+    }
+    if (message.version !== "") {
+      writer.uint32(26).string(message.version);
+    }
+    if (message.attachment !== "") {
+      writer.uint32(34).string(message.attachment);
+    }
+    for (const v of message.fromVersions) {
+      writer.uint32(42).string(v!);
+    }
+    if (message.phase !== RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED) {
+      writer.uint32(48).int32(rolloutPhaseToNumber(message.phase));
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    if (message.createdAt !== "") {
+      writer.uint32(66).string(message.createdAt);
+    }
+    if (message.createdBy !== "") {
+      writer.uint32(74).string(message.createdBy);
+    }
+    if (message.finishedAt !== "") {
+      writer.uint32(82).string(message.finishedAt);
+    }
+    if (message.undoOf !== "") {
+      writer.uint32(90).string(message.undoOf);
+    }
+    for (const v of message.events) {
+      AuditEvent.encode(v!, writer.uint32(98).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutHistoryEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutHistoryEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.attachment = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.fromVersions.push(reader.string());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.phase = rolloutPhaseFromJSON(reader.int32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.createdAt = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.createdBy = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.finishedAt = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.undoOf = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.events.push(AuditEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutHistoryEntry {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      attachment: isSet(object.attachment) ? globalThis.String(object.attachment) : "",
+      fromVersions: globalThis.Array.isArray(object?.fromVersions)
+        ? object.fromVersions.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.from_versions)
+        ? object.from_versions.map((e: any) => globalThis.String(e))
+        : [],
+      phase: isSet(object.phase) ? rolloutPhaseFromJSON(object.phase) : RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      createdAt: isSet(object.createdAt)
+        ? globalThis.String(object.createdAt)
+        : isSet(object.created_at)
+        ? globalThis.String(object.created_at)
+        : "",
+      createdBy: isSet(object.createdBy)
+        ? globalThis.String(object.createdBy)
+        : isSet(object.created_by)
+        ? globalThis.String(object.created_by)
+        : "",
+      finishedAt: isSet(object.finishedAt)
+        ? globalThis.String(object.finishedAt)
+        : isSet(object.finished_at)
+        ? globalThis.String(object.finished_at)
+        : "",
+      undoOf: isSet(object.undoOf)
+        ? globalThis.String(object.undoOf)
+        : isSet(object.undo_of)
+        ? globalThis.String(object.undo_of)
+        : "",
+      events: globalThis.Array.isArray(object?.events)
+        ? object.events.map((e: any) => AuditEvent.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RolloutHistoryEntry): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.attachment !== "") {
+      obj.attachment = message.attachment;
+    }
+    if (message.fromVersions?.length) {
+      obj.fromVersions = message.fromVersions;
+    }
+    if (message.phase !== RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED) {
+      obj.phase = rolloutPhaseToJSON(message.phase);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.createdAt !== "") {
+      obj.createdAt = message.createdAt;
+    }
+    if (message.createdBy !== "") {
+      obj.createdBy = message.createdBy;
+    }
+    if (message.finishedAt !== "") {
+      obj.finishedAt = message.finishedAt;
+    }
+    if (message.undoOf !== "") {
+      obj.undoOf = message.undoOf;
+    }
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => AuditEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutHistoryEntry>, I>>(base?: I): RolloutHistoryEntry {
+    return RolloutHistoryEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutHistoryEntry>, I>>(object: I): RolloutHistoryEntry {
+    const message = createBaseRolloutHistoryEntry();
+    message.id = object.id ?? "";
+    message.module = object.module ?? "";
+    message.version = object.version ?? "";
+    message.attachment = object.attachment ?? "";
+    message.fromVersions = object.fromVersions?.map((e) => e) || [];
+    message.phase = object.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED;
+    message.message = object.message ?? "";
+    message.createdAt = object.createdAt ?? "";
+    message.createdBy = object.createdBy ?? "";
+    message.finishedAt = object.finishedAt ?? "";
+    message.undoOf = object.undoOf ?? "";
+    message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetRolloutHistoryResponse(): GetRolloutHistoryResponse {
+  return { entries: [] };
+}
+
+export const GetRolloutHistoryResponse: MessageFns<GetRolloutHistoryResponse> = {
+  encode(message: GetRolloutHistoryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.entries) {
+      RolloutHistoryEntry.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutHistoryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutHistoryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.entries.push(RolloutHistoryEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutHistoryResponse {
+    return {
+      entries: globalThis.Array.isArray(object?.entries)
+        ? object.entries.map((e: any) => RolloutHistoryEntry.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetRolloutHistoryResponse): unknown {
+    const obj: any = {};
+    if (message.entries?.length) {
+      obj.entries = message.entries.map((e) => RolloutHistoryEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRolloutHistoryResponse>, I>>(base?: I): GetRolloutHistoryResponse {
+    return GetRolloutHistoryResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRolloutHistoryResponse>, I>>(object: I): GetRolloutHistoryResponse {
+    const message = createBaseGetRolloutHistoryResponse();
+    message.entries = object.entries?.map((e) => RolloutHistoryEntry.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1407,6 +2576,73 @@ export const ControlServiceService = {
     responseSerialize: (value: ListHostsResponse): Buffer => Buffer.from(ListHostsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListHostsResponse => ListHostsResponse.decode(value),
   },
+  /**
+   * Operator verbs. Each is recorded as a RolloutRequest and in the audit log; the leading
+   * controller acts on it (see RolloutStatus.observed_request). A rollout in a final phase
+   * refuses them with FAILED_PRECONDITION.
+   */
+  pauseRollout: {
+    path: "/bpfleet.v1.ControlService/PauseRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PauseRolloutRequest): Buffer => Buffer.from(PauseRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PauseRolloutRequest => PauseRolloutRequest.decode(value),
+    responseSerialize: (value: RolloutVerbResponse): Buffer => Buffer.from(RolloutVerbResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutVerbResponse => RolloutVerbResponse.decode(value),
+  },
+  resumeRollout: {
+    path: "/bpfleet.v1.ControlService/ResumeRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ResumeRolloutRequest): Buffer => Buffer.from(ResumeRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ResumeRolloutRequest => ResumeRolloutRequest.decode(value),
+    responseSerialize: (value: RolloutVerbResponse): Buffer => Buffer.from(RolloutVerbResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutVerbResponse => RolloutVerbResponse.decode(value),
+  },
+  promoteRollout: {
+    path: "/bpfleet.v1.ControlService/PromoteRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteRolloutRequest): Buffer =>
+      Buffer.from(PromoteRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteRolloutRequest => PromoteRolloutRequest.decode(value),
+    responseSerialize: (value: RolloutVerbResponse): Buffer => Buffer.from(RolloutVerbResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutVerbResponse => RolloutVerbResponse.decode(value),
+  },
+  abortRollout: {
+    path: "/bpfleet.v1.ControlService/AbortRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AbortRolloutRequest): Buffer => Buffer.from(AbortRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AbortRolloutRequest => AbortRolloutRequest.decode(value),
+    responseSerialize: (value: RolloutVerbResponse): Buffer => Buffer.from(RolloutVerbResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RolloutVerbResponse => RolloutVerbResponse.decode(value),
+  },
+  /**
+   * Starts a new rollout that moves the hosts of a finished rollout back to the version it
+   * replaced, with the same selector, steps and analysis.
+   */
+  undoRollout: {
+    path: "/bpfleet.v1.ControlService/UndoRollout" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UndoRolloutRequest): Buffer => Buffer.from(UndoRolloutRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UndoRolloutRequest => UndoRolloutRequest.decode(value),
+    responseSerialize: (value: Rollout): Buffer => Buffer.from(Rollout.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Rollout => Rollout.decode(value),
+  },
+  /** Rollouts (oldest first) with the operator actions the audit log holds for each. */
+  getRolloutHistory: {
+    path: "/bpfleet.v1.ControlService/GetRolloutHistory" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRolloutHistoryRequest): Buffer =>
+      Buffer.from(GetRolloutHistoryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRolloutHistoryRequest => GetRolloutHistoryRequest.decode(value),
+    responseSerialize: (value: GetRolloutHistoryResponse): Buffer =>
+      Buffer.from(GetRolloutHistoryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRolloutHistoryResponse => GetRolloutHistoryResponse.decode(value),
+  },
 } as const;
 
 export interface ControlServiceServer extends UntypedServiceImplementation {
@@ -1418,6 +2654,22 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   /** Sends the rollout now and on every change; ends when it reaches a final phase. */
   watchRollout: handleServerStreamingCall<WatchRolloutRequest, Rollout>;
   listHosts: handleUnaryCall<ListHostsRequest, ListHostsResponse>;
+  /**
+   * Operator verbs. Each is recorded as a RolloutRequest and in the audit log; the leading
+   * controller acts on it (see RolloutStatus.observed_request). A rollout in a final phase
+   * refuses them with FAILED_PRECONDITION.
+   */
+  pauseRollout: handleUnaryCall<PauseRolloutRequest, RolloutVerbResponse>;
+  resumeRollout: handleUnaryCall<ResumeRolloutRequest, RolloutVerbResponse>;
+  promoteRollout: handleUnaryCall<PromoteRolloutRequest, RolloutVerbResponse>;
+  abortRollout: handleUnaryCall<AbortRolloutRequest, RolloutVerbResponse>;
+  /**
+   * Starts a new rollout that moves the hosts of a finished rollout back to the version it
+   * replaced, with the same selector, steps and analysis.
+   */
+  undoRollout: handleUnaryCall<UndoRolloutRequest, Rollout>;
+  /** Rollouts (oldest first) with the operator actions the audit log holds for each. */
+  getRolloutHistory: handleUnaryCall<GetRolloutHistoryRequest, GetRolloutHistoryResponse>;
 }
 
 export interface ControlServiceClient extends Client {
@@ -1517,6 +2769,106 @@ export interface ControlServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListHostsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Operator verbs. Each is recorded as a RolloutRequest and in the audit log; the leading
+   * controller acts on it (see RolloutStatus.observed_request). A rollout in a final phase
+   * refuses them with FAILED_PRECONDITION.
+   */
+  pauseRollout(
+    request: PauseRolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  pauseRollout(
+    request: PauseRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  pauseRollout(
+    request: PauseRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  resumeRollout(
+    request: ResumeRolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  resumeRollout(
+    request: ResumeRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  resumeRollout(
+    request: ResumeRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  promoteRollout(
+    request: PromoteRolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  promoteRollout(
+    request: PromoteRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  promoteRollout(
+    request: PromoteRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  abortRollout(
+    request: AbortRolloutRequest,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  abortRollout(
+    request: AbortRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  abortRollout(
+    request: AbortRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RolloutVerbResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts a new rollout that moves the hosts of a finished rollout back to the version it
+   * replaced, with the same selector, steps and analysis.
+   */
+  undoRollout(
+    request: UndoRolloutRequest,
+    callback: (error: ServiceError | null, response: Rollout) => void,
+  ): ClientUnaryCall;
+  undoRollout(
+    request: UndoRolloutRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Rollout) => void,
+  ): ClientUnaryCall;
+  undoRollout(
+    request: UndoRolloutRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Rollout) => void,
+  ): ClientUnaryCall;
+  /** Rollouts (oldest first) with the operator actions the audit log holds for each. */
+  getRolloutHistory(
+    request: GetRolloutHistoryRequest,
+    callback: (error: ServiceError | null, response: GetRolloutHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getRolloutHistory(
+    request: GetRolloutHistoryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRolloutHistoryResponse) => void,
+  ): ClientUnaryCall;
+  getRolloutHistory(
+    request: GetRolloutHistoryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRolloutHistoryResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -108,6 +108,13 @@ export interface Module {
   objectKey: string;
   pushedAt: string;
   pushedBy: string;
+  /**
+   * Ed25519 signature over name@version, the object digest and the manifest (see
+   * common/signing.ts); empty when the module was pushed unsigned.
+   */
+  signature: Buffer;
+  /** "ed25519:<16 hex>" naming the public key that made `signature`. */
+  keyId: string;
 }
 
 export interface ModuleRef {
@@ -357,7 +364,16 @@ export const ModuleManifest: MessageFns<ModuleManifest> = {
 };
 
 function createBaseModule(): Module {
-  return { manifest: undefined, digest: "", size: 0, objectKey: "", pushedAt: "", pushedBy: "" };
+  return {
+    manifest: undefined,
+    digest: "",
+    size: 0,
+    objectKey: "",
+    pushedAt: "",
+    pushedBy: "",
+    signature: Buffer.alloc(0),
+    keyId: "",
+  };
 }
 
 export const Module: MessageFns<Module> = {
@@ -379,6 +395,12 @@ export const Module: MessageFns<Module> = {
     }
     if (message.pushedBy !== "") {
       writer.uint32(50).string(message.pushedBy);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(58).bytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(66).string(message.keyId);
     }
     return writer;
   },
@@ -444,6 +466,22 @@ export const Module: MessageFns<Module> = {
             message.pushedBy = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -476,6 +514,12 @@ export const Module: MessageFns<Module> = {
         : isSet(object.pushed_by)
         ? globalThis.String(object.pushed_by)
         : "",
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
     };
   },
 
@@ -499,6 +543,12 @@ export const Module: MessageFns<Module> = {
     if (message.pushedBy !== "") {
       obj.pushedBy = message.pushedBy;
     }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
     return obj;
   },
 
@@ -515,6 +565,8 @@ export const Module: MessageFns<Module> = {
     message.objectKey = object.objectKey ?? "";
     message.pushedAt = object.pushedAt ?? "";
     message.pushedBy = object.pushedBy ?? "";
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.keyId = object.keyId ?? "";
     return message;
   },
 };
@@ -619,6 +671,14 @@ export const ModuleRef: MessageFns<ModuleRef> = {
     return message;
   },
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 

@@ -311,6 +311,79 @@ export function hostPhaseToNumber(object: HostPhase): number {
   }
 }
 
+export enum RolloutVerb {
+  ROLLOUT_VERB_UNSPECIFIED = "ROLLOUT_VERB_UNSPECIFIED",
+  /** ROLLOUT_VERB_PAUSE - Send no new applies (those in flight finish) until resumed. */
+  ROLLOUT_VERB_PAUSE = "ROLLOUT_VERB_PAUSE",
+  /** ROLLOUT_VERB_RESUME - Continue a paused rollout; at a `pause` step, go past it. */
+  ROLLOUT_VERB_RESUME = "ROLLOUT_VERB_RESUME",
+  /** ROLLOUT_VERB_PROMOTE - Skip every remaining bake, analysis and pause step; waves still honour maxUnavailable. */
+  ROLLOUT_VERB_PROMOTE = "ROLLOUT_VERB_PROMOTE",
+  /** ROLLOUT_VERB_ABORT - Restore every host the rollout touched, then end ABORTED. */
+  ROLLOUT_VERB_ABORT = "ROLLOUT_VERB_ABORT",
+  UNRECOGNIZED = "UNRECOGNIZED",
+}
+
+export function rolloutVerbFromJSON(object: any): RolloutVerb {
+  switch (object) {
+    case 0:
+    case "ROLLOUT_VERB_UNSPECIFIED":
+      return RolloutVerb.ROLLOUT_VERB_UNSPECIFIED;
+    case 1:
+    case "ROLLOUT_VERB_PAUSE":
+      return RolloutVerb.ROLLOUT_VERB_PAUSE;
+    case 2:
+    case "ROLLOUT_VERB_RESUME":
+      return RolloutVerb.ROLLOUT_VERB_RESUME;
+    case 3:
+    case "ROLLOUT_VERB_PROMOTE":
+      return RolloutVerb.ROLLOUT_VERB_PROMOTE;
+    case 4:
+    case "ROLLOUT_VERB_ABORT":
+      return RolloutVerb.ROLLOUT_VERB_ABORT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RolloutVerb.UNRECOGNIZED;
+  }
+}
+
+export function rolloutVerbToJSON(object: RolloutVerb): string {
+  switch (object) {
+    case RolloutVerb.ROLLOUT_VERB_UNSPECIFIED:
+      return "ROLLOUT_VERB_UNSPECIFIED";
+    case RolloutVerb.ROLLOUT_VERB_PAUSE:
+      return "ROLLOUT_VERB_PAUSE";
+    case RolloutVerb.ROLLOUT_VERB_RESUME:
+      return "ROLLOUT_VERB_RESUME";
+    case RolloutVerb.ROLLOUT_VERB_PROMOTE:
+      return "ROLLOUT_VERB_PROMOTE";
+    case RolloutVerb.ROLLOUT_VERB_ABORT:
+      return "ROLLOUT_VERB_ABORT";
+    case RolloutVerb.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function rolloutVerbToNumber(object: RolloutVerb): number {
+  switch (object) {
+    case RolloutVerb.ROLLOUT_VERB_UNSPECIFIED:
+      return 0;
+    case RolloutVerb.ROLLOUT_VERB_PAUSE:
+      return 1;
+    case RolloutVerb.ROLLOUT_VERB_RESUME:
+      return 2;
+    case RolloutVerb.ROLLOUT_VERB_PROMOTE:
+      return 3;
+    case RolloutVerb.ROLLOUT_VERB_ABORT:
+      return 4;
+    case RolloutVerb.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 /** What the user asked for. Only the API writes it. */
 export interface RolloutSpec {
   module: string;
@@ -363,6 +436,14 @@ export interface Analysis {
   minSamples: number;
   /** Inconclusive verdicts tolerated in a row before the step fails. */
   inconclusiveLimit: number;
+  /** Failed verdicts tolerated within one step before it fails; 0 fails on the first. */
+  failureLimit: number;
+  /**
+   * A host whose newest telemetry report is older than this contributes no samples and
+   * is named in the verdict; a silent canary host makes the verdict inconclusive.
+   * 0 means three analysis intervals.
+   */
+  staleAfterMs: number;
 }
 
 export interface MetricResult {
@@ -381,6 +462,8 @@ export interface AnalysisRun {
   metrics: MetricResult[];
   at: string;
   summary: string;
+  /** Cohort hosts left out because their telemetry was missing or stale. */
+  staleHosts: string[];
 }
 
 export interface HostProgress {
@@ -393,6 +476,11 @@ export interface HostProgress {
   previousVersion: string;
   message: string;
   progId: number;
+  /**
+   * Long text behind the last failure with one, such as the tail of a verifier log; kept
+   * through the rollback that follows, cleared when an update succeeds.
+   */
+  detail: string;
 }
 
 /** What the controller observed and decided. Only the controller writes it. */
@@ -406,6 +494,30 @@ export interface RolloutStatus {
   updatedAt: string;
   inconclusiveInARow: number;
   digest: string;
+  /** Sequence number of the last RolloutRequest the controller acted on. */
+  observedRequest: number;
+  /** An operator promoted the rollout: remaining bake, analysis and pause steps are skipped. */
+  promoted: boolean;
+  /** An operator aborted the rollout: the rollback under way ends ABORTED, not ROLLED_BACK. */
+  aborted: boolean;
+  /** Failed verdicts so far in the current step (see Analysis.failure_limit). */
+  failuresInStep: number;
+  /**
+   * How many hosts are in each phase. In etcd the rollout's record carries these instead of
+   * `hosts` (each host's progress has its own key), so a reader of the record alone still
+   * sees how far the rollout got.
+   */
+  hostCounts: HostCounts | undefined;
+}
+
+export interface HostCounts {
+  total: number;
+  pending: number;
+  updating: number;
+  updated: number;
+  failed: number;
+  rollingBack: number;
+  rolledBack: number;
 }
 
 export interface Rollout {
@@ -414,6 +526,32 @@ export interface Rollout {
   status: RolloutStatus | undefined;
   createdAt: string;
   createdBy: string;
+  /** Set on a rollout made by `rollout undo`: the id of the rollout it undoes. */
+  undoOf: string;
+  /**
+   * W3C traceparent of the request that created the rollout. Every controller pass starts
+   * its spans as children of it, so the rollout stays one trace across controller restarts
+   * and leader changes. Absent when the creating request was not traced.
+   */
+  traceparent?: string | undefined;
+}
+
+/**
+ * An operator's request on a rollout. The API appends these under their own key (it never
+ * writes the rollout's status); the controller acts on them in order and records the last
+ * one it acted on in RolloutStatus.observed_request.
+ */
+export interface RolloutRequest {
+  seq: number;
+  verb: RolloutVerb;
+  actor: string;
+  at: string;
+  reason: string;
+}
+
+export interface RolloutRequests {
+  rolloutId: string;
+  requests: RolloutRequest[];
 }
 
 function createBaseRolloutSpec(): RolloutSpec {
@@ -982,7 +1120,7 @@ export const Metric: MessageFns<Metric> = {
 };
 
 function createBaseAnalysis(): Analysis {
-  return { intervalMs: 0, metrics: [], minSamples: 0, inconclusiveLimit: 0 };
+  return { intervalMs: 0, metrics: [], minSamples: 0, inconclusiveLimit: 0, failureLimit: 0, staleAfterMs: 0 };
 }
 
 export const Analysis: MessageFns<Analysis> = {
@@ -998,6 +1136,12 @@ export const Analysis: MessageFns<Analysis> = {
     }
     if (message.inconclusiveLimit !== 0) {
       writer.uint32(32).uint32(message.inconclusiveLimit);
+    }
+    if (message.failureLimit !== 0) {
+      writer.uint32(40).uint32(message.failureLimit);
+    }
+    if (message.staleAfterMs !== 0) {
+      writer.uint32(48).int64(message.staleAfterMs);
     }
     return writer;
   },
@@ -1047,6 +1191,22 @@ export const Analysis: MessageFns<Analysis> = {
             message.inconclusiveLimit = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failureLimit = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.staleAfterMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1077,6 +1237,16 @@ export const Analysis: MessageFns<Analysis> = {
         : isSet(object.inconclusive_limit)
         ? globalThis.Number(object.inconclusive_limit)
         : 0,
+      failureLimit: isSet(object.failureLimit)
+        ? globalThis.Number(object.failureLimit)
+        : isSet(object.failure_limit)
+        ? globalThis.Number(object.failure_limit)
+        : 0,
+      staleAfterMs: isSet(object.staleAfterMs)
+        ? globalThis.Number(object.staleAfterMs)
+        : isSet(object.stale_after_ms)
+        ? globalThis.Number(object.stale_after_ms)
+        : 0,
     };
   },
 
@@ -1094,6 +1264,12 @@ export const Analysis: MessageFns<Analysis> = {
     if (message.inconclusiveLimit !== 0) {
       obj.inconclusiveLimit = Math.round(message.inconclusiveLimit);
     }
+    if (message.failureLimit !== 0) {
+      obj.failureLimit = Math.round(message.failureLimit);
+    }
+    if (message.staleAfterMs !== 0) {
+      obj.staleAfterMs = Math.round(message.staleAfterMs);
+    }
     return obj;
   },
 
@@ -1106,6 +1282,8 @@ export const Analysis: MessageFns<Analysis> = {
     message.metrics = object.metrics?.map((e) => Metric.fromPartial(e)) || [];
     message.minSamples = object.minSamples ?? 0;
     message.inconclusiveLimit = object.inconclusiveLimit ?? 0;
+    message.failureLimit = object.failureLimit ?? 0;
+    message.staleAfterMs = object.staleAfterMs ?? 0;
     return message;
   },
 };
@@ -1292,7 +1470,7 @@ export const MetricResult: MessageFns<MetricResult> = {
 };
 
 function createBaseAnalysisRun(): AnalysisRun {
-  return { step: 0, verdict: Verdict.VERDICT_UNSPECIFIED, metrics: [], at: "", summary: "" };
+  return { step: 0, verdict: Verdict.VERDICT_UNSPECIFIED, metrics: [], at: "", summary: "", staleHosts: [] };
 }
 
 export const AnalysisRun: MessageFns<AnalysisRun> = {
@@ -1311,6 +1489,9 @@ export const AnalysisRun: MessageFns<AnalysisRun> = {
     }
     if (message.summary !== "") {
       writer.uint32(42).string(message.summary);
+    }
+    for (const v of message.staleHosts) {
+      writer.uint32(50).string(v!);
     }
     return writer;
   },
@@ -1368,6 +1549,14 @@ export const AnalysisRun: MessageFns<AnalysisRun> = {
             message.summary = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.staleHosts.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1389,6 +1578,11 @@ export const AnalysisRun: MessageFns<AnalysisRun> = {
         : [],
       at: isSet(object.at) ? globalThis.String(object.at) : "",
       summary: isSet(object.summary) ? globalThis.String(object.summary) : "",
+      staleHosts: globalThis.Array.isArray(object?.staleHosts)
+        ? object.staleHosts.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.stale_hosts)
+        ? object.stale_hosts.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1409,6 +1603,9 @@ export const AnalysisRun: MessageFns<AnalysisRun> = {
     if (message.summary !== "") {
       obj.summary = message.summary;
     }
+    if (message.staleHosts?.length) {
+      obj.staleHosts = message.staleHosts;
+    }
     return obj;
   },
 
@@ -1422,6 +1619,7 @@ export const AnalysisRun: MessageFns<AnalysisRun> = {
     message.metrics = object.metrics?.map((e) => MetricResult.fromPartial(e)) || [];
     message.at = object.at ?? "";
     message.summary = object.summary ?? "";
+    message.staleHosts = object.staleHosts?.map((e) => e) || [];
     return message;
   },
 };
@@ -1435,6 +1633,7 @@ function createBaseHostProgress(): HostProgress {
     previousVersion: "",
     message: "",
     progId: 0,
+    detail: "",
   };
 }
 
@@ -1460,6 +1659,9 @@ export const HostProgress: MessageFns<HostProgress> = {
     }
     if (message.progId !== 0) {
       writer.uint32(56).uint32(message.progId);
+    }
+    if (message.detail !== "") {
+      writer.uint32(66).string(message.detail);
     }
     return writer;
   },
@@ -1533,6 +1735,14 @@ export const HostProgress: MessageFns<HostProgress> = {
             message.progId = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.detail = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1566,6 +1776,7 @@ export const HostProgress: MessageFns<HostProgress> = {
         : isSet(object.prog_id)
         ? globalThis.Number(object.prog_id)
         : 0,
+      detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
     };
   },
 
@@ -1592,6 +1803,9 @@ export const HostProgress: MessageFns<HostProgress> = {
     if (message.progId !== 0) {
       obj.progId = Math.round(message.progId);
     }
+    if (message.detail !== "") {
+      obj.detail = message.detail;
+    }
     return obj;
   },
 
@@ -1607,6 +1821,7 @@ export const HostProgress: MessageFns<HostProgress> = {
     message.previousVersion = object.previousVersion ?? "";
     message.message = object.message ?? "";
     message.progId = object.progId ?? 0;
+    message.detail = object.detail ?? "";
     return message;
   },
 };
@@ -1622,6 +1837,11 @@ function createBaseRolloutStatus(): RolloutStatus {
     updatedAt: "",
     inconclusiveInARow: 0,
     digest: "",
+    observedRequest: 0,
+    promoted: false,
+    aborted: false,
+    failuresInStep: 0,
+    hostCounts: undefined,
   };
 }
 
@@ -1653,6 +1873,21 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     if (message.digest !== "") {
       writer.uint32(74).string(message.digest);
+    }
+    if (message.observedRequest !== 0) {
+      writer.uint32(80).uint32(message.observedRequest);
+    }
+    if (message.promoted !== false) {
+      writer.uint32(88).bool(message.promoted);
+    }
+    if (message.aborted !== false) {
+      writer.uint32(96).bool(message.aborted);
+    }
+    if (message.failuresInStep !== 0) {
+      writer.uint32(104).uint32(message.failuresInStep);
+    }
+    if (message.hostCounts !== undefined) {
+      HostCounts.encode(message.hostCounts, writer.uint32(114).fork()).join();
     }
     return writer;
   },
@@ -1742,6 +1977,46 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.digest = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.observedRequest = reader.uint32();
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.promoted = reader.bool();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.aborted = reader.bool();
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.failuresInStep = reader.uint32();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.hostCounts = HostCounts.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1779,6 +2054,23 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         ? globalThis.Number(object.inconclusive_in_a_row)
         : 0,
       digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      observedRequest: isSet(object.observedRequest)
+        ? globalThis.Number(object.observedRequest)
+        : isSet(object.observed_request)
+        ? globalThis.Number(object.observed_request)
+        : 0,
+      promoted: isSet(object.promoted) ? globalThis.Boolean(object.promoted) : false,
+      aborted: isSet(object.aborted) ? globalThis.Boolean(object.aborted) : false,
+      failuresInStep: isSet(object.failuresInStep)
+        ? globalThis.Number(object.failuresInStep)
+        : isSet(object.failures_in_step)
+        ? globalThis.Number(object.failures_in_step)
+        : 0,
+      hostCounts: isSet(object.hostCounts)
+        ? HostCounts.fromJSON(object.hostCounts)
+        : isSet(object.host_counts)
+        ? HostCounts.fromJSON(object.host_counts)
+        : undefined,
     };
   },
 
@@ -1811,6 +2103,21 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.digest !== "") {
       obj.digest = message.digest;
     }
+    if (message.observedRequest !== 0) {
+      obj.observedRequest = Math.round(message.observedRequest);
+    }
+    if (message.promoted !== false) {
+      obj.promoted = message.promoted;
+    }
+    if (message.aborted !== false) {
+      obj.aborted = message.aborted;
+    }
+    if (message.failuresInStep !== 0) {
+      obj.failuresInStep = Math.round(message.failuresInStep);
+    }
+    if (message.hostCounts !== undefined) {
+      obj.hostCounts = HostCounts.toJSON(message.hostCounts);
+    }
     return obj;
   },
 
@@ -1828,12 +2135,200 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     message.updatedAt = object.updatedAt ?? "";
     message.inconclusiveInARow = object.inconclusiveInARow ?? 0;
     message.digest = object.digest ?? "";
+    message.observedRequest = object.observedRequest ?? 0;
+    message.promoted = object.promoted ?? false;
+    message.aborted = object.aborted ?? false;
+    message.failuresInStep = object.failuresInStep ?? 0;
+    message.hostCounts = (object.hostCounts !== undefined && object.hostCounts !== null)
+      ? HostCounts.fromPartial(object.hostCounts)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHostCounts(): HostCounts {
+  return { total: 0, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0 };
+}
+
+export const HostCounts: MessageFns<HostCounts> = {
+  encode(message: HostCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.total !== 0) {
+      writer.uint32(8).uint32(message.total);
+    }
+    if (message.pending !== 0) {
+      writer.uint32(16).uint32(message.pending);
+    }
+    if (message.updating !== 0) {
+      writer.uint32(24).uint32(message.updating);
+    }
+    if (message.updated !== 0) {
+      writer.uint32(32).uint32(message.updated);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(40).uint32(message.failed);
+    }
+    if (message.rollingBack !== 0) {
+      writer.uint32(48).uint32(message.rollingBack);
+    }
+    if (message.rolledBack !== 0) {
+      writer.uint32(56).uint32(message.rolledBack);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostCounts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostCounts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.total = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pending = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.updating = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.updated = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failed = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.rollingBack = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.rolledBack = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostCounts {
+    return {
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+      pending: isSet(object.pending) ? globalThis.Number(object.pending) : 0,
+      updating: isSet(object.updating) ? globalThis.Number(object.updating) : 0,
+      updated: isSet(object.updated) ? globalThis.Number(object.updated) : 0,
+      failed: isSet(object.failed) ? globalThis.Number(object.failed) : 0,
+      rollingBack: isSet(object.rollingBack)
+        ? globalThis.Number(object.rollingBack)
+        : isSet(object.rolling_back)
+        ? globalThis.Number(object.rolling_back)
+        : 0,
+      rolledBack: isSet(object.rolledBack)
+        ? globalThis.Number(object.rolledBack)
+        : isSet(object.rolled_back)
+        ? globalThis.Number(object.rolled_back)
+        : 0,
+    };
+  },
+
+  toJSON(message: HostCounts): unknown {
+    const obj: any = {};
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    if (message.pending !== 0) {
+      obj.pending = Math.round(message.pending);
+    }
+    if (message.updating !== 0) {
+      obj.updating = Math.round(message.updating);
+    }
+    if (message.updated !== 0) {
+      obj.updated = Math.round(message.updated);
+    }
+    if (message.failed !== 0) {
+      obj.failed = Math.round(message.failed);
+    }
+    if (message.rollingBack !== 0) {
+      obj.rollingBack = Math.round(message.rollingBack);
+    }
+    if (message.rolledBack !== 0) {
+      obj.rolledBack = Math.round(message.rolledBack);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostCounts>, I>>(base?: I): HostCounts {
+    return HostCounts.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostCounts>, I>>(object: I): HostCounts {
+    const message = createBaseHostCounts();
+    message.total = object.total ?? 0;
+    message.pending = object.pending ?? 0;
+    message.updating = object.updating ?? 0;
+    message.updated = object.updated ?? 0;
+    message.failed = object.failed ?? 0;
+    message.rollingBack = object.rollingBack ?? 0;
+    message.rolledBack = object.rolledBack ?? 0;
     return message;
   },
 };
 
 function createBaseRollout(): Rollout {
-  return { id: "", spec: undefined, status: undefined, createdAt: "", createdBy: "" };
+  return {
+    id: "",
+    spec: undefined,
+    status: undefined,
+    createdAt: "",
+    createdBy: "",
+    undoOf: "",
+    traceparent: undefined,
+  };
 }
 
 export const Rollout: MessageFns<Rollout> = {
@@ -1852,6 +2347,12 @@ export const Rollout: MessageFns<Rollout> = {
     }
     if (message.createdBy !== "") {
       writer.uint32(42).string(message.createdBy);
+    }
+    if (message.undoOf !== "") {
+      writer.uint32(50).string(message.undoOf);
+    }
+    if (message.traceparent !== undefined) {
+      writer.uint32(58).string(message.traceparent);
     }
     return writer;
   },
@@ -1909,6 +2410,22 @@ export const Rollout: MessageFns<Rollout> = {
             message.createdBy = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.undoOf = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.traceparent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1936,6 +2453,12 @@ export const Rollout: MessageFns<Rollout> = {
         : isSet(object.created_by)
         ? globalThis.String(object.created_by)
         : "",
+      undoOf: isSet(object.undoOf)
+        ? globalThis.String(object.undoOf)
+        : isSet(object.undo_of)
+        ? globalThis.String(object.undo_of)
+        : "",
+      traceparent: isSet(object.traceparent) ? globalThis.String(object.traceparent) : undefined,
     };
   },
 
@@ -1956,6 +2479,12 @@ export const Rollout: MessageFns<Rollout> = {
     if (message.createdBy !== "") {
       obj.createdBy = message.createdBy;
     }
+    if (message.undoOf !== "") {
+      obj.undoOf = message.undoOf;
+    }
+    if (message.traceparent !== undefined) {
+      obj.traceparent = message.traceparent;
+    }
     return obj;
   },
 
@@ -1973,6 +2502,232 @@ export const Rollout: MessageFns<Rollout> = {
       : undefined;
     message.createdAt = object.createdAt ?? "";
     message.createdBy = object.createdBy ?? "";
+    message.undoOf = object.undoOf ?? "";
+    message.traceparent = object.traceparent ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRolloutRequest(): RolloutRequest {
+  return { seq: 0, verb: RolloutVerb.ROLLOUT_VERB_UNSPECIFIED, actor: "", at: "", reason: "" };
+}
+
+export const RolloutRequest: MessageFns<RolloutRequest> = {
+  encode(message: RolloutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint32(message.seq);
+    }
+    if (message.verb !== RolloutVerb.ROLLOUT_VERB_UNSPECIFIED) {
+      writer.uint32(16).int32(rolloutVerbToNumber(message.verb));
+    }
+    if (message.actor !== "") {
+      writer.uint32(26).string(message.actor);
+    }
+    if (message.at !== "") {
+      writer.uint32(34).string(message.at);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.verb = rolloutVerbFromJSON(reader.int32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.actor = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.at = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutRequest {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      verb: isSet(object.verb) ? rolloutVerbFromJSON(object.verb) : RolloutVerb.ROLLOUT_VERB_UNSPECIFIED,
+      actor: isSet(object.actor) ? globalThis.String(object.actor) : "",
+      at: isSet(object.at) ? globalThis.String(object.at) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RolloutRequest): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.verb !== RolloutVerb.ROLLOUT_VERB_UNSPECIFIED) {
+      obj.verb = rolloutVerbToJSON(message.verb);
+    }
+    if (message.actor !== "") {
+      obj.actor = message.actor;
+    }
+    if (message.at !== "") {
+      obj.at = message.at;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutRequest>, I>>(base?: I): RolloutRequest {
+    return RolloutRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutRequest>, I>>(object: I): RolloutRequest {
+    const message = createBaseRolloutRequest();
+    message.seq = object.seq ?? 0;
+    message.verb = object.verb ?? RolloutVerb.ROLLOUT_VERB_UNSPECIFIED;
+    message.actor = object.actor ?? "";
+    message.at = object.at ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRolloutRequests(): RolloutRequests {
+  return { rolloutId: "", requests: [] };
+}
+
+export const RolloutRequests: MessageFns<RolloutRequests> = {
+  encode(message: RolloutRequests, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rolloutId !== "") {
+      writer.uint32(10).string(message.rolloutId);
+    }
+    for (const v of message.requests) {
+      RolloutRequest.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RolloutRequests {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRolloutRequests();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requests.push(RolloutRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RolloutRequests {
+    return {
+      rolloutId: isSet(object.rolloutId)
+        ? globalThis.String(object.rolloutId)
+        : isSet(object.rollout_id)
+        ? globalThis.String(object.rollout_id)
+        : "",
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => RolloutRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: RolloutRequests): unknown {
+    const obj: any = {};
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => RolloutRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RolloutRequests>, I>>(base?: I): RolloutRequests {
+    return RolloutRequests.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RolloutRequests>, I>>(object: I): RolloutRequests {
+    const message = createBaseRolloutRequests();
+    message.rolloutId = object.rolloutId ?? "";
+    message.requests = object.requests?.map((e) => RolloutRequest.fromPartial(e)) || [];
     return message;
   },
 };

@@ -1,0 +1,78 @@
+import { BpfleetError, fromServiceError } from '../../common/errors.js';
+import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { Control } from './client.js';
+
+export interface FollowOptions {
+  /** Give up after this long; 0 waits for ever. */
+  timeoutMs: number;
+  /** Stop following once this holds for a rollout seen. */
+  until: (r: Rollout) => boolean;
+  /** Every version of the rollout seen, in order (the first one included). */
+  onUpdate: (r: Rollout) => void;
+  /** The stream broke for a reason worth another try; following resumes on another replica. */
+  onReconnect?: (err: BpfleetError, server: string) => void;
+}
+
+export interface FollowResult {
+  /** `until` held, the server ended the stream (the rollout is final), or the timeout passed. */
+  how: 'until' | 'ended' | 'timeout';
+  last: Rollout | null;
+}
+
+type Outcome = { kind: 'until' | 'ended' | 'timeout' } | { kind: 'error'; err: BpfleetError; sawData: boolean };
+
+// A replica that went away (or lost etcd for a moment) is worth another try; a rollout
+// that does not exist or a refused request is not.
+const RETRYABLE = new Set(['UNAVAILABLE', 'INTERNAL', 'ABORTED', 'DEADLINE_EXCEEDED']);
+const BACKOFF_MS = [250, 500, 1000, 2000];
+
+/**
+ * Follows a rollout through WatchRollout until `until` holds, the rollout ends, or the
+ * timeout. Survives the loss of the replica it talks to: it watches again, on the next
+ * replica listed, and the server's first message (the rollout as it is now) fills any gap.
+ */
+export async function follow(ctl: Control, id: string, opts: FollowOptions): Promise<FollowResult> {
+  const deadline = opts.timeoutMs > 0 ? Date.now() + opts.timeoutMs : Infinity;
+  let last: Rollout | null = null;
+  const seen = (r: Rollout): boolean => {
+    last = r;
+    opts.onUpdate(r);
+    return opts.until(r);
+  };
+  for (let failures = 0; ; ) {
+    const outcome = await watchOnce(ctl, id, deadline, seen);
+    if (outcome.kind !== 'error') return { how: outcome.kind, last };
+    if (!RETRYABLE.has(outcome.err.code)) throw outcome.err;
+    failures = outcome.sawData ? 1 : failures + 1;
+    // Never reached any replica: that is a wrong address or a plane that is down, not a blip.
+    if (last === null && failures >= ctl.replicas) throw outcome.err;
+    const pause = BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!;
+    if (Date.now() + pause >= deadline) return { how: 'timeout', last };
+    ctl.failover();
+    opts.onReconnect?.(outcome.err, ctl.address);
+    await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+function watchOnce(ctl: Control, id: string, deadline: number, seen: (r: Rollout) => boolean): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const stream = ctl.watch(id);
+    let sawData = false;
+    let settled = false;
+    const settle = (o: Outcome): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stream.cancel();
+      resolve(o);
+    };
+    const timer = deadline === Infinity ? undefined : setTimeout(() => settle({ kind: 'timeout' }), Math.max(0, deadline - Date.now()));
+    stream.on('data', (r: Rollout) => {
+      sawData = true;
+      if (!settled && seen(r)) settle({ kind: 'until' });
+    });
+    stream.on('end', () => settle({ kind: 'ended' }));
+    // After settle() the cancel surfaces here as CANCELLED: nothing to do then.
+    stream.on('error', (err) => settle({ kind: 'error', err: fromServiceError(err), sawData }));
+  });
+}

@@ -1,0 +1,27 @@
+import { Option, type Command } from 'commander';
+import YAML from 'yaml';
+import { BpfleetError } from '../../common/errors.js';
+import { parseDuration } from '../rollout/duration.js';
+import { Control } from './client.js';
+
+export type Output = 'text' | 'json' | 'yaml';
+
+/** `-o text|json|yaml`: every command takes it; json and yaml are the proto's canonical JSON. */
+export const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text');
+
+export function print(format: Output, json: unknown, text: () => string): void {
+  if (format === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  else if (format === 'yaml') process.stdout.write(YAML.stringify(json));
+  else process.stdout.write(`${text()}\n`);
+}
+
+export function control(cmd: Command): Control {
+  return new Control(cmd.optsWithGlobals().server as string);
+}
+
+/** "90s", "5m", "1h", "500ms", a bare number of seconds, or 0 for no limit. */
+export function parseTimeout(v: string): number {
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : parseDuration(v);
+  if (ms === null) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `--timeout "${v}": expected e.g. 90s, 10m or 0 for none`);
+  return ms;
+}

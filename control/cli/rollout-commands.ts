@@ -1,0 +1,226 @@
+import type { Command } from 'commander';
+import {
+  GetRolloutHistoryResponse,
+  RolloutVerbResponse,
+  type RolloutHistoryEntry,
+} from '../../proto/gen/bpfleet/v1/control.js';
+import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { Control } from './client.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { follow } from './follow.js';
+import { LivePainter, liveView, statusKey, statusLine } from './live-view.js';
+import { control, outputOption, parseTimeout, print, type Output } from './output.js';
+import { changeLines, phaseName } from './rollout-view.js';
+
+const FINAL = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, RolloutPhase.ROLLOUT_PHASE_FAILED, RolloutPhase.ROLLOUT_PHASE_ABORTED]);
+const isFinal = (r: Rollout): boolean => FINAL.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
+const settled = (r: Rollout): boolean => isFinal(r) || r.status?.phase === RolloutPhase.ROLLOUT_PHASE_PAUSED;
+
+/**
+ * How a followed rollout is shown: `live` redraws a picture in place (a person at a
+ * terminal), `changes` appends a line per change (logs, pipes), `status` appends a line per
+ * change of phase, step or host counts (CI).
+ */
+export type FollowView = 'live' | 'changes' | 'status';
+
+const EXIT_HELP = `
+Exit codes: 0 succeeded, 3 rolled back, 4 failed or aborted, 5 timeout, 6 paused,
+2 usage or refused, 7 not found, 1 error or no replica reachable.`;
+
+/**
+ * Follows a rollout until it ends or pauses and returns the exit code for its outcome
+ * (EXIT.TIMEOUT when `timeoutMs` passes first).
+ */
+export async function followRollout(ctl: Control, id: string, opts: { format: Output; timeoutMs: number; view: FollowView }): Promise<number> {
+  const text = opts.format === 'text';
+  const painter = text && opts.view === 'live' ? new LivePainter(process.stdout) : null;
+  let prev: Rollout | null = null;
+  let lastKey = '';
+  const ticker = painter ? setInterval(() => prev && painter.paint(liveView(prev, Date.now())), 1000) : undefined;
+  try {
+    const result = await follow(ctl, id, {
+      timeoutMs: opts.timeoutMs,
+      until: settled,
+      onUpdate: (r) => {
+        if (painter) painter.paint(liveView(r, Date.now()));
+        else if (text && opts.view === 'changes') for (const line of changeLines(prev, r)) process.stdout.write(`${line}\n`);
+        else if (text && statusKey(r) !== lastKey) {
+          lastKey = statusKey(r);
+          process.stdout.write(`${statusLine(r)}\n`);
+        }
+        prev = r;
+      },
+      onReconnect: (err, next) => process.stderr.write(`bpfleet: lost the watch (${err.code}: ${err.message}); following on ${next}\n`),
+    });
+    const last = result.last;
+    if (!text && last) print(opts.format, Rollout.toJSON(last), () => '');
+    if (result.how === 'timeout') {
+      process.stderr.write(`bpfleet: timed out after ${opts.timeoutMs / 1000}s; rollout ${id} is ${phaseName(last?.status?.phase)}\n`);
+      return EXIT.TIMEOUT;
+    }
+    const code = exitCodeFor(last?.status?.phase);
+    if (painter && last) process.stdout.write(`rollout ${id} ${phaseName(last.status?.phase)} (exit ${code})\n`);
+    return code;
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+interface VerbOptions {
+  reason?: string;
+  wait: boolean;
+  timeout: string;
+  output: Output;
+}
+
+function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | 'abort', method: 'pauseRollout' | 'resumeRollout' | 'promoteRollout' | 'abortRollout', description: string, help: string): void {
+  rollout.command(name)
+    .description(description)
+    .argument('<id>', 'rollout id')
+    .option('--reason <text>', 'why, for the audit log')
+    .option('--no-wait', 'return once the request is recorded, without waiting for the controller to act on it')
+    .option('--timeout <duration>', 'how long to wait for the controller to act on the request (exit 5 after)', '30s')
+    .addOption(outputOption())
+    .addHelpText('after', help)
+    .action(async (id: string, opts: VerbOptions, cmd: Command) => {
+      const timeoutMs = parseTimeout(opts.timeout);
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, RolloutVerbResponse>(method, { id, reason: opts.reason ?? '' });
+        const req = res.request;
+        if (!req) {
+          print(opts.output, RolloutVerbResponse.toJSON(res), () => `rollout ${id}: nothing to ${name}; it is ${phaseName(res.rollout?.status?.phase)}${res.rollout?.status?.promoted ? ' and promoted' : ''}`);
+          return;
+        }
+        if (!opts.wait) {
+          print(opts.output, RolloutVerbResponse.toJSON(res), () => `${name} requested (request ${req.seq}); the leading controller acts on it next`);
+          return;
+        }
+        const acted = (r: Rollout) => (r.status?.observedRequest ?? 0) >= req.seq || isFinal(r);
+        const result = await follow(ctl, id, { timeoutMs, until: acted, onUpdate: () => undefined });
+        const now = result.last;
+        if (!now || !acted(now)) {
+          process.stderr.write(`bpfleet: ${name} recorded (request ${req.seq}), but no controller acted on it within ${opts.timeout}; is a control plane replica leading?\n`);
+          process.exitCode = EXIT.TIMEOUT;
+          return;
+        }
+        print(opts.output, RolloutVerbResponse.toJSON({ rollout: now, request: req }), () => statusLine(now));
+      } finally {
+        ctl.close();
+      }
+    });
+}
+
+function historyText(entries: readonly RolloutHistoryEntry[]): string {
+  if (!entries.length) return 'no rollouts yet';
+  const out: string[] = [];
+  for (const e of entries) {
+    const from = e.fromVersions.map((v) => v || '(nothing)').join(',') || '?';
+    const ended = e.finishedAt ? ` → ${e.finishedAt.slice(11, 19)}` : ' (running)';
+    out.push(`${e.id}  ${e.module} ${from} → ${e.version} on ${e.attachment}  ${phaseName(e.phase).toUpperCase()}  ${e.createdAt.slice(0, 19).replace('T', ' ')}${ended}  by ${e.createdBy}${e.undoOf ? `  (undoes ${e.undoOf})` : ''}`);
+    if (e.message) out.push(`    ${e.message}`);
+    for (const ev of e.events) {
+      if (ev.action === 'rollout.create') continue;
+      out.push(`    ${ev.at.slice(11, 19)} ${ev.action.replace(/^rollout\./, '')} by ${ev.actor}${ev.detail ? `  ${ev.detail}` : ''}`);
+    }
+  }
+  return out.join('\n');
+}
+
+/** The rollout verbs, `status` and `history`, under `bpfleet rollout`. */
+export function registerRolloutCommands(rollout: Command): void {
+  rollout.command('status')
+    .description('wait for a rollout to end (or pause) and exit with its outcome: the command for CI')
+    .argument('<id>', 'rollout id')
+    .option('--timeout <duration>', 'give up after this long (exit 5); 0 waits for ever', '10m')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Prints a line whenever the phase, the step or the host counts change, then exits:
+  bpfleet rollout status pass-counter-260101100000-ab12 --timeout 5m
+  [10:00:01] progressing step 1/3 (canary 1); 0/3 updated, 1 updating
+  [10:00:06] progressing step 3/3 (percent 100%); 1/3 updated — bake 4s passed analysis; ...
+  [10:00:07] succeeded; 3/3 updated — all 3 hosts run pass-counter@2.0.0
+Works against any replica; with --server a,b it moves to the next one if one goes away.
+${EXIT_HELP}`)
+    .action(async (id: string, opts: { timeout: string; output: Output }, cmd: Command) => {
+      const timeoutMs = parseTimeout(opts.timeout);
+      const ctl = control(cmd);
+      try {
+        process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs, view: 'status' });
+      } finally {
+        ctl.close();
+      }
+    });
+
+  registerVerb(rollout, 'pause', 'pauseRollout', 'stop sending new applies until resumed (applies in flight finish)', `
+Example:
+  bpfleet rollout pause <id> --reason "error budget burning"
+Pausing a paused rollout changes nothing (exit 0). A finished or rolling-back rollout
+refuses (exit 2). The request is audited with who, what and when.`);
+  registerVerb(rollout, 'resume', 'resumeRollout', 'continue a paused rollout; at a `pause: {}` step, go past it', `
+Example:
+  bpfleet rollout resume <id>
+A rollout that is not paused refuses (exit 2).`);
+  registerVerb(rollout, 'promote', 'promoteRollout', 'skip every remaining bake, analysis and pause step (waves still honour maxUnavailable)', `
+Example:
+  bpfleet rollout promote <id> --reason "verified by hand on the canary"
+Promotion is an operator's judgement instead of the analysis: it is audited, and the
+rollout shows [promoted] from then on.`);
+  registerVerb(rollout, 'abort', 'abortRollout', 'restore every host the rollout updated; it ends ABORTED', `
+Example:
+  bpfleet rollout abort <id> --reason "wrong version"
+  bpfleet rollout status <id>        # exit 4 once every host is restored (ABORTED)
+Each host is swapped back atomically (bpf_link_update), the same way a failed analysis
+rolls back.`);
+
+  rollout.command('undo')
+    .description('roll a finished rollout back: a new rollout to the version it replaced')
+    .argument('<id>', 'a finished rollout (succeeded, or failed and halted with hosts changed)')
+    .option('--reason <text>', 'why, for the audit log')
+    .option('--wait', 'follow the new rollout and exit with its outcome')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 5); 0 waits for ever', '10m')
+    .addOption(outputOption())
+    .addHelpText('after', `
+The new rollout has the same module, attachment, selector, steps and analysis, and targets
+the version the hosts ran before <id> (the "from" version in \`rollout history\`); going back
+is canaried and analysed like going forward. It is refused (exit 2) when the hosts ran
+different versions before, or nothing, or when a later rollout of the module on that
+attachment changed hosts since.
+Example:
+  bpfleet rollout undo pass-counter-260101100000-ab12 --wait
+${EXIT_HELP}`)
+    .action(async (id: string, opts: { reason?: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
+      const timeoutMs = parseTimeout(opts.timeout);
+      const ctl = control(cmd);
+      try {
+        const created = await ctl.call<unknown, Rollout>('undoRollout', { id, reason: opts.reason ?? '' });
+        if (!opts.wait) {
+          print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}: ${created.spec!.module}@${created.spec!.version}, undoing ${id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
+          return;
+        }
+        process.exitCode = await followRollout(ctl, created.id, { format: opts.output, timeoutMs, view: 'changes' });
+      } finally {
+        ctl.close();
+      }
+    });
+
+  rollout.command('history')
+    .description('rollouts oldest first: from and to versions, outcome, who started them and every operator action')
+    .option('--module <name>', 'only rollouts of this module')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Example:
+  bpfleet rollout history --module pass-counter
+  pass-counter-260101100000-ab12  pass-counter 1.0.0 → 2.0.0 on xdp:eth0  SUCCEEDED  2026-01-01 10:00:00 → 10:00:12  by alice@laptop
+      10:00:04 pause by alice@laptop  seq=1 reason=looks odd
+      10:00:09 resume by bob@laptop  seq=2`)
+    .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
+      const ctl = control(cmd);
+      try {
+        const res = await ctl.call<unknown, GetRolloutHistoryResponse>('getRolloutHistory', { module: opts.module ?? '' });
+        print(opts.output, GetRolloutHistoryResponse.toJSON(res), () => historyText(res.entries));
+      } finally {
+        ctl.close();
+      }
+    });
+}

@@ -1,0 +1,192 @@
+/**
+ * The control plane's Prometheus metrics (served by startTelemetry's endpoint; names, units
+ * and attributes are listed in docs/OBSERVABILITY.md).
+ *
+ * Counters and histograms are recorded by the replica that did the work. The gauges that
+ * describe the fleet (rollouts by phase, hosts by version) are read from etcd at scrape time
+ * and reported by the leader only, so summing a metric over replicas never double counts.
+ */
+import type { Attributes, ObservableResult } from '@opentelemetry/api';
+import {
+  ATTR_ATTACHMENT,
+  ATTR_MODULE_NAME,
+  ATTR_MODULE_VERSION,
+  ATTR_ROLLOUT_PHASE,
+  ATTR_STEP_KIND,
+  ATTR_STEP_OUTCOME,
+  ATTR_VERDICT,
+  enumLabel,
+} from '../common/otel-attributes.js';
+import { instrumentsPerProvider } from '../common/meters.js';
+import { RolloutPhase, Verdict, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
+import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
+import type { HostDirectory } from './store/hosts.js';
+import { isFinal, type RolloutStore } from './store/rollouts.js';
+
+export const controlMetrics = instrumentsPerProvider((meter) => ({
+  stepDuration: meter.createHistogram('bpfleet.rollout.step.duration', {
+    unit: 's',
+    description: 'Time a rollout spent in a step, from its start to the transition that ended it',
+  }),
+  verdicts: meter.createCounter('bpfleet.analysis.verdicts', {
+    unit: '{verdict}',
+    description: 'Canary analyses run, by verdict',
+  }),
+  telemetryReports: meter.createCounter('bpfleet.telemetry.reports', {
+    unit: '{report}',
+    description: 'Telemetry reports received from agents over NATS (error.type set when one could not be decoded)',
+  }),
+  telemetryLag: meter.createHistogram('bpfleet.telemetry.report.lag', {
+    unit: 's',
+    description: 'Time from an agent stamping a telemetry report to the control plane receiving it',
+  }),
+  rollouts: meter.createObservableGauge('bpfleet.rollout.count', {
+    unit: '{rollout}',
+    description: 'Rollouts in etcd by phase (reported by the leader)',
+  }),
+  moduleHosts: meter.createObservableGauge('bpfleet.module.host.count', {
+    unit: '{host}',
+    description: 'Registered hosts running each module version, by attachment (reported by the leader)',
+  }),
+  leader: meter.createObservableGauge('bpfleet.controller.leader', {
+    unit: '1',
+    description: '1 while this replica leads (runs the rollout controller), else 0',
+  }),
+}));
+
+export function phaseLabel(phase: RolloutPhase | undefined): string {
+  return enumLabel(phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED, 'ROLLOUT_PHASE_');
+}
+
+export function verdictLabel(verdict: Verdict): string {
+  return enumLabel(verdict, 'VERDICT_');
+}
+
+export function stepKind(step: Step | undefined): string {
+  const kind = step?.kind?.$case;
+  if (!kind) return 'final_wave';
+  return kind === 'bakeMs' ? 'bake' : kind;
+}
+
+export function recordVerdict(verdict: Verdict): void {
+  controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictLabel(verdict) });
+}
+
+export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: number = Date.now()): void {
+  controlMetrics().telemetryReports.add(1);
+  // Clocks of different machines: a negative lag is skew, not a report from the future.
+  controlMetrics().telemetryLag.record(Math.max(0, receivedAtMs - report.timestampMs) / 1000);
+}
+
+export function recordTelemetryDropped(err: unknown): void {
+  controlMetrics().telemetryReports.add(1, { 'error.type': err instanceof Error ? err.name : 'unknown' });
+}
+
+interface StepMark {
+  phase: RolloutPhase;
+  step: number;
+  stepStartedAt: string;
+}
+
+/** A step that ended between two persisted statuses of one rollout. */
+export interface EndedStep {
+  kind: string;
+  outcome: 'passed' | 'failed';
+  seconds: number;
+}
+
+/**
+ * The step a status change ended, if any: the step index moved on (passed), or the rollout
+ * left PROGRESSING for a rollback or a halt (failed). Pause and resume end no step.
+ */
+export function endedStep(before: StepMark, after: Rollout): EndedStep | null {
+  const status = after.status;
+  if (!status || !before.stepStartedAt) return null;
+  const steps = after.spec?.steps ?? [];
+  const startedMs = Date.parse(before.stepStartedAt);
+  if (status.step > before.step) {
+    return { kind: stepKind(steps[before.step]), outcome: 'passed', seconds: (Date.parse(status.stepStartedAt) - startedMs) / 1000 };
+  }
+  const left = before.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING && status.phase !== before.phase
+    && status.phase !== RolloutPhase.ROLLOUT_PHASE_PAUSED;
+  if (!left) return null;
+  const outcome = status.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED ? 'passed' : 'failed';
+  return { kind: stepKind(steps[before.step]), outcome, seconds: (Date.parse(status.updatedAt) - startedMs) / 1000 };
+}
+
+/**
+ * Records step durations from the statuses the controller persists, comparing each with the
+ * status it replaced: the one the pass read (which another leader may have written), or the
+ * one this pass saved a moment before.
+ */
+export class StepClock {
+  private readonly marks = new Map<string, StepMark>();
+
+  /** The status as a pass read it, before deciding. */
+  seen(rollout: Rollout): void {
+    this.remember(rollout);
+  }
+
+  persisted(rollout: Rollout): void {
+    const before = this.marks.get(rollout.id);
+    const ended = before ? endedStep(before, rollout) : null;
+    if (ended && Number.isFinite(ended.seconds) && ended.seconds >= 0) {
+      controlMetrics().stepDuration.record(ended.seconds, { [ATTR_STEP_KIND]: ended.kind, [ATTR_STEP_OUTCOME]: ended.outcome });
+    }
+    if (isFinal(rollout)) this.marks.delete(rollout.id);
+    else this.remember(rollout);
+  }
+
+  private remember(rollout: Rollout): void {
+    const s = rollout.status;
+    if (s) this.marks.set(rollout.id, { phase: s.phase, step: s.step, stepStartedAt: s.stepStartedAt });
+  }
+}
+
+export interface FleetGaugeSources {
+  rollouts: Pick<RolloutStore, 'list'>;
+  hosts: Pick<HostDirectory, 'list'>;
+  leading: () => boolean;
+}
+
+/** Registers the scrape-time gauges; the returned function unregisters them. */
+export function observeFleet(sources: FleetGaugeSources): () => void {
+  const m = controlMetrics();
+  const rollouts = async (result: ObservableResult) => {
+    if (!sources.leading()) return;
+    const counts = new Map<string, number>();
+    for (const phase of Object.values(RolloutPhase)) {
+      if (phase !== RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED && phase !== RolloutPhase.UNRECOGNIZED) counts.set(phaseLabel(phase), 0);
+    }
+    for (const r of await sources.rollouts.list({ hosts: false })) {
+      const label = phaseLabel(r.status?.phase);
+      counts.set(label, (counts.get(label) ?? 0) + 1);
+    }
+    for (const [phase, n] of counts) result.observe(n, { [ATTR_ROLLOUT_PHASE]: phase });
+  };
+  // The SDK keeps reporting the last value of an attribute set that is no longer observed
+  // (cumulative temporality), so a version every host left would stay at its old count:
+  // versions seen before and gone now are reported as 0 instead.
+  const versionsSeen = new Map<string, Attributes>();
+  const moduleHosts = async (result: ObservableResult) => {
+    if (!sources.leading()) return;
+    const counts = new Map<string, number>();
+    for (const host of await sources.hosts.list()) {
+      for (const a of host.attachments) {
+        const key = `${a.attachment}\0${a.module}\0${a.version}`;
+        if (!versionsSeen.has(key)) versionsSeen.set(key, { [ATTR_ATTACHMENT]: a.attachment, [ATTR_MODULE_NAME]: a.module, [ATTR_MODULE_VERSION]: a.version });
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+    }
+    for (const [key, attributes] of versionsSeen) result.observe(counts.get(key) ?? 0, attributes);
+  };
+  const leader = (result: ObservableResult) => result.observe(sources.leading() ? 1 : 0);
+  m.rollouts.addCallback(rollouts);
+  m.moduleHosts.addCallback(moduleHosts);
+  m.leader.addCallback(leader);
+  return () => {
+    m.rollouts.removeCallback(rollouts);
+    m.moduleHosts.removeCallback(moduleHosts);
+    m.leader.removeCallback(leader);
+  };
+}

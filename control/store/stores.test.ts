@@ -1,0 +1,152 @@
+/**
+ * The etcd stores the controller writes at scale, against a real etcd: rollout progress as a
+ * record plus one key per host, intents in batched fenced transactions, and the watched
+ * host directory. Sizes go past etcd's 128-operations-per-transaction limit on purpose.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import { keys } from '../../common/keys.js';
+import { CleanupStack } from '../../e2e/support/cleanup.js';
+import { startEtcd, type EtcdServer } from '../../e2e/support/etcd.js';
+import { prereqSkip } from '../../e2e/support/prereqs.js';
+import { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
+import { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { emptyStatus } from '../rollout/reconcile.js';
+import { toRolloutSpec } from '../rollout/spec.js';
+import type { Fence } from './fence.js';
+import { HostDirectory } from './hosts.js';
+import { IntentStore } from './intents.js';
+import { NotLeaderError, RolloutStore } from './rollouts.js';
+
+const spec = toRolloutSpec({ module: 'm', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }, { percent: 100 }] });
+
+function progress(host: string, wave: number, phase = HostPhase.HOST_PHASE_PENDING): HostProgress {
+  return { host, wave, phase, previousDigest: 'sha256:old', previousVersion: '1.0.0', message: '', progId: 0, detail: '' };
+}
+
+function rolloutOf(id: string, hosts: HostProgress[], phase = RolloutPhase.ROLLOUT_PHASE_PROGRESSING): Rollout {
+  return {
+    id, spec, createdAt: `2026-01-01T00:00:0${id.length % 10}.000Z`, createdBy: 'test', undoOf: '',
+    status: { ...emptyStatus(), phase, hosts },
+  };
+}
+
+const until = async (what: string, check: () => Promise<boolean>): Promise<void> => {
+  const deadline = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+describe('controller stores on a real etcd', { skip: await prereqSkip(['etcd']) }, () => {
+  const cleanup = new CleanupStack();
+  let server: EtcdServer;
+  let etcd: Etcd3;
+  let fence: Fence;
+  const stale: Fence = { key: '/bpfleet/election/leader/test', epoch: 1 };
+
+  before(async () => {
+    server = await startEtcd();
+    cleanup.defer(() => server.stop(), 'stop etcd');
+    etcd = new Etcd3({ hosts: server.endpoint });
+    cleanup.defer(() => etcd.close(), 'close client');
+    const put = await etcd.put('/bpfleet/election/leader/test').value('me').exec();
+    fence = { key: '/bpfleet/election/leader/test', epoch: Number(put.header.revision) };
+  });
+  after(() => cleanup.runAll());
+
+  test('a rollout is a record with host counts plus one key per host, read back whole and in wave order', async () => {
+    const store = new RolloutStore(etcd);
+    const hosts = Array.from({ length: 300 }, (_, i) => progress(`h${i}`, i % 3));
+    await store.saveStatus(rolloutOf('r1', hosts), fence);
+    const record = JSON.parse((await etcd.get(keys.rollout('r1')).string())!);
+    assert.equal(record.status.hosts, undefined, 'the record must not hold the hosts');
+    assert.equal(record.status.hostCounts.total, 300);
+    assert.equal(await etcd.getAll().prefix(keys.rolloutHostsOf('r1')).count(), 300);
+    const back = (await store.get('r1'))!;
+    assert.equal(back.status!.hosts.length, 300);
+    assert.deepEqual(back.status!.hosts.map((h) => h.wave), [...hosts].map((h) => h.wave).sort());
+    assert.deepEqual(new Set(back.status!.hosts.map((h) => h.host)), new Set(hosts.map((h) => h.host)));
+  });
+
+  test('a save given the previous rollout writes only the hosts that changed', async () => {
+    const store = new RolloutStore(etcd);
+    const first = rolloutOf('r2', Array.from({ length: 200 }, (_, i) => progress(`h${i}`, 0)));
+    await store.saveStatus(first, fence);
+    const revisionOf = async (host: string) => Number((await etcd.get(keys.rolloutHost('r2', host)).exec()).kvs[0]!.mod_revision);
+    const untouched = await revisionOf('h150');
+    const next = structuredClone(first);
+    next.status!.hosts[7]!.phase = HostPhase.HOST_PHASE_UPDATED;
+    const revision = await store.saveStatus(next, fence, first);
+    assert.equal(await revisionOf('h150'), untouched);
+    assert.equal(await revisionOf('h7'), revision);
+    const stored = await store.read('r2');
+    assert.equal(stored!.revision, revision);
+    assert.equal(stored!.rollout.status!.hosts.find((h) => h.host === 'h7')!.phase, HostPhase.HOST_PHASE_UPDATED);
+    assert.equal(stored!.rollout.status!.hostCounts!.updated, 1);
+  });
+
+  test('a save under a stale fence writes nothing, however many transactions it needs', async () => {
+    const store = new RolloutStore(etcd);
+    await assert.rejects(store.saveStatus(rolloutOf('r3', Array.from({ length: 400 }, (_, i) => progress(`h${i}`, 0))), stale), NotLeaderError);
+    assert.equal(await etcd.getAll().prefix(keys.rolloutHostsOf('r3')).count(), 0);
+    assert.equal(await etcd.get(keys.rollout('r3')).string(), null);
+  });
+
+  test('a final save releases the active slot; list() shows hosts unless asked not to', async () => {
+    const store = new RolloutStore(etcd);
+    const created = rolloutOf('r4', [], RolloutPhase.ROLLOUT_PHASE_PENDING);
+    await store.create(created);
+    assert.equal(await etcd.get(keys.activeLock(spec.module, spec.attachment)).string(), 'r4');
+    const done = rolloutOf('r4', [progress('a', 0, HostPhase.HOST_PHASE_UPDATED)], RolloutPhase.ROLLOUT_PHASE_SUCCEEDED);
+    await store.saveStatus(done, fence, created);
+    assert.equal(await etcd.get(keys.activeLock(spec.module, spec.attachment)).string(), null);
+    const whole = (await store.list()).find((r) => r.id === 'r4')!;
+    assert.deepEqual(whole.status!.hosts.map((h) => h.host), ['a']);
+    const records = (await store.list({ hosts: false })).find((r) => r.id === 'r4')!;
+    assert.deepEqual(records.status!.hosts, []);
+    assert.equal(records.status!.hostCounts!.updated, 1);
+  });
+
+  test('intents: hundreds in batched transactions, each with the next generation of its host', async () => {
+    const store = new IntentStore(etcd);
+    const drafts = Array.from({ length: 300 }, (_, i) => ({
+      host: `h${i}`, attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, expectedDigest: 'sha256:old', rolloutId: 'r',
+    }));
+    const first = await store.writeAll(drafts, fence);
+    assert.ok(first.every((i) => i.generation === 1 && i.leaderEpoch === fence.epoch));
+    const again = await store.writeAll(drafts.slice(100, 105), fence);
+    assert.deepEqual(again.map((i) => i.generation), [2, 2, 2, 2, 2]);
+    assert.equal((await store.get('h101', 'xdp:eth0'))!.generation, 2);
+    assert.equal((await store.get('h1', 'xdp:eth0'))!.generation, 1);
+  });
+
+  test('intents under a stale fence, or twice for one attachment, are refused and write nothing', async () => {
+    const store = new IntentStore(etcd);
+    const draft = (host: string) => ({ host, attachment: 'tcx-ingress:eth0', module: undefined, expectedDigest: '', rolloutId: 'r' });
+    await assert.rejects(store.writeAll([draft('x1'), draft('x2')], stale), NotLeaderError);
+    await assert.rejects(store.writeAll([draft('x1'), draft('x1')], fence), /two intents for x1/);
+    assert.equal(await store.get('x1', 'tcx-ingress:eth0'), null);
+  });
+
+  test('the host directory follows registrations, reports and departures through its watch', async () => {
+    const directory = new HostDirectory(etcd);
+    cleanup.defer(() => directory.close(), 'close directory');
+    const register = (name: string) => etcd.put(keys.host(name)).value(JSON.stringify(Host.toJSON({
+      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [],
+    })));
+    await register('early');
+    assert.deepEqual((await directory.list()).map((h) => h.name), ['early']);
+    await register('late');
+    await until('the late host', async () => (await directory.list()).length === 2);
+    await etcd.put(keys.observed('late')).value(JSON.stringify(GetStateResponse.toJSON({
+      host: 'late', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '' }],
+    })));
+    await until('the late host\'s report', async () => (await directory.get('late'))?.attachments[0]?.version === '2.0.0');
+    await etcd.delete().key(keys.host('early'));
+    await until('the early host to leave', async () => (await directory.list()).map((h) => h.name).join() === 'late');
+  });
+});
