@@ -1,0 +1,70 @@
+/**
+ * The control plane's first storage code, kept only so bench/storage.ts can measure the
+ * current stores against it in the same run. Not used by bpfleet.
+ */
+import type { Etcd3 } from 'etcd3';
+import { keys } from '../../common/keys.js';
+import { encode, decode } from '../../control/store/codec.js';
+import { fenced, type Fence } from '../../control/store/fence.js';
+import type { IntentDraft } from '../../control/store/intents.js';
+import { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+
+/** The whole rollout, every host's progress included, in one key, rewritten on every save. */
+export class NaiveRolloutStore {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async saveStatus(rollout: Rollout, fence: Fence): Promise<void> {
+    const txn = await fenced(this.etcd, fence).then(this.etcd.put(keys.rollout(rollout.id)).value(encode(Rollout, rollout))).commit();
+    if (!txn.succeeded) throw new Error('not leader');
+  }
+}
+
+/** One read and one fenced transaction per intent. */
+export class NaiveIntentStore {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async write(draft: IntentDraft, fence: Fence): Promise<Intent> {
+    const key = keys.intent(draft.host, draft.attachment);
+    const kv = (await this.etcd.get(key).exec()).kvs[0];
+    const previous = kv ? decode(Intent, kv.value.toString()) : null;
+    const intent: Intent = { ...draft, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
+    const txn = await fenced(this.etcd, fence)
+      .and(key, 'Mod', '==', kv ? Number(kv.mod_revision) : 0)
+      .then(this.etcd.put(key).value(encode(Intent, intent)))
+      .commit();
+    if (!txn.succeeded) throw new Error('not leader');
+    return intent;
+  }
+}
+
+/** Every registration and observed state read and joined on every call. */
+export class NaiveHostDirectory {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async list(): Promise<Host[]> {
+    const [registered, observed] = await Promise.all([
+      this.etcd.getAll().prefix(keys.hostsPrefix).strings(),
+      this.etcd.getAll().prefix(keys.observedPrefix).strings(),
+    ]);
+    const observedByHost = new Map<string, GetStateResponse>();
+    for (const v of Object.values(observed)) {
+      const state = decode(GetStateResponse, v);
+      observedByHost.set(state.host, state);
+    }
+    return Object.values(registered)
+      .map((v) => decode(Host, v))
+      .map((h) => ({
+        ...h,
+        attachments: (observedByHost.get(h.name)?.attachments ?? []).map((a) => ({
+          attachment: a.attachment,
+          module: a.module?.name ?? '',
+          version: a.module?.version ?? '',
+          digest: a.module?.digest ?? '',
+          progId: a.progId,
+        })),
+      }))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
