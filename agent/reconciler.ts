@@ -2,7 +2,7 @@ import { parseAttachment } from '../common/attachment.js';
 import { digestOf } from '../common/digest.js';
 import { BpfleetError } from '../common/errors.js';
 import { enforceSignaturePolicy, type SignaturePolicy } from '../common/signing.js';
-import type { AttachmentState, GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import type { ApplyRecord, AttachmentState, GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Module } from '../proto/gen/bpfleet/v1/module.js';
 import type { SwapCheckpoint } from './crash-hook.js';
 import type { DataplaneDriver, RunningModule } from './dataplane/driver.js';
@@ -33,14 +33,6 @@ export interface ReconcilerOptions {
   checkpoint?: SwapCheckpoint;
 }
 
-/** One record per apply that changed the dataplane: tests and audits count them. */
-export interface ApplyRecord {
-  at: string;
-  attachment: string;
-  digest: string;
-  generation: number;
-  rolloutId: string;
-}
 
 /**
  * Turns intents into dataplane state, one attachment at a time. Idempotent (an intent
@@ -54,7 +46,9 @@ export class Reconciler {
   // Kept apart from `states` because they must outlive a removal: otherwise a late intent
   // older than the removal would find no marks and re-install what was removed.
   private readonly fences = new Map<string, Pick<AttachmentState, 'generation' | 'leaderEpoch'>>();
+  /** One record per apply that changed the dataplane: tests and audits count them. */
   readonly history: ApplyRecord[] = [];
+  private readonly changeListeners = new Set<(attachment: string) => void>();
 
   constructor(
     readonly host: string,
@@ -86,9 +80,18 @@ export class Reconciler {
   apply(intent: Intent): Promise<ApplyResult> {
     const key = intent.attachment;
     const previous = this.queues.get(key) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.applyNow(intent));
+    const next = previous.catch(() => undefined).then(() => this.applyNow(intent)).then((result) => {
+      if (result.changed) for (const listener of this.changeListeners) listener(intent.attachment);
+      return result;
+    });
     this.queues.set(key, next);
     return next;
+  }
+
+  /** Calls `listener` after every apply that changed the dataplane; returns an unsubscribe. */
+  onChange(listener: (attachment: string) => void): () => void {
+    this.changeListeners.add(listener);
+    return () => this.changeListeners.delete(listener);
   }
 
   private async applyNow(intent: Intent): Promise<ApplyResult> {

@@ -11,7 +11,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
 import { AgentServiceClient, type ApplyRecord, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
 import { HostPhase, RolloutPhase, Verdict, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';

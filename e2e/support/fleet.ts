@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { CleanupStack } from './cleanup.js';
-import { ClaimConflictError, makeTempDir, removeTempDir } from './claims.js';
+import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
-import { createHostNetns, MAX_HOST_INDEX, type HostNetns } from './netns.js';
+import { createHostNetns, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
@@ -127,7 +127,7 @@ export class LocalFleet {
   private async addHost(i: number): Promise<void> {
     const { opts, cleanup } = this;
     const name = `h${i}`;
-    const netns = await this.claimNetns(`${opts.name}-${name}`);
+    const netns = await createHostNetns(`${opts.name}-${name}`);
     cleanup.defer(() => netns.destroy(), `destroy ${netns.netns}`);
     const pinRoot = await createPinRoot(`${opts.name}-${name}`);
     cleanup.defer(() => pinRoot.destroy(), `remove ${pinRoot.path}`);
@@ -148,19 +148,6 @@ export class LocalFleet {
       const traffic = host.traffic;
       cleanup.defer(() => traffic.stop(), `stop traffic to ${name}`);
     }
-  }
-
-  /** Host subnets are claimed machine-wide, so concurrent fleets take different ones. */
-  private async claimNetns(name: string): Promise<HostNetns> {
-    const start = Math.floor(Math.random() * MAX_HOST_INDEX);
-    for (let k = 0; k <= MAX_HOST_INDEX; k++) {
-      try {
-        return await createHostNetns(name, (start + k) % (MAX_HOST_INDEX + 1));
-      } catch (err) {
-        if (!(err instanceof ClaimConflictError)) throw err;
-      }
-    }
-    throw new Error('no free host subnet in 198.18.0.0/15');
   }
 
   /** Every etcd endpoint, comma-separated, as the daemons take them. */

@@ -414,13 +414,8 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, attachment: Attachmen
  * checking first names the mismatch and keeps it apart from verifier failures.
  */
 function requireReusable(path: string, name: string, wanted: bpf.MapSpec, what: string): void {
-  let fd: number;
-  try {
-    fd = bpf.objGet(path);
-  } catch (err) {
-    if (err instanceof bpf.SysError && err.code === 'ENOENT') return;
-    throw err;
-  }
+  const fd = bpf.objGetIfPinned(path);
+  if (fd === null) return;
   const pinned = withFd(fd, bpf.mapInfo);
   const fields: Array<[string, keyof bpf.MapSpec]> = [
     ['type', 'type'], ['key_size', 'keySize'], ['value_size', 'valueSize'], ['max_entries', 'maxEntries'], ['map_flags', 'flags'],
@@ -493,13 +488,8 @@ function collectGarbage(pins: AttachmentPins, state: Inspection): void {
 }
 
 function readLink(path: string): bpf.LinkInfo | null {
-  let fd: number;
-  try {
-    fd = bpf.objGet(path);
-  } catch (err) {
-    if (err instanceof bpf.SysError && err.code === 'ENOENT') return null;
-    throw err;
-  }
+  const fd = bpf.objGetIfPinned(path);
+  if (fd === null) return null;
   return withFd(fd, bpf.linkInfo);
 }
 

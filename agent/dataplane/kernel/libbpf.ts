@@ -368,6 +368,16 @@ export function objGet(path: string): number {
   return check(`bpf_obj_get ${path}`, api.objGet(path));
 }
 
+/** Like objGet, but null when nothing is pinned at `path`. */
+export function objGetIfPinned(path: string): number | null {
+  try {
+    return objGet(path);
+  } catch (err) {
+    if (err instanceof SysError && err.code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
 /** Attaches `progFd` at `ifindex` (in the calling thread's netns); the caller owns the link fd. */
 export function linkCreate(progFd: number, ifindex: number, attachType: number): number {
   const opts = { sz: LinkCreateOpts.size, flags: 0, iter_info: null, iter_info_len: 0, target_btf_id: 0, attach_union: [0n, 0n, 0n, 0n] };

@@ -104,13 +104,8 @@ function listDir(dir: string): string[] {
 }
 
 function detach(linkPin: string): void {
-  let fd: number;
-  try {
-    fd = bpf.objGet(linkPin);
-  } catch (err) {
-    if (err instanceof bpf.SysError && err.code === 'ENOENT') return;
-    throw err;
-  }
+  const fd = bpf.objGetIfPinned(linkPin);
+  if (fd === null) return;
   try {
     bpf.linkDetach(fd);
   } finally {
@@ -151,13 +146,8 @@ export function pinCard(path: string, card: ModuleCard): void {
 
 /** Null when there is no card at `path` (a program pinned by something else than bpfleet). */
 export function readCard(path: string): ModuleCard | null {
-  let fd: number;
-  try {
-    fd = bpf.objGet(path);
-  } catch (err) {
-    if (err instanceof bpf.SysError && err.code === 'ENOENT') return null;
-    throw err;
-  }
+  const fd = bpf.objGetIfPinned(path);
+  if (fd === null) return null;
   try {
     const value = Buffer.alloc(bpf.mapInfo(fd).valueSize);
     bpf.mapLookup(fd, bpf.u32Key(0), value);

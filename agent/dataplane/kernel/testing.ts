@@ -9,8 +9,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { hookKind, type Attachment, type HookName } from '../../../common/attachment.js';
 import { digestOf } from '../../../common/digest.js';
-import { ClaimConflictError } from '../../../e2e/support/claims.js';
-import { createHostNetns, MAX_HOST_INDEX, type HostNetns } from '../../../e2e/support/netns.js';
+import { createHostNetns, type HostNetns } from '../../../e2e/support/netns.js';
 import { createPinRoot, type PinRoot } from '../../../e2e/support/pins.js';
 import { run } from '../../../e2e/support/processes.js';
 import type { ModuleArtifact } from '../driver.js';
@@ -80,7 +79,7 @@ export interface Sandbox {
 
 export async function createSandbox(): Promise<Sandbox> {
   const id = randomBytes(4).toString('hex');
-  const host = await claimHost(`t-${id}`);
+  const host = await createHostNetns(`t-${id}`);
   let pinRoot: PinRoot;
   try {
     pinRoot = await createPinRoot(`test-${id}`);
@@ -111,19 +110,6 @@ export async function createSandbox(): Promise<Sandbox> {
       if (errors.length) throw new AggregateError(errors, `sandbox ${host.netns}: cleanup failed`);
     },
   };
-}
-
-// Subnets are claimed machine-wide, so parallel test files (and fleets) take different ones.
-async function claimHost(name: string): Promise<HostNetns> {
-  const start = Math.floor(Math.random() * (MAX_HOST_INDEX + 1));
-  for (let k = 0; k <= MAX_HOST_INDEX; k++) {
-    try {
-      return await createHostNetns(name, (start + k) % (MAX_HOST_INDEX + 1));
-    } catch (err) {
-      if (!(err instanceof ClaimConflictError)) throw err;
-    }
-  }
-  throw new Error('no free host subnet in 198.18.0.0/15');
 }
 
 async function bpftool<T>(args: string[], netns?: string): Promise<T> {
