@@ -11,7 +11,7 @@ import { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec, specToInput } from '../rollout/spec.js';
 import { DEFAULT_SERVER } from './client.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
-import { control, outputOption, parseTimeout, print, type Output } from './output.js';
+import { outputOption, parseTimeout, print, withControl, type Output } from './output.js';
 import { followRollout, registerRolloutCommands } from './rollout-commands.js';
 import { traceCommand } from './tracing.js';
 import { describeRollout, phaseName } from './rollout-view.js';
@@ -63,30 +63,24 @@ The manifest:
       if (bytes.length > MAX_OBJECT_BYTES) {
         throw new BpfleetError('INVALID_ARGUMENT', 'OBJECT_TOO_LARGE', `${objectPath}: ${bytes.length} bytes is larger than the ${MAX_OBJECT_BYTES}-byte limit for a BPF object; is it the right file?`);
       }
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '', ...(await signatureForPush(objectPath, manifest, bytes)) });
         const m = res.module!;
         print(opts.output, PushModuleResponse.toJSON(res), () =>
           `${res.created ? 'pushed' : 'already present'}: ${m.manifest!.name}@${m.manifest!.version} ${m.digest} (${m.size} bytes)`);
-      } finally {
-        ctl.close();
-      }
+      });
     });
   module.command('list')
     .description('list pushed module versions')
     .argument('[name]', 'only this module')
     .addOption(outputOption())
     .action(async (name: string | undefined, opts: { output: Output }, cmd: Command) => {
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, ListModulesResponse>('listModules', { name: name ?? '' });
         print(opts.output, ListModulesResponse.toJSON(res), () => res.modules.length
           ? res.modules.map((m: Module) => `${`${m.manifest!.name}@${m.manifest!.version}`.padEnd(28)} ${shortDigest(m.digest)}  ${m.manifest!.programs.map((p) => `${p.name}:${hookName(p.hook)}`).join(',')}  ${m.pushedAt}`).join('\n')
           : 'no modules pushed yet');
-      } finally {
-        ctl.close();
-      }
+      });
     });
 
   registerModuleSign(module);
@@ -117,17 +111,14 @@ A spec:
       const text = opts.file === '-' ? await readStdin() : await readFile(opts.file, 'utf8');
       const spec = parseRolloutSpec(text);
       const timeoutMs = parseTimeout(opts.timeout);
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const created = await ctl.call<unknown, Rollout>('createRollout', { spec });
         if (!opts.wait) {
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
         }
         process.exitCode = await followRollout(ctl, created.id, { format: opts.output, timeoutMs, view: 'changes' });
-      } finally {
-        ctl.close();
-      }
+      });
     });
   rollout.command('get')
     .description('show a rollout: steps, hosts, analyses with their numbers')
@@ -144,8 +135,7 @@ Examples:
                                         # per change. Exits when the rollout ends or pauses:
                                         # 0 succeeded, 3 rolled back, 4 failed/aborted, 6 paused`)
     .action(async (id: string, opts: { watch?: boolean; timeout: string; output: Output }, cmd: Command) => {
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         if (opts.watch) {
           const view = process.stdout.isTTY ? 'live' : 'changes';
           process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs: parseTimeout(opts.timeout), view });
@@ -153,9 +143,7 @@ Examples:
         }
         const r = await ctl.call<unknown, Rollout>('getRollout', { id });
         print(opts.output, { ...(Rollout.toJSON(r) as object), specYaml: specToInput(r.spec!) }, () => describeRollout(r));
-      } finally {
-        ctl.close();
-      }
+      });
     });
   rollout.command('list')
     .description('list rollouts, oldest first')
@@ -166,15 +154,12 @@ Examples:
   bpfleet rollout list --module pass-counter
   bpfleet rollout list -o json | jq -r '.rollouts[] | select(.status.phase == "ROLLOUT_PHASE_PAUSED") | .id'`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, ListRolloutsResponse>('listRollouts', { module: opts.module ?? '' });
         print(opts.output, ListRolloutsResponse.toJSON(res), () => res.rollouts.length
           ? res.rollouts.map((r) => `${r.id.padEnd(36)} ${`${r.spec!.module}@${r.spec!.version}`.padEnd(26)} ${phaseName(r.status?.phase).padEnd(12)} ${r.status?.message ?? ''}`).join('\n')
           : 'no rollouts yet');
-      } finally {
-        ctl.close();
-      }
+      });
     });
 
   registerRolloutCommands(rollout);
@@ -187,8 +172,7 @@ Example:
   bpfleet hosts
   h1           127.0.0.1:40111      role=edge,zone=a     xdp:eth0=pass-counter@2.0.0(prog 2127)`)
     .action(async (opts: { output: Output }, cmd: Command) => {
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, ListHostsResponse>('listHosts', {});
         print(opts.output, ListHostsResponse.toJSON(res), () => res.hosts.length
           ? res.hosts.map((h: Host) => {
@@ -197,9 +181,7 @@ Example:
             return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} ${running}`;
           }).join('\n')
           : 'no hosts registered');
-      } finally {
-        ctl.close();
-      }
+      });
     });
   registerKeys(program);
   return program;

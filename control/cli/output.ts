@@ -19,6 +19,16 @@ export function control(cmd: Command): Control {
   return new Control(cmd.optsWithGlobals().server as string);
 }
 
+/** Runs `fn` with a client to the control plane named by the command's flags, then closes it. */
+export async function withControl<T>(cmd: Command, fn: (ctl: Control) => Promise<T>): Promise<T> {
+  const ctl = control(cmd);
+  try {
+    return await fn(ctl);
+  } finally {
+    ctl.close();
+  }
+}
+
 /** "90s", "5m", "1h", "500ms", a bare number of seconds, or 0 for no limit. */
 export function parseTimeout(v: string): number {
   const ms = /^\d+$/.test(v) ? Number(v) * 1000 : parseDuration(v);

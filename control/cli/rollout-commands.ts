@@ -9,7 +9,7 @@ import type { Control } from './client.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { follow } from './follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from './live-view.js';
-import { control, outputOption, parseTimeout, print, type Output } from './output.js';
+import { outputOption, parseTimeout, print, withControl, type Output } from './output.js';
 import { changeLines, phaseName } from './rollout-view.js';
 
 const FINAL = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, RolloutPhase.ROLLOUT_PHASE_FAILED, RolloutPhase.ROLLOUT_PHASE_ABORTED]);
@@ -84,8 +84,7 @@ function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | '
     .addHelpText('after', help)
     .action(async (id: string, opts: VerbOptions, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, RolloutVerbResponse>(method, { id, reason: opts.reason ?? '' });
         const req = res.request;
         if (!req) {
@@ -105,9 +104,7 @@ function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | '
           return;
         }
         print(opts.output, RolloutVerbResponse.toJSON({ rollout: now, request: req }), () => statusLine(now));
-      } finally {
-        ctl.close();
-      }
+      });
     });
 }
 
@@ -144,12 +141,9 @@ Works against any replica; with --server a,b it moves to the next one if one goe
 ${EXIT_HELP}`)
     .action(async (id: string, opts: { timeout: string; output: Output }, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs, view: 'status' });
-      } finally {
-        ctl.close();
-      }
+      });
     });
 
   registerVerb(rollout, 'pause', 'pauseRollout', 'stop sending new applies until resumed (applies in flight finish)', `
@@ -191,17 +185,14 @@ Example:
 ${EXIT_HELP}`)
     .action(async (id: string, opts: { reason?: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const created = await ctl.call<unknown, Rollout>('undoRollout', { id, reason: opts.reason ?? '' });
         if (!opts.wait) {
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}: ${created.spec!.module}@${created.spec!.version}, undoing ${id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
         }
         process.exitCode = await followRollout(ctl, created.id, { format: opts.output, timeoutMs, view: 'changes' });
-      } finally {
-        ctl.close();
-      }
+      });
     });
 
   rollout.command('history')
@@ -215,12 +206,9 @@ Example:
       10:00:04 pause by alice@laptop  seq=1 reason=looks odd
       10:00:09 resume by bob@laptop  seq=2`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
-      const ctl = control(cmd);
-      try {
+      await withControl(cmd, async (ctl) => {
         const res = await ctl.call<unknown, GetRolloutHistoryResponse>('getRolloutHistory', { module: opts.module ?? '' });
         print(opts.output, GetRolloutHistoryResponse.toJSON(res), () => historyText(res.entries));
-      } finally {
-        ctl.close();
-      }
+      });
     });
 }
