@@ -334,3 +334,18 @@ describe('Reconciler.adopt', () => {
     assert.equal(state!.generation, 0);
   });
 });
+
+describe('Reconciler.onChange', () => {
+  it('tells listeners about applies that changed the dataplane, not about no-ops or refusals', async () => {
+    const s = setup();
+    const seen: string[] = [];
+    const unsubscribe = s.reconciler.onChange((attachment) => seen.push(attachment));
+    await s.reconciler.apply(intent());
+    await s.reconciler.apply(intent({ generation: 2 }));
+    await assert.rejects(s.reconciler.apply(intent({ module: refOf(V2), expectedDigest: 'sha256:' + '0'.repeat(64), generation: 3 })));
+    assert.deepEqual(seen, [ATTACHMENT]);
+    unsubscribe();
+    await s.reconciler.apply(intent({ module: refOf(V2), expectedDigest: V1.digest, generation: 4 }));
+    assert.deepEqual(seen, [ATTACHMENT], 'an unsubscribed listener hears nothing');
+  });
+});

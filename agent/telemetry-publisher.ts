@@ -12,6 +12,7 @@ import type { Reconciler } from './reconciler.js';
 /** Publishes one TelemetryReport per interval on bpfleet.telemetry.<host>. */
 export class TelemetryPublisher {
   private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
   private sequence = 0;
 
   constructor(
@@ -25,7 +26,11 @@ export class TelemetryPublisher {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.publishOnce().catch((err) => this.log.warn({ err }, 'telemetry report failed')), this.intervalMs);
+    const publish = () => void this.publishOnce().catch((err) => this.log.warn({ err }, 'telemetry report failed'));
+    this.timer = setInterval(publish, this.intervalMs);
+    // A report right after a swap starts the new program's first sample interval at once:
+    // the canary's first verdict then needs one interval of evidence, not up to two.
+    this.unsubscribe = this.reconciler.onChange(publish);
   }
 
   async collect(): Promise<TelemetryReport> {
@@ -63,5 +68,7 @@ export class TelemetryPublisher {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
   }
 }

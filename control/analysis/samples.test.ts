@@ -109,11 +109,12 @@ describe('samplesOf', () => {
     ]);
   });
 
-  it('keeps only intervals wholly inside [from, to]', () => {
+  it('keeps the intervals that end inside (from, to]', () => {
     const reports = [steady(1000, 0, 0), steady(2000, 100, 100), steady(3000, 200, 200), steady(4000, 300, 300), steady(5000, 400, 400)];
     const at = (from: number, to: number) => samplesOf(reports, 'xdp:eth0', 'drop_rate', from, to).map((s) => s.at);
     assert.deepEqual(at(2000, 4000), [3000, 4000]);
-    assert.deepEqual(at(1500, 4500), [3000, 4000]);
+    // The interval 1000→2000 began before the window but ends in it: it counts.
+    assert.deepEqual(at(1500, 4500), [2000, 3000, 4000]);
     assert.deepEqual(at(0, 1000), []);
   });
 

@@ -64,7 +64,7 @@ function attachmentOf(r: TelemetryReport, attachment: string): AttachmentTelemet
   return undefined;
 }
 
-/** Samples of `metric` on `attachment` from a host's reports (oldest first) within [from, to]. */
+/** Samples of `metric` on `attachment` from a host's reports (oldest first) for intervals ending in (from, to]. */
 export function samplesOf(reports: readonly TelemetryReport[], attachment: string, metric: string, from: number, to: number): Sample[] {
   const out: Sample[] = [];
   forEachSample(reports, attachment, [metric], from, to, (_m, host, digest, at, value) => out.push({ host, digest, at, value }));
@@ -84,7 +84,11 @@ export function forEachSample(
   let prev: AttachmentTelemetry | undefined;
   for (const r of reports) {
     const t = attachmentOf(r, attachment);
-    if (t && prev && prevAt >= from && r.timestampMs <= to
+    // An interval counts when it ends inside the window. It may start a little before:
+    // a canary's agent reports right after its swap, before the controller hears the
+    // Apply answer and starts the step, and that first interval of the new program is
+    // the earliest evidence there is (an interval spanning a swap never counts: progId).
+    if (t && prev && r.timestampMs > from && r.timestampMs <= to
       && prev.progId === t.progId && t.module && prev.module?.digest === t.module.digest) {
       const runs = t.runCount - prev.runCount;
       const dt = r.timestampMs - prevAt;
