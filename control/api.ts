@@ -110,7 +110,9 @@ export function controlService(deps: ApiDeps): ControlServiceServer {
     getRollout: unary(log, 'GetRollout', (call) => deps.rollouts.require(requireId(call.request.id))),
 
     listRollouts: unary(log, 'ListRollouts', async (call) => ({
-      rollouts: (await deps.rollouts.list()).filter((r) => !call.request.module || r.spec?.module === call.request.module),
+      // Records only: per-host progress of every rollout would outgrow a gRPC message in a
+      // large fleet. The counts are on each record; GetRollout has the hosts.
+      rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !call.request.module || r.spec?.module === call.request.module),
     })),
 
     listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),

@@ -137,7 +137,10 @@ describe('walking skeleton: canary rollouts on a local fleet', { skip }, () => {
     const r = await fleet.cli(['rollout', 'create', '-f', 'examples/rollout-bad.yaml', '--wait', '--timeout', '90s']);
     assert.equal(r.code, 3, r.stdout + r.stderr);
     const list = await cliJson<{ rollouts: RolloutJson[] }>(['rollout', 'list']);
-    const bad = list.rollouts.at(-1)!;
+    const record = list.rollouts.at(-1)! as RolloutJson & { status: { hostCounts?: { total: number } } };
+    assert.equal(record.status.hosts, undefined, 'rollout list carries records, not per-host progress');
+    assert.equal(record.status.hostCounts?.total, 3);
+    const bad = await cliJson<RolloutJson>(['rollout', 'get', record.id]);
     assert.equal(bad.status.phase, 'ROLLOUT_PHASE_ROLLED_BACK');
     assert.match(bad.status.message, /drop_rate/);
     assert.ok(bad.status.analyses.some((a) => a.verdict === 'VERDICT_FAIL'));

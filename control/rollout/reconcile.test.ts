@@ -123,6 +123,14 @@ describe('reconcile: planning', () => {
     assert.deepEqual(d.actions, [], 'planning sends nothing by itself');
   });
 
+  it('names at most 20 hosts in the planning event, however large the fleet', () => {
+    const d = step({ rollout: rolloutOf(), hosts: fleet(25), now: T0 });
+    const event = d.events.find((e) => e.startsWith('planned'))!;
+    assert.match(event, /^planned 25 hosts: .* and 5 more \(wave sizes/);
+    assert.equal(event.match(/→wave/g)?.length, 20);
+    assert.equal(d.rollout.status!.hosts.length, 25, 'the status still holds every host');
+  });
+
   it('an empty selector selects every host', () => {
     const d = step({ rollout: rolloutOf(), hosts: [hostView('x', { labels: {} }), hostView('y')], now: T0 });
     assert.deepEqual(d.rollout.status!.hosts.map((h) => h.host).sort(), ['x', 'y']);

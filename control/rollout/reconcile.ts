@@ -66,6 +66,7 @@ export interface Decision {
 export type ApplyOutcome = { ok: true; progId: number } | { ok: false; reason: string; message: string; detail?: string };
 
 const P = RolloutPhase;
+const PLAN_HOSTS_SHOWN = 20;
 const H = HostPhase;
 // How long to wait before re-trying a failed rollback apply on an unreachable host.
 const ROLLBACK_RETRY_MS = 2000;
@@ -154,7 +155,11 @@ function plan(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
   status.step = 0;
   status.stepStartedAt = new Date(input.now).toISOString();
   const waveSizes = spec.steps.map((_, i) => status.hosts.filter((h) => h.wave === i).length);
-  d.events.push(`planned ${status.hosts.length} hosts: ${status.hosts.map((h) => `${h.host}→wave ${h.wave}`).join(', ')} (wave sizes ${waveSizes.join('/')})`);
+  // The event lands in the audit log and the logs: name the first waves' hosts, not a
+  // fleet's worth (the plan itself is in the status, host by host).
+  const shown = status.hosts.slice(0, PLAN_HOSTS_SHOWN).map((h) => `${h.host}→wave ${h.wave}`).join(', ');
+  const more = status.hosts.length > PLAN_HOSTS_SHOWN ? ` and ${status.hosts.length - PLAN_HOSTS_SHOWN} more` : '';
+  d.events.push(`planned ${status.hosts.length} hosts: ${shown}${more} (wave sizes ${waveSizes.join('/')})`);
   d.requeueAfterMs = 0;
 }
 

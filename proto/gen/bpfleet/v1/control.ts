@@ -77,6 +77,10 @@ export interface ListRolloutsRequest {
 }
 
 export interface ListRolloutsResponse {
+  /**
+   * Each rollout's record without its per-host progress (status.hosts is empty;
+   * status.host_counts has the numbers): GetRollout returns the hosts.
+   */
   rollouts: Rollout[];
 }
 
