@@ -109,6 +109,23 @@ describe('changeLines', () => {
 });
 
 describe('changeLines: where the phase line goes', () => {
+  it('a failed verdict comes before the rollback it caused', () => {
+    const r1 = next(planned(base()), '10:00:02', (s) => {
+      s.hosts[0]!.phase = HostPhase.HOST_PHASE_UPDATED;
+    });
+    const r2 = next(r1, '10:00:03', (s) => {
+      s.analyses = [{ step: 1, verdict: Verdict.VERDICT_FAIL, metrics: [], at: '2026-01-01T10:00:03.000Z', summary: 'drop_rate: canary 1 is above the limit 0.05', staleHosts: [] }];
+      s.phase = RolloutPhase.ROLLOUT_PHASE_ROLLING_BACK;
+      s.message = 'analysis failed';
+      s.hosts[0]!.phase = HostPhase.HOST_PHASE_ROLLING_BACK;
+    });
+    assert.deepEqual(changeLines(r1, r2), [
+      '[10:00:03] analysis (step 2): FAIL — drop_rate: canary 1 is above the limit 0.05',
+      '[10:00:03] ROLLING BACK: analysis failed',
+      '[10:00:03]   h1: rolling back to 1.0.0',
+    ]);
+  });
+
   it('a phase that starts work comes before the host lines of that work', () => {
     const r1 = next(planned(base()), '10:00:02', (s) => {
       s.hosts[0]!.phase = HostPhase.HOST_PHASE_UPDATED;
@@ -118,7 +135,7 @@ describe('changeLines: where the phase line goes', () => {
       s.message = 'analysis failed';
       s.hosts[0]!.phase = HostPhase.HOST_PHASE_ROLLING_BACK;
     });
-    assert.deepEqual(changeLines(r1, r2), ['[10:00:03] ROLLING BACK: analysis failed', '[10:00:03]   h1: rolling back']);
+    assert.deepEqual(changeLines(r1, r2), ['[10:00:03] ROLLING BACK: analysis failed', '[10:00:03]   h1: rolling back to 1.0.0']);
   });
 
   it('a final phase comes after the host lines that led to it', () => {

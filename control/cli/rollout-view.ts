@@ -30,6 +30,10 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
       .map(([w, hosts]) => `wave ${w + 1}: ${hosts.join(', ')}`).join('; ');
     out.push(`[${at}] planned ${s.hosts.length} hosts (${shortDigest(s.digest)}): ${plan}`);
   }
+  // A verdict comes before what it caused (the next step, a rollback).
+  for (const a of s.analyses.slice(ps?.analyses.length ?? 0)) {
+    out.push(`[${clockOf(a.at)}] analysis (step ${a.step + 1}): ${verdictName(a.verdict).toUpperCase()} — ${a.summary}`);
+  }
   // A phase that starts work is told before that work, a final one after it.
   const phaseChanged = ps?.phase !== s.phase && s.phase !== RolloutPhase.ROLLOUT_PHASE_PENDING;
   const movingOn = s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING || s.phase === RolloutPhase.ROLLOUT_PHASE_ROLLING_BACK;
@@ -39,12 +43,11 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
     const before = ps?.hosts.find((x) => x.host === h.host);
     if (before?.phase === h.phase) continue;
     if (h.phase === HostPhase.HOST_PHASE_PENDING && !before) continue;
-    const detail = h.message ? ` — ${h.message}` : h.progId ? ` (prog ${h.progId})` : '';
+    const detail = h.message ? ` — ${h.message}`
+      : h.phase === HostPhase.HOST_PHASE_ROLLING_BACK ? ` to ${h.previousVersion || 'nothing'}`
+        : h.progId ? ` (prog ${h.progId})` : '';
     out.push(`[${at}]   ${h.host}: ${hostPhaseName(h.phase)}${detail}`);
     if (h.detail && h.detail !== before?.detail) out.push(...h.detail.split('\n').map((l) => `      | ${l}`));
-  }
-  for (const a of s.analyses.slice(ps?.analyses.length ?? 0)) {
-    out.push(`[${clockOf(a.at)}] analysis (step ${a.step + 1}): ${verdictName(a.verdict).toUpperCase()} — ${a.summary}`);
   }
   const step = next.spec!.steps[s.step];
   if (ps && ps.step !== s.step && step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING) {
