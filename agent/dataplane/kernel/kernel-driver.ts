@@ -133,7 +133,7 @@ export class KernelDriver implements DataplaneDriver {
         if (before.running) this.checkpoint('after-load');
         const t1 = performance.now();
         const replaced = before.running;
-        if (replaced) childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => this.swap(pins, replaced, prog.fd, hook));
+        if (replaced) await childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => this.swap(pins, replaced, prog.fd, hook));
         else childSpan('bpf.attach', {}, () => this.attach(pins, prog.fd, hook));
         swapped = true;
         const swapMs = performance.now() - t1;
@@ -245,12 +245,12 @@ export class KernelDriver implements DataplaneDriver {
   }
 
   /** Upgrade: the kernel's compare-and-swap on the pinned link. */
-  private swap(pins: AttachmentPins, running: RunningModule, newProgFd: number, hook: Hook): void {
+  private async swap(pins: AttachmentPins, running: RunningModule, newProgFd: number, hook: Hook): Promise<void> {
     const linkFd = bpf.objGet(pins.link);
     try {
       const oldProgFd = bpf.objGet(pins.prog(running.digest));
       try {
-        bpf.linkUpdate(linkFd, newProgFd, oldProgFd);
+        await bpf.linkUpdateAsync(linkFd, newProgFd, oldProgFd);
       } catch (err) {
         if (err instanceof bpf.SysError && err.code === 'EPERM') {
           throw new BpfleetError('FAILED_PRECONDITION', 'DRIFT',

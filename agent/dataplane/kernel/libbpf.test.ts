@@ -67,6 +67,12 @@ describe('libbpf bindings against the kernel', { skip }, () => {
       bpf.linkUpdate(linkFd, b.fd, a.fd);
       t.diagnostic(`${hook} bpf_link_update, idle link: ${(performance.now() - t0).toFixed(3)} ms`);
       assert.equal(bpf.linkInfo(linkFd).progId, b.id);
+
+      // The same compare-and-swap from a worker thread, as the driver runs it.
+      await assert.rejects(bpf.linkUpdateAsync(linkFd, a.fd, a.fd), (err: unknown) => err instanceof bpf.SysError && err.code === 'EPERM');
+      assert.equal(bpf.linkInfo(linkFd).progId, b.id, 'a refused update changes nothing');
+      await bpf.linkUpdateAsync(linkFd, a.fd, b.fd);
+      assert.equal(bpf.linkInfo(linkFd).progId, a.id);
     });
   }
 

@@ -393,6 +393,20 @@ export function linkUpdate(linkFd: number, newProgFd: number, oldProgFd: number)
 }
 
 /**
+ * linkUpdate on a koffi worker thread. An XDP link update waits for an RCU grace period
+ * (10–50 ms under load here); an agent must not stop serving gRPC and telemetry that long.
+ */
+export function linkUpdateAsync(linkFd: number, newProgFd: number, oldProgFd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    api.linkUpdate.async(linkFd, newProgFd, { sz: LinkUpdateOpts.size, flags: BPF_F_REPLACE, old_prog_fd: oldProgFd }, (err: unknown, ret: number) => {
+      if (err) reject(err);
+      else if (ret < 0) reject(new SysError('bpf_link_update', -ret));
+      else resolve();
+    });
+  });
+}
+
+/**
  * Detaches the link's program now. Dropping the last reference (close, unpin) detaches too,
  * but from a kernel work item, a moment later: long enough for the next attach to find the
  * hook still busy.
