@@ -1,8 +1,8 @@
 /**
  * koffi bindings to the system libbpf.so.1 (1.1) and the few libc calls the kernel driver
- * needs. Every call is synchronous on the calling thread except BpfObject.load(), which
- * runs the verifier on a koffi worker thread so a slow verification does not stall the
- * agent's event loop.
+ * needs. Every call is synchronous on the calling thread except BpfObject.load() (the
+ * verifier) and linkUpdateAsync() (an XDP update's RCU wait), which run on a koffi worker
+ * thread so that neither stalls the agent's event loop.
  *
  * Struct layouts mirror /usr/include/bpf/{libbpf,bpf}.h of libbpf 1.1.2 and the running
  * kernel's uapi (bpf_link_info.tcx is newer than the 6.1 uapi headers installed here, so it
