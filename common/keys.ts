@@ -52,5 +52,12 @@ export const subjects = {
 /** JetStream object store bucket holding module objects, named by digest hex. */
 export const ARTIFACT_BUCKET = 'bpfleet-modules';
 
+/**
+ * Largest ControlService message. A rollout carries one progress entry per host (~200 bytes),
+ * so gRPC's 4 MiB default ends near 20,000 hosts; 64 MiB keeps GetRollout and WatchRollout
+ * working well past the fleets the benchmarks measure.
+ */
+export const CONTROL_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+
 /** Host names are NATS subject tokens and etcd key segments: keep them plain. */
 export const HOST_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;

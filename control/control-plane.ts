@@ -2,7 +2,7 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import { Etcd3 } from 'etcd3';
 import { ArtifactStore } from '../common/artifacts.js';
-import { subjects } from '../common/keys.js';
+import { CONTROL_MAX_MESSAGE_BYTES, subjects } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
@@ -78,7 +78,10 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 
-  const server = new Server();
+  const server = new Server({
+    'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
+  });
   server.addService(ControlServiceService, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>

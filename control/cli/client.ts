@@ -1,6 +1,7 @@
 import { userInfo, hostname } from 'node:os';
 import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
 import { BpfleetError, fromServiceError } from '../../common/errors.js';
+import { CONTROL_MAX_MESSAGE_BYTES } from '../../common/keys.js';
 import { ControlServiceClient } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { clientInterceptors } from './tracing.js';
@@ -50,7 +51,10 @@ export class Control {
   private get client(): ControlServiceClient {
     let c = this.clients.get(this.address);
     if (!c) {
-      c = new ControlServiceClient(this.address, credentials.createInsecure(), { interceptors: clientInterceptors });
+      c = new ControlServiceClient(this.address, credentials.createInsecure(), {
+        interceptors: clientInterceptors,
+        'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
+      });
       this.clients.set(this.address, c);
     }
     return c;
