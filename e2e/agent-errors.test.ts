@@ -42,16 +42,8 @@ describe('errors that help: refused modules say why and change nothing', { skip 
   let agent: AgentServiceClient;
   let v1Digest = '';
 
-  const xdp = async (host: string) => {
-    const id = await kernel.xdpProgId(fleet.host(host).netns.netns, 'eth0');
-    assert.ok(id, `${host}: no XDP program attached to eth0`);
-    return id;
-  };
-  const cliJson = async <T>(args: string[]): Promise<T> => {
-    const r = await fleet.cli([...args, '-o', 'json']);
-    assert.equal(r.code, 0, `bpfleet ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const xdp = (host: string) => fleet.xdpProgId(host);
+  const cliJson = <T>(args: string[]) => fleet.cliJson<T>(args);
   const getState = () => new Promise<GetStateResponse>((resolve, reject) =>
     agent.getState({}, (err, res) => (err ? reject(err) : resolve(res))));
   const apply = (intent: Intent) => new Promise<BpfleetError | null>((resolve) =>

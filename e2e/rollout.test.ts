@@ -28,17 +28,8 @@ describe('walking skeleton: canary rollouts on a local fleet', { skip }, () => {
   const progIds = new Map<string, number>();
 
   const snapshot = async () => etcd.getAll().prefix('/bpfleet/').strings();
-  const xdp = async (host: string) => {
-    const h = fleet.host(host);
-    const id = await kernel.xdpProgId(h.netns.netns, 'eth0');
-    assert.ok(id, `${host}: no XDP program attached to eth0`);
-    return id;
-  };
-  const cliJson = async <T>(args: string[]): Promise<T> => {
-    const r = await fleet.cli([...args, '-o', 'json']);
-    assert.equal(r.code, 0, `bpfleet ${args.join(' ')} failed: ${r.stderr}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const xdp = (host: string) => fleet.xdpProgId(host);
+  const cliJson = <T>(args: string[]) => fleet.cliJson<T>(args);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   before(async () => {

@@ -71,11 +71,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
     const last = (JSON.parse(list.stdout) as { rollouts: RolloutJson[] }).rollouts.at(-1)!;
     return { code: r.code, output: r.stdout + r.stderr, rollout: last };
   };
-  const attached = async () => {
-    const id = await kernel.xdpProgId(fleet.host('h1').netns.netns, 'eth0');
-    assert.ok(id, 'no XDP program attached');
-    return id;
-  };
+  const attached = () => fleet.xdpProgId('h1');
 
   before(async () => {
     for (const key of ['release', 'rogue']) {

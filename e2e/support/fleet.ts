@@ -11,7 +11,8 @@ import { CleanupStack } from './cleanup.js';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
-import { createHostNetns, type HostNetns } from './netns.js';
+import { xdpProgId } from './bpftool.js';
+import { createHostNetns, HOST_IFACE, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
@@ -194,6 +195,20 @@ export class LocalFleet {
       if (Date.now() > deadline) throw new Error(`only some of ${count} hosts registered after ${timeoutMs} ms: ${r.stdout}${r.stderr}`);
       await new Promise((res) => setTimeout(res, 200));
     }
+  }
+
+  /** Runs `bpfleet <args> -o json` and parses its output; a non-zero exit throws. */
+  async cliJson<T>(args: readonly string[]): Promise<T> {
+    const r = await this.cli([...args, '-o', 'json']);
+    if (r.code !== 0) throw new Error(`bpfleet ${args.join(' ')} failed (exit ${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as T;
+  }
+
+  /** The XDP program on a host's eth0, as the kernel reports it (bpftool); throws if none. */
+  async xdpProgId(host: string): Promise<number> {
+    const id = await xdpProgId(this.host(host).netns.netns, HOST_IFACE);
+    if (!id) throw new Error(`${host}: no XDP program attached to ${HOST_IFACE}`);
+    return id;
   }
 
   /** Runs the real `bpfleet` CLI against this fleet. */
