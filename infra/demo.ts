@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { onExit } from '../e2e/support/cleanup.js';
 import { LocalFleet, REPO } from '../e2e/support/fleet.js';
 import { sweepStale } from '../e2e/support/netns.js';
 
@@ -18,8 +19,14 @@ function cli(fleet: LocalFleet, args: string[]): Promise<number> {
     const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
       cwd: REPO, env: { ...process.env, BPFLEET_SERVER: fleet.controlAddress }, stdio: ['ignore', 'inherit', 'inherit'],
     });
+    // A demo stopped by a signal that reached it alone (not the terminal's whole group)
+    // must not leave a CLI behind, still following a control plane that is gone.
+    const forget = onExit('stop the bpfleet CLI', () => child.kill('SIGKILL'));
     child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? 1));
+    child.on('close', (code) => {
+      forget();
+      resolve(code ?? 1);
+    });
   });
 }
 

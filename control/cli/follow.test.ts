@@ -6,7 +6,7 @@ import { BpfleetError } from '../../common/errors.js';
 import { RolloutPhase, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { emptyStatus } from '../rollout/reconcile.js';
 import type { Control } from './client.js';
-import { follow } from './follow.js';
+import { follow, MAX_FAILURES_IN_A_ROW } from './follow.js';
 
 const P = RolloutPhase;
 const at = (phase: RolloutPhase, step = 0): Rollout =>
@@ -66,6 +66,24 @@ describe('follow', () => {
     assert.deepEqual(seen, [0, 1, 2]);
     assert.deepEqual(watchedOn, ['a:1', 'b:1']);
     assert.deepEqual(reconnects, ['UNAVAILABLE→b:1']);
+  });
+
+  it('gives up when no replica answers for many tries in a row after having followed', async () => {
+    const unavailable: Script = (s) => s.emit('error', grpcError(status.UNAVAILABLE, 'connection refused'));
+    const { ctl, watchedOn } = fakeControl(['a:1', 'b:1'], [
+      (s) => {
+        s.emit('data', at(P.ROLLOUT_PHASE_PROGRESSING, 0));
+        s.emit('error', grpcError(status.UNAVAILABLE, 'connection reset'));
+      },
+      ...Array.from({ length: MAX_FAILURES_IN_A_ROW + 5 }, () => unavailable),
+    ]);
+    const pauses: number[] = [];
+    await assert.rejects(
+      follow(ctl, 'r', { timeoutMs: 0, until: () => false, onUpdate: () => undefined, sleep: async (ms) => void pauses.push(ms) }),
+      (err: unknown) => err instanceof BpfleetError && err.code === 'UNAVAILABLE',
+    );
+    assert.equal(watchedOn.length, MAX_FAILURES_IN_A_ROW, 'one watch that saw data, then failures up to the limit');
+    assert.equal(pauses.at(-1), 2000, 'backing off to the longest pause');
   });
 
   it('reports the end of the stream (the server ends it at a final phase)', async () => {

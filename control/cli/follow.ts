@@ -11,6 +11,8 @@ export interface FollowOptions {
   onUpdate: (r: Rollout) => void;
   /** The stream broke for a reason worth another try; following resumes on another replica. */
   onReconnect?: (err: BpfleetError, server: string) => void;
+  /** Waits between tries; tests pass one that does not. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface FollowResult {
@@ -25,6 +27,9 @@ type Outcome = { kind: 'until' | 'ended' | 'timeout' } | { kind: 'error'; err: B
 // that does not exist or a refused request is not.
 const RETRYABLE = new Set(['UNAVAILABLE', 'INTERNAL', 'ABORTED', 'DEADLINE_EXCEEDED']);
 const BACKOFF_MS = [250, 500, 1000, 2000];
+// Failed watches in a row, with no rollout received in between, before the control plane
+// counts as gone rather than failing over: about a minute at the longest backoff.
+export const MAX_FAILURES_IN_A_ROW = 30;
 
 /**
  * Follows a rollout through WatchRollout until `until` holds, the rollout ends, or the
@@ -46,11 +51,12 @@ export async function follow(ctl: Control, id: string, opts: FollowOptions): Pro
     failures = outcome.sawData ? 1 : failures + 1;
     // Never reached any replica: that is a wrong address or a plane that is down, not a blip.
     if (last === null && failures >= ctl.replicas) throw outcome.err;
+    if (failures >= MAX_FAILURES_IN_A_ROW) throw outcome.err;
     const pause = BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!;
     if (Date.now() + pause >= deadline) return { how: 'timeout', last };
     ctl.failover();
     opts.onReconnect?.(outcome.err, ctl.address);
-    await new Promise((r) => setTimeout(r, pause));
+    await (opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms))))(pause);
   }
 }
 
