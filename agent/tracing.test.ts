@@ -11,7 +11,7 @@ import { digestOf } from '../common/digest.js';
 import { BpfleetError } from '../common/errors.js';
 import { startTelemetry, type Telemetry } from '../common/otel.js';
 import { traceparentOf } from '../common/spans.js';
-import { SPAN_KIND_CONSUMER, startOtlpReceiver, STATUS_CODE_ERROR, type OtlpReceiver, type ReceivedSpan } from '../e2e/support/otlp-receiver.js';
+import { exportingTo, SPAN_KIND_CONSUMER, STATUS_CODE_ERROR, type OtlpReceiver, type ReceivedSpan } from '../e2e/support/otlp-receiver.js';
 import { scrape } from '../e2e/support/prometheus.js';
 import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import { Module } from '../proto/gen/bpfleet/v1/module.js';
@@ -57,14 +57,7 @@ function intent(over: Partial<Intent> = {}): Intent {
 }
 
 async function setUp(t: TestContext): Promise<{ receiver: OtlpReceiver; telemetry: Telemetry; driver: StandInDriver; traced: TracedDriver; reconciler: Reconciler }> {
-  const receiver = await startOtlpReceiver();
-  t.after(() => receiver.close());
-  const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  t.after(() => {
-    if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
-  });
+  const receiver = await exportingTo(t);
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-agent', serviceInstanceId: 'h1', metricsPort: 0 });
   t.after(() => telemetry.shutdown());
   const driver = new StandInDriver();

@@ -1,27 +1,16 @@
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { headers } from '@nats-io/transport-node';
 import { startTelemetry } from '../common/otel.js';
 import { traceparentOf } from '../common/spans.js';
 import { injectHeaders } from '../common/trace-nats.js';
-import { startOtlpReceiver, type OtlpReceiver } from '../e2e/support/otlp-receiver.js';
+import { exportingTo } from '../e2e/support/otlp-receiver.js';
 import { Verdict, type AnalysisRun, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { StepClock } from './metrics.js';
 import { inPassSpan, telemetryReceived, tracedAnalysis } from './tracing.js';
 
-async function exportingTo(t: TestContext): Promise<OtlpReceiver> {
-  const receiver = await startOtlpReceiver();
-  t.after(() => receiver.close());
-  const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
-  t.after(() => {
-    if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
-    else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
-  });
-  return receiver;
-}
 
 const rollout = (traceparent?: string): Rollout => ({
   id: 'r1', createdAt: '', createdBy: '', undoOf: '', traceparent,

@@ -187,3 +187,19 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     }),
   };
 }
+
+/**
+ * A receiver that this process's OTLP exporter sends to (OTEL_EXPORTER_OTLP_ENDPOINT) for
+ * the rest of test `t`; both are undone when `t` ends.
+ */
+export async function exportingTo(t: { after(fn: () => unknown): void }): Promise<OtlpReceiver> {
+  const receiver = await startOtlpReceiver();
+  t.after(() => receiver.close());
+  const saved = process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  process.env.OTEL_EXPORTER_OTLP_ENDPOINT = receiver.endpoint;
+  t.after(() => {
+    if (saved === undefined) delete process.env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    else process.env.OTEL_EXPORTER_OTLP_ENDPOINT = saved;
+  });
+  return receiver;
+}
