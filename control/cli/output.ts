@@ -15,13 +15,9 @@ export function print(format: Output, json: unknown, text: () => string): void {
   else process.stdout.write(`${text()}\n`);
 }
 
-export function control(cmd: Command): Control {
-  return new Control(cmd.optsWithGlobals().server as string);
-}
-
 /** Runs `fn` with a client to the control plane named by the command's flags, then closes it. */
 export async function withControl<T>(cmd: Command, fn: (ctl: Control) => Promise<T>): Promise<T> {
-  const ctl = control(cmd);
+  const ctl = new Control(cmd.optsWithGlobals().server as string);
   try {
     return await fn(ctl);
   } finally {
