@@ -9,7 +9,7 @@ import type { Logger } from '../common/log.js';
 import { checkManifest, MAX_OBJECT_BYTES } from '../common/manifest.js';
 import { withServerSpan } from '../common/otel-grpc.js';
 import { checkSignatureFields } from '../common/signing.js';
-import { requireBpfElf } from '../agent/dataplane/elf.js';
+import { requireBpfElf } from '../common/elf.js';
 import type { ControlServiceServer } from '../proto/gen/bpfleet/v1/control.js';
 import { Rollout, type RolloutSpec } from '../proto/gen/bpfleet/v1/rollout.js';
 import { emptyStatus } from './rollout/reconcile.js';

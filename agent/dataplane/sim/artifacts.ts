@@ -1,7 +1,7 @@
 import { hookKind, type HookName } from '../../../common/attachment.js';
 import { digestOf } from '../../../common/digest.js';
+import { EM_BPF } from '../../../common/elf.js';
 import type { ModuleArtifact } from '../driver.js';
-import { EM_BPF } from '../elf.js';
 
 export interface SyntheticElfOptions {
   machine?: number;

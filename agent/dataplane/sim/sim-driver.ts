@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { formatAttachment, HOOK_NAMES, hookKind, type Attachment } from '../../../common/attachment.js';
+import { requireBpfElf } from '../../../common/elf.js';
 import { BpfleetError } from '../../../common/errors.js';
 import { childSpan } from '../../../common/spans.js';
 import type {
@@ -10,7 +11,6 @@ import type {
   ProgramStats,
   RunningModule,
 } from '../driver.js';
-import { requireBpfElf } from '../elf.js';
 import { SimCrash, type CrashPoint, type SimFaults } from './faults.js';
 import {
   DEFAULT_BEHAVIOUR,

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { BpfleetError } from '../../common/errors.js';
+import { syntheticElf } from '../agent/dataplane/sim/artifacts.js';
+import { BpfleetError } from './errors.js';
 import { EM_BPF, parseElfHeader, requireBpfElf } from './elf.js';
-import { syntheticElf } from './sim/artifacts.js';
 
-const BUILT_BPF = new URL('../bpf/build/pass-counter-v1.bpf.o', import.meta.url);
+const BUILT_BPF = new URL('../agent/bpf/build/pass-counter-v1.bpf.o', import.meta.url);
 const HOST_MACHINE: Record<string, number> = { x64: 62, arm64: 183 };
 
 function hex(text: string): Uint8Array {

@@ -1,4 +1,8 @@
-import { BpfleetError } from '../../common/errors.js';
+/**
+ * What a module object must be: a BPF ELF. The control plane checks it before storing a
+ * pushed module, and each dataplane driver again before loading one.
+ */
+import { BpfleetError } from './errors.js';
 
 /** e_machine of eBPF objects (linux/elf-em.h). */
 export const EM_BPF = 247;
