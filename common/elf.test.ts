@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { syntheticElf } from '../agent/dataplane/sim/artifacts.js';
 import { BpfleetError } from './errors.js';
-import { EM_BPF, parseElfHeader, requireBpfElf } from './elf.js';
+import { EM_BPF, parseElfHeader, requireBpfElf, syntheticElf } from './elf.js';
 
 const BUILT_BPF = new URL('../agent/bpf/build/pass-counter-v1.bpf.o', import.meta.url);
 const HOST_MACHINE: Record<string, number> = { x64: 62, arm64: 183 };

@@ -58,3 +58,32 @@ export function requireBpfElf(bytes: Uint8Array, what: string): ElfHeader {
   }
   return header;
 }
+
+export interface SyntheticElfOptions {
+  machine?: number;
+  endianness?: 'LE' | 'BE';
+  elfClass?: 32 | 64;
+  /** Appended after the header so that distinct modules get distinct digests. */
+  payload?: string;
+}
+
+/**
+ * An ELF header with nothing behind it but `payload`: the fields parseElfHeader() reads, all
+ * the sim driver reads of an object, and enough for scale tests to fabricate thousands of
+ * modules without clang.
+ */
+export function syntheticElf(opts: SyntheticElfOptions = {}): Uint8Array {
+  const elfClass = opts.elfClass ?? 64;
+  const le = (opts.endianness ?? 'LE') === 'LE';
+  const headerSize = elfClass === 64 ? 64 : 52;
+  const payload = new TextEncoder().encode(opts.payload ?? '');
+  const bytes = new Uint8Array(headerSize + payload.length);
+  const view = new DataView(bytes.buffer);
+  bytes.set([0x7f, 0x45, 0x4c, 0x46, elfClass === 64 ? 2 : 1, le ? 1 : 2, 1]);
+  view.setUint16(16, 1, le); // ET_REL, as clang emits for -target bpf
+  view.setUint16(18, opts.machine ?? EM_BPF, le);
+  view.setUint32(20, 1, le);
+  view.setUint16(elfClass === 64 ? 52 : 40, headerSize, le);
+  bytes.set(payload, headerSize);
+  return bytes;
+}

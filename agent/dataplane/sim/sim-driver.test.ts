@@ -1,5 +1,6 @@
+import { syntheticElf } from '../../../common/elf.js';
 import { runDriverConformance, type DriverFixture } from '../conformance.js';
-import { simArtifact, syntheticElf } from './artifacts.js';
+import { simArtifact } from './artifacts.js';
 import { SimDriver } from './sim-driver.js';
 
 const EM_X86_64 = 62;
