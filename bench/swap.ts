@@ -16,9 +16,9 @@ import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/pr
 import type { ModuleArtifact } from '../agent/dataplane/driver.js';
 import * as bpf from '../agent/dataplane/kernel/libbpf.js';
 import { NetnsSwitch } from '../agent/dataplane/kernel/netns.js';
-import { buildModules, createSandbox } from '../agent/dataplane/kernel/testing.js';
 import { ipInReceives } from '../e2e/support/bpftool.js';
 import { CleanupStack } from '../e2e/support/cleanup.js';
+import { buildModules, createSandbox } from '../e2e/support/kernel-sandbox.js';
 import type { HostNetns } from '../e2e/support/netns.js';
 import { missingPrereqs } from '../e2e/support/prereqs.js';
 import { startBlaster, type Blaster } from '../e2e/support/traffic.js';

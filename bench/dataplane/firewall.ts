@@ -17,7 +17,7 @@ export const BLOCKED_UDP_PORT = 9999;
 
 export type FirewallVersion = 'v1' | 'v2';
 
-/** Needs `make -C agent/bpf` (buildModules() in agent/dataplane/kernel/testing.ts). */
+/** Needs `make -C agent/bpf` (buildModules() in e2e/support/kernel-sandbox.ts). */
 export function firewallModule(version: FirewallVersion): ModuleArtifact {
   const manifestPath = resolve(BPF_DIR, `firewall-${version}.yaml`);
   const { manifest, object } = parseManifestFile(readFileSync(manifestPath, 'utf8'), manifestPath);

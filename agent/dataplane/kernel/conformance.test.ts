@@ -1,7 +1,7 @@
 import { describe } from 'node:test';
+import { runDriverConformance, type DriverFixture } from '../../../e2e/support/driver-conformance.js';
+import { buildModules, createSandbox, modules } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
-import { runDriverConformance, type DriverFixture } from '../conformance.js';
-import { buildModules, createSandbox, modules } from './testing.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
 if (!skip) buildModules();

@@ -9,6 +9,7 @@ import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Attachment } from '../../../common/attachment.js';
 import { BpfleetError } from '../../../common/errors.js';
+import { artifactOf, bpftoolLink, bpftoolProgs, bpftoolXdpProgId, buildModules, createSandbox, modules, type Sandbox } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
 import { run } from '../../../e2e/support/processes.js';
 import { startBlaster } from '../../../e2e/support/traffic.js';
@@ -17,7 +18,6 @@ import { UNKNOWN_DIGEST } from './kernel-driver.js';
 import * as bpf from './libbpf.js';
 import { NetnsSwitch } from './netns.js';
 import { AttachmentPins, pinCard } from './pins.js';
-import { artifactOf, bpftoolLink, bpftoolProgs, bpftoolXdpProgId, buildModules, createSandbox, modules, type Sandbox } from './testing.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
 if (!skip) buildModules();

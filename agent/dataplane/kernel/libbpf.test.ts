@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { performance } from 'node:perf_hooks';
+import { buildModules, createSandbox, modules, type Sandbox } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
 import * as bpf from './libbpf.js';
 import { NetnsSwitch } from './netns.js';
-import { buildModules, createSandbox, modules, type Sandbox } from './testing.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
 if (!skip) buildModules();

@@ -1,5 +1,5 @@
 import { syntheticElf } from '../../../common/elf.js';
-import { runDriverConformance, type DriverFixture } from '../conformance.js';
+import { runDriverConformance, type DriverFixture } from '../../../e2e/support/driver-conformance.js';
 import { simArtifact } from './artifacts.js';
 import { SimDriver } from './sim-driver.js';
 

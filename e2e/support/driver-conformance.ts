@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import type { DataplaneDriver, ModuleArtifact, RunningModule } from '../../agent/dataplane/driver.js';
 import { formatAttachment, type Attachment } from '../../common/attachment.js';
 import { BpfleetError } from '../../common/errors.js';
 import { shortDigest } from '../../common/digest.js';
-import type { DataplaneDriver, ModuleArtifact, RunningModule } from './driver.js';
 
 /** What the conformance suite needs from a driver under test; made fresh for every test. */
 export interface DriverFixture {

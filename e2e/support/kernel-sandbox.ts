@@ -1,21 +1,21 @@
 /**
- * What the kernel driver's tests share: the example and test modules as artifacts, a
- * sandbox (network namespace with a veth pair, plus a pin root of its own) that always
- * cleans up, and bpftool as an independent witness of what the kernel runs.
+ * What the kernel driver's tests and the dataplane benchmarks share: the example and test
+ * modules as artifacts, a sandbox (network namespace with a veth pair, plus a pin root of its
+ * own) that always cleans up, and bpftool as an independent witness of what the kernel runs.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { hookKind, type Attachment, type HookName } from '../../../common/attachment.js';
-import { digestOf } from '../../../common/digest.js';
-import { createHostNetns, type HostNetns } from '../../../e2e/support/netns.js';
-import { createPinRoot, type PinRoot } from '../../../e2e/support/pins.js';
-import { run } from '../../../e2e/support/processes.js';
-import type { ModuleArtifact } from '../driver.js';
-import { KernelDriver } from './kernel-driver.js';
+import type { ModuleArtifact } from '../../agent/dataplane/driver.js';
+import { KernelDriver } from '../../agent/dataplane/kernel/kernel-driver.js';
+import { hookKind, type Attachment, type HookName } from '../../common/attachment.js';
+import { digestOf } from '../../common/digest.js';
+import { createHostNetns, type HostNetns } from './netns.js';
+import { createPinRoot, type PinRoot } from './pins.js';
+import { run } from './processes.js';
 
-const BPF_DIR = fileURLToPath(new URL('../../bpf/', import.meta.url));
+const BPF_DIR = fileURLToPath(new URL('../../agent/bpf/', import.meta.url));
 
 /** Builds agent/bpf (examples and testdata); make skips what is up to date. */
 export function buildModules(): void {
