@@ -25,7 +25,7 @@ import type { Fence } from '../control/store/fence.js';
 import { HostDirectory } from '../control/store/hosts.js';
 import { IntentStore } from '../control/store/intents.js';
 import { RolloutStore } from '../control/store/rollouts.js';
-import { startEtcd } from '../e2e/support/etcd.js';
+import { startEtcd } from '../dev/etcd.js';
 import { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { Host } from '../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';

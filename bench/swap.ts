@@ -16,12 +16,12 @@ import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/pr
 import type { ModuleArtifact } from '../agent/dataplane/driver.js';
 import * as bpf from '../agent/dataplane/kernel/libbpf.js';
 import { NetnsSwitch } from '../agent/dataplane/kernel/netns.js';
+import { CleanupStack } from '../dev/cleanup.js';
+import type { HostNetns } from '../dev/netns.js';
+import { missingPrereqs } from '../dev/prereqs.js';
+import { startBlaster, type Blaster } from '../dev/traffic.js';
 import { ipInReceives } from '../e2e/support/bpftool.js';
-import { CleanupStack } from '../e2e/support/cleanup.js';
 import { buildModules, createSandbox } from '../e2e/support/kernel-sandbox.js';
-import type { HostNetns } from '../e2e/support/netns.js';
-import { missingPrereqs } from '../e2e/support/prereqs.js';
-import { startBlaster, type Blaster } from '../e2e/support/traffic.js';
 import { BLOCKED_UDP_PORT, firewallModule, programFor } from './dataplane/firewall.js';
 import { startUdpReceiver } from './dataplane/receiver.js';
 import { distribution, machine, writeResult, type Distribution } from './dataplane/report.js';

@@ -19,10 +19,10 @@ import { digestOf } from '../common/digest.js';
 import { fromServiceError, type BpfleetError } from '../common/errors.js';
 import { ARTIFACT_BUCKET, keys } from '../common/keys.js';
 import { encode } from '../control/store/codec.js';
+import { LocalFleet, REPO } from '../dev/fleet.js';
 import { AgentServiceClient, type AttachmentState, type GetStateResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import { HookKind, Module, type ModuleManifest } from '../proto/gen/bpfleet/v1/module.js';
 import * as kernel from './support/bpftool.js';
-import { LocalFleet, REPO } from './support/fleet.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'bpf', 'bpffs', 'etcd', 'nats', 'netns', 'nsenter', 'clang']);
@@ -42,7 +42,7 @@ describe('errors that help: refused modules say why and change nothing', { skip 
   let agent: AgentServiceClient;
   let v1Digest = '';
 
-  const xdp = (host: string) => fleet.xdpProgId(host);
+  const xdp = (host: string) => kernel.hostXdpProgId(fleet, host);
   const cliJson = <T>(args: string[]) => fleet.cliJson<T>(args);
   const getState = () => new Promise<GetStateResponse>((resolve, reject) =>
     agent.getState({}, (err, res) => (err ? reject(err) : resolve(res))));

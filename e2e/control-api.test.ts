@@ -17,7 +17,7 @@ import { AgentServiceClient, type GetApplyHistoryResponse } from '../proto/gen/b
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
 import { RolloutPhase, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec } from '../control/rollout/spec.js';
-import { LocalFleet, REPO } from './support/fleet.js';
+import { LocalFleet, REPO } from '../dev/fleet.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'etcd', 'nats', 'netns', 'clang']);

@@ -17,7 +17,7 @@ import { encode } from '../control/store/codec.js';
 import { GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { SwapPoint } from '../agent/crash-hook.js';
 import * as kernel from './support/bpftool.js';
-import { LocalFleet } from './support/fleet.js';
+import { LocalFleet } from '../dev/fleet.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'bpf', 'bpffs', 'etcd', 'nats', 'netns', 'nsenter', 'clang']);

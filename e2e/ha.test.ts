@@ -11,11 +11,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { LocalFleet, type CliResult } from '../dev/fleet.js';
+import type { ManagedProcess } from '../dev/processes.js';
 import { AgentServiceClient, type ApplyRecord, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
 import { HostPhase, RolloutPhase, Verdict, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
-import { LocalFleet, type CliResult } from './support/fleet.js';
-import type { ManagedProcess } from './support/processes.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'etcd', 'nats', 'netns', 'clang']);

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { LocalFleet, REPO } from './support/fleet.js';
+import { LocalFleet, REPO } from '../dev/fleet.js';
 import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_CODE_ERROR, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { prereqSkip } from './support/prereqs.js';
 import { scrape, type Exposition } from './support/prometheus.js';

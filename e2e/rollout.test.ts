@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
+import { LocalFleet } from '../dev/fleet.js';
+import { listNetns } from '../dev/netns.js';
 import * as kernel from './support/bpftool.js';
-import { LocalFleet } from './support/fleet.js';
-import { listNetns } from './support/netns.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'bpf', 'bpffs', 'etcd', 'nats', 'netns', 'nsenter', 'clang']);
@@ -28,7 +28,7 @@ describe('walking skeleton: canary rollouts on a local fleet', { skip }, () => {
   const progIds = new Map<string, number>();
 
   const snapshot = async () => etcd.getAll().prefix('/bpfleet/').strings();
-  const xdp = (host: string) => fleet.xdpProgId(host);
+  const xdp = (host: string) => kernel.hostXdpProgId(fleet, host);
   const cliJson = <T>(args: string[]) => fleet.cliJson<T>(args);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

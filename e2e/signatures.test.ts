@@ -13,11 +13,11 @@ import { after, before, describe, test } from 'node:test';
 import { fromServiceError } from '../common/errors.js';
 import { parseManifestFile } from '../common/manifest.js';
 import { Control } from '../control/cli/client.js';
+import { LocalFleet, REPO } from '../dev/fleet.js';
+import { CommandError, run } from '../dev/processes.js';
 import type { PushModuleResponse } from '../proto/gen/bpfleet/v1/control.js';
 import * as kernel from './support/bpftool.js';
-import { LocalFleet, REPO } from './support/fleet.js';
 import { prereqSkip } from './support/prereqs.js';
-import { CommandError, run } from './support/processes.js';
 
 const skip = await prereqSkip(['root', 'bpf', 'bpffs', 'etcd', 'nats', 'netns', 'nsenter', 'clang']);
 
@@ -71,7 +71,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
     const last = (JSON.parse(list.stdout) as { rollouts: RolloutJson[] }).rollouts.at(-1)!;
     return { code: r.code, output: r.stdout + r.stderr, rollout: last };
   };
-  const attached = () => fleet.xdpProgId('h1');
+  const attached = () => kernel.hostXdpProgId(fleet, 'h1');
 
   before(async () => {
     for (const key of ['release', 'rogue']) {

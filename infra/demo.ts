@@ -6,9 +6,9 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { onExit } from '../e2e/support/cleanup.js';
-import { LocalFleet, REPO } from '../e2e/support/fleet.js';
-import { sweepStale } from '../e2e/support/netns.js';
+import { onExit } from '../dev/cleanup.js';
+import { LocalFleet, REPO } from '../dev/fleet.js';
+import { sweepStale } from '../dev/netns.js';
 
 const HOSTS = Number(process.env.BPFLEET_DEMO_HOSTS ?? 3);
 const say = (line: string) => process.stdout.write(`\n\x1b[1m== ${line}\x1b[0m\n`);

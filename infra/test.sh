@@ -12,7 +12,7 @@ echo "test: type-check (tsc --noEmit)"
 npx tsc --noEmit -p .
 
 # Node 20's test runner does not expand globs itself.
-mapfile -t files < <(find proto common control agent e2e infra bench -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
+mapfile -t files < <(find proto common control agent dev e2e infra bench -name '*.test.ts' -not -path '*/node_modules/*' 2>/dev/null | sort)
 echo "test: running ${#files[@]} test files"
 # One file at a time: the e2e files each bring up a fleet, and 2 cores are better spent on one.
 exec node --import tsx --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec "$@" "${files[@]}"

@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { REPO } from '../../e2e/support/fleet.js';
+import { REPO } from '../../dev/fleet.js';
 
 const ROOT = pathToFileURL(REPO).href;
 

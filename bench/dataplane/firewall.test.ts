@@ -9,10 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { HookName } from '../../common/attachment.js';
 import type { KernelDriver } from '../../agent/dataplane/kernel/kernel-driver.js';
+import { startTraffic } from '../../dev/traffic.js';
 import { ipInReceives } from '../../e2e/support/bpftool.js';
 import { buildModules, createSandbox, type Sandbox } from '../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
-import { startTraffic } from '../../e2e/support/traffic.js';
 import { BLOCKED_UDP_PORT, firewallModule } from './firewall.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);

@@ -2,7 +2,7 @@
  * A UDP socket inside a namespace that counts what reaches it: the benchmarks' witness of
  * packets that got through a firewall, independent of the programs' own counters.
  */
-import { findExecutable, spawnManaged, type ManagedProcess } from '../../e2e/support/processes.js';
+import { findExecutable, spawnManaged, type ManagedProcess } from '../../dev/processes.js';
 
 // SO_RCVBUFFORCE (root) goes past net.core.rmem_max, so a burst is queued, not dropped. On
 // SIGINT it drains what is queued, then prints {"received":N}.

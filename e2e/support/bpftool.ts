@@ -2,7 +2,9 @@
  * Reads what the kernel runs with bpftool, independently of bpfleet's own bookkeeping: a
  * test that asks the agent what it runs would only prove the agent agrees with itself.
  */
-import { run } from './processes.js';
+import type { LocalFleet } from '../../dev/fleet.js';
+import { HOST_IFACE } from '../../dev/netns.js';
+import { run } from '../../dev/processes.js';
 
 async function bpftool<T>(args: string[], netns?: string): Promise<T> {
   const { stdout } = await run('bpftool', ['-j', ...args], { netns });
@@ -27,6 +29,13 @@ export interface KernelLink {
 export async function xdpProgId(netns: string, iface: string): Promise<number | null> {
   const out = await bpftool<{ xdp?: { devname: string; id: number }[] }[]>(['net', 'show', 'dev', iface], netns);
   return out?.[0]?.xdp?.find((x) => x.devname === iface)?.id ?? null;
+}
+
+/** The XDP program on a fleet host's eth0, as the kernel reports it; throws if none. */
+export async function hostXdpProgId(fleet: LocalFleet, host: string): Promise<number> {
+  const id = await xdpProgId(fleet.host(host).netns.netns, HOST_IFACE);
+  if (!id) throw new Error(`${host}: no XDP program attached to ${HOST_IFACE}`);
+  return id;
 }
 
 export function progs(): Promise<KernelProg[]> {

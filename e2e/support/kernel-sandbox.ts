@@ -11,9 +11,9 @@ import type { ModuleArtifact } from '../../agent/dataplane/driver.js';
 import { KernelDriver } from '../../agent/dataplane/kernel/kernel-driver.js';
 import { hookKind, type Attachment, type HookName } from '../../common/attachment.js';
 import { digestOf } from '../../common/digest.js';
-import { createHostNetns, type HostNetns } from './netns.js';
-import { createPinRoot, type PinRoot } from './pins.js';
-import { run } from './processes.js';
+import { createHostNetns, type HostNetns } from '../../dev/netns.js';
+import { createPinRoot, type PinRoot } from '../../dev/pins.js';
+import { run } from '../../dev/processes.js';
 
 const BPF_DIR = fileURLToPath(new URL('../../agent/bpf/', import.meta.url));
 

@@ -1,6 +1,6 @@
 /**
- * Per-test pin roots on the bpffs (/sys/fs/bpf/bpfleet-<name>), so a test's pinned links and
- * maps never mix with the agent's default /sys/fs/bpf/bpfleet or with another test's.
+ * A pin root on the bpffs (/sys/fs/bpf/bpfleet-<name>) for each fleet host and test, so their
+ * pinned links and maps never mix with the agent's default /sys/fs/bpf/bpfleet or each other's.
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { claim, release } from './claims.js';
 import { onExit } from './cleanup.js';
 
 export const BPFFS = '/sys/fs/bpf';
-/** Every pin root a test creates starts with this; sweepStale() removes the orphaned ones. */
+/** Every pin root created here starts with this; sweepStale() removes the orphaned ones. */
 export const PIN_ROOT_PREFIX = 'bpfleet-';
 
 const NAME_RE = /^[a-z0-9][a-z0-9-]{0,47}$/;

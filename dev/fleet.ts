@@ -11,14 +11,13 @@ import { CleanupStack } from './cleanup.js';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
-import { xdpProgId } from './bpftool.js';
-import { createHostNetns, HOST_IFACE, type HostNetns } from './netns.js';
+import { createHostNetns, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
 import { startTraffic, type TrafficSource } from './traffic.js';
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+export const REPO = fileURLToPath(new URL('..', import.meta.url));
 
 export interface FleetOptions {
   /** Distinguishes concurrent fleets: netns, pins and host names derive from it. */
@@ -202,13 +201,6 @@ export class LocalFleet {
     const r = await this.cli([...args, '-o', 'json']);
     if (r.code !== 0) throw new Error(`bpfleet ${args.join(' ')} failed (exit ${r.code}): ${r.stderr}`);
     return JSON.parse(r.stdout) as T;
-  }
-
-  /** The XDP program on a host's eth0, as the kernel reports it (bpftool); throws if none. */
-  async xdpProgId(host: string): Promise<number> {
-    const id = await xdpProgId(this.host(host).netns.netns, HOST_IFACE);
-    if (!id) throw new Error(`${host}: no XDP program attached to ${HOST_IFACE}`);
-    return id;
   }
 
   /** Runs the real `bpfleet` CLI against this fleet. */

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
+import { prereqSkip } from '../e2e/support/prereqs.js';
 import { procRef } from './claims.js';
 import { CleanupStack } from './cleanup.js';
 import { startEtcd, startEtcdCluster } from './etcd.js';
-import { prereqSkip } from './prereqs.js';
 
 const alive = (pid: number): boolean => procRef(pid) !== undefined;
 

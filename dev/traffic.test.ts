@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { after, describe, test } from 'node:test';
+import { prereqSkip } from '../e2e/support/prereqs.js';
 import { CleanupStack } from './cleanup.js';
 import { createHostNetns, type HostNetns } from './netns.js';
-import { prereqSkip } from './prereqs.js';
 import { run, runningProcesses, spawnManaged, type ManagedProcess } from './processes.js';
 import { isAllowedTarget, startBlaster, startTraffic } from './traffic.js';
 

@@ -3,10 +3,10 @@ import { existsSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { prereqSkip } from '../e2e/support/prereqs.js';
 import { procRef } from './claims.js';
 import { CleanupStack } from './cleanup.js';
 import { startNats } from './nats.js';
-import { prereqSkip } from './prereqs.js';
 
 const alive = (pid: number): boolean => procRef(pid) !== undefined;
 

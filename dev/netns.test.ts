@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { prereqSkip } from '../e2e/support/prereqs.js';
 import { ClaimConflictError, procRef } from './claims.js';
 import { CleanupStack } from './cleanup.js';
 import { createHostNetns, HOST_IFACE, listNetns, NETNS_PREFIX, sweepStale } from './netns.js';
 import { createPinRoot } from './pins.js';
-import { prereqSkip } from './prereqs.js';
 import { CommandError, run, spawnManaged, type ManagedProcess } from './processes.js';
 
 async function linkExists(ifname: string): Promise<boolean> {
@@ -78,7 +78,7 @@ describe('netns fixture', { skip: await prereqSkip(['root', 'netns', 'bpffs', 'n
     const proc = spawnManaged({
       name: `leaver-${tag}`,
       command: process.execPath,
-      args: ['--import', 'tsx', fileURLToPath(new URL('./fixtures/leaves-resources.ts', import.meta.url)), tag, mode],
+      args: ['--import', 'tsx', fileURLToPath(new URL('../e2e/support/fixtures/leaves-resources.ts', import.meta.url)), tag, mode],
     });
     cleanup.defer(() => proc.kill(), `kill leaver ${tag}`);
     const [line] = await proc.waitForLine(/^\{.*\}$/, 20_000);

@@ -1,8 +1,9 @@
 /**
- * Ownership records for what the fixtures create (namespaces, subnets, pin roots, child
- * processes, temp dirs). sweepStale() must remove a crashed run's leftovers without touching
- * the live resources of a run going on in parallel (node --test runs files concurrently), and
- * the only reliable tell is whether the process that created a resource is still alive.
+ * Ownership records for what the local fleet and the tests create (namespaces, subnets, pin
+ * roots, child processes, temp dirs). sweepStale() must remove a crashed run's leftovers
+ * without touching the live resources of a run going on in parallel (node --test runs files
+ * concurrently), and the only reliable tell is whether the process that created a resource
+ * is still alive.
  *
  * A claim is a small file naming its owner by pid and kernel start time, so a recycled pid
  * is not mistaken for the owner.

@@ -9,7 +9,7 @@
  */
 import dgram from 'node:dgram';
 import { BlockList, isIPv4 } from 'node:net';
-import { BpfleetError } from '../../common/errors.js';
+import { BpfleetError } from '../common/errors.js';
 import { findExecutable, spawnManaged, type ManagedProcess } from './processes.js';
 
 /** The only destinations traffic may go to. */

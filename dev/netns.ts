@@ -1,5 +1,5 @@
 /**
- * A "host" for e2e tests: a network namespace with a veth pair. `eth0` inside the namespace
+ * A "host" of the local fleet: a network namespace with a veth pair. `eth0` inside the namespace
  * plays the host's NIC (the agent attaches there); its peer stays in the root namespace, where
  * traffic sources send from.
  *
