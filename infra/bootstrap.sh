@@ -16,7 +16,7 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || fail "Node.js $(node -v) is too old: install Node.js 20 or newer"
 command -v npm >/dev/null 2>&1 || fail "npm not found: install npm (it ships with Node.js)"
 
-# python3 runs the fastest benchmark traffic sender (e2e/support/traffic.ts).
+# python3 runs the fastest benchmark traffic sender (dev/traffic.ts).
 packages=(etcd-server etcd-client nats-server clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 hping3 util-linux python3)
 missing=()
 for p in "${packages[@]}"; do
