@@ -1,24 +1,23 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Etcd3 } from 'etcd3';
 import { ArtifactStore } from '../common/artifacts.js';
-import { CONTROL_MAX_MESSAGE_BYTES, subjects } from '../common/keys.js';
+import { CONTROL_MAX_MESSAGE_BYTES } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
-import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { AgentClients } from './agent-clients.js';
+import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
 import { controlService } from './api.js';
 import { RolloutController } from './controller.js';
 import { LeaderElector, type Leadership } from './leader.js';
-import { observeFleet, recordTelemetryDropped } from './metrics.js';
+import { observeFleet } from './metrics.js';
 import { AuditLog } from './store/audit.js';
 import { HostDirectory } from './store/hosts.js';
 import { IntentStore } from './store/intents.js';
 import { ModuleRegistry } from './store/modules.js';
 import { RolloutStore } from './store/rollouts.js';
-import { telemetryReceived } from './tracing.js';
 
 export interface ControlPlaneConfig {
   /** gRPC listen address for ControlService; loopback by default. */
@@ -47,19 +46,8 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   });
   const artifacts = await ArtifactStore.open(nc);
   const telemetry = new TelemetryStore();
-  const sub: Subscription = nc.subscribe(subjects.telemetryAll);
-  void (async () => {
-    for await (const msg of sub) {
-      try {
-        const report = TelemetryReport.decode(msg.data);
-        telemetryReceived(report, msg.headers);
-        telemetry.add(report);
-      } catch (err) {
-        recordTelemetryDropped(err);
-        log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
-      }
-    }
-  })();
+  const ingest = new TelemetryIngest(telemetry, log);
+  ingest.start(nc);
 
   const modules = new ModuleRegistry(etcd);
   const rollouts = new RolloutStore(etcd);
@@ -67,7 +55,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   const audit = new AuditLog(etcd);
   const agents = new AgentClients();
   const controller = new RolloutController({
-    etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, log,
+    etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, ingest, log,
   });
   let leading: Leadership | null = null;
   const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });
@@ -101,7 +89,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       agents.close();
       await hosts.close();
-      sub.unsubscribe();
+      ingest.stop();
       await nc.drain().catch(() => undefined);
       etcd.close();
     },

@@ -8,6 +8,7 @@ import type { ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from './agent-clients.js';
 import { analyze } from './analysis/analyze.js';
+import type { TelemetryIngest } from './analysis/ingest.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
 import { StepClock } from './metrics.js';
@@ -35,6 +36,8 @@ export interface ControllerDeps {
   audit: AuditLog;
   agents: AgentClients;
   telemetry: TelemetryStore;
+  /** Where the analysis span finds the installs behind the reports. */
+  ingest: Pick<TelemetryIngest, 'contextOf'>;
   log: Logger;
   clock?: () => number;
   /** Operators' requests (pause, resume, ...); by default kept in `etcd`. */
@@ -160,7 +163,7 @@ export class RolloutController {
       now: this.now(),
       analyze: (req) => {
         const reportsOf = this.deps.telemetry.reader(req.from);
-        return tracedAnalysis(rollout, req, reportsOf, () => analyze({
+        return tracedAnalysis(rollout, req, reportsOf, (r) => this.deps.ingest.contextOf(r), () => analyze({
           spec,
           step: req.step,
           canary: { hosts: req.canaryHosts, digest: target.digest },

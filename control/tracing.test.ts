@@ -2,14 +2,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { headers } from '@nats-io/transport-node';
+import { subjects } from '../common/keys.js';
+import { createLogger } from '../common/log.js';
 import { startTelemetry } from '../common/otel.js';
 import { traceparentOf } from '../common/spans.js';
 import { injectHeaders } from '../common/trace-nats.js';
 import { exportingTo } from '../e2e/support/otlp-receiver.js';
 import { Verdict, type AnalysisRun, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
-import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
+import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
+import { TelemetryIngest } from './analysis/ingest.js';
+import { TelemetryStore } from './analysis/telemetry-store.js';
 import { StepClock } from './metrics.js';
-import { inPassSpan, telemetryReceived, tracedAnalysis } from './tracing.js';
+import { inPassSpan, tracedAnalysis } from './tracing.js';
 
 
 const rollout = (traceparent?: string): Rollout => ({
@@ -54,11 +58,12 @@ test('an analysis links to the installs behind the reports in its window, per ho
   t.after(() => telemetry.shutdown());
   const canaryInstall = telemetry.tracer.startSpan('dataplane.install');
   const baselineInstall = telemetry.tracer.startSpan('dataplane.install');
-  const received = (host: string, sequence: number, timestampMs: number, install?: typeof canaryInstall): TelemetryReport => {
-    const report: TelemetryReport = { host, sequence, timestampMs, attachments: [] };
-    telemetryReceived(report, install ? injectHeaders(headers(), trace.setSpan(ROOT_CONTEXT, install)) : undefined);
-    return report;
-  };
+  const ingest = new TelemetryIngest(new TelemetryStore(), createLogger('test', { level: 'silent' }));
+  const received = (host: string, sequence: number, timestampMs: number, install?: typeof canaryInstall): TelemetryReport => ingest.receive({
+    subject: subjects.telemetry(host),
+    data: TelemetryReport.encode({ host, sequence, timestampMs, attachments: [] }).finish(),
+    headers: install ? injectHeaders(headers(), trace.setSpan(ROOT_CONTEXT, install)) : undefined,
+  })!;
   const reports = new Map<string, TelemetryReport[]>([
     ['h1', [received('h1', 1, 500, canaryInstall), received('h1', 2, 1500, canaryInstall), received('h1', 3, 2500, canaryInstall), received('h1', 4, 9000, canaryInstall)]],
     ['h2', [received('h2', 7, 1200, baselineInstall), received('h2', 8, 2200, baselineInstall)]],
@@ -71,7 +76,7 @@ test('an analysis links to the installs behind the reports in its window, per ho
     metrics: [{ metric: 'drop_rate', canary: 1, baseline: 0, verdict: Verdict.VERDICT_FAIL, reason: 'over max', canarySamples: 2, baselineSamples: 2 }],
   };
   const result = tracedAnalysis(rollout(), { step: 1, canaryHosts: ['h1'], baselineHosts: ['h2', 'h3'], from: 1000, to: 3000 },
-    (h) => reports.get(h) ?? [], () => run);
+    (h) => reports.get(h) ?? [], (r) => ingest.contextOf(r), () => run);
   assert.equal(result, run);
   await telemetry.shutdown();
 

@@ -11,12 +11,11 @@
  *           bpfleet.v1.AgentService/Apply        (client → server span in the agent)
  *
  * Telemetry reports carry, in their NATS headers, the context of the agent install that put
- * the measured program in place (agent/tracing.ts); the analysis span links to those, so a
- * verdict leads to the exact installs, in this rollout's trace or an earlier one's, whose
- * programs produced the numbers it judged.
+ * the measured program in place (agent/tracing.ts; analysis/ingest.ts keeps it per report);
+ * the analysis span links to those, so a verdict leads to the exact installs, in this
+ * rollout's trace or an earlier one's, whose programs produced the numbers it judged.
  */
-import { isSpanContextValid, SpanStatusCode, trace, type Link, type SpanContext } from '@opentelemetry/api';
-import type { MsgHdrs } from '@nats-io/transport-node';
+import { SpanStatusCode, trace, type Link, type SpanContext } from '@opentelemetry/api';
 import {
   ATTR_APPLY_PURPOSE,
   ATTR_ATTACHMENT,
@@ -33,10 +32,9 @@ import {
   ATTR_VERDICT,
 } from '../common/otel-attributes.js';
 import { contextOf, inSpan, traceparentOf } from '../common/spans.js';
-import { extractContext } from '../common/trace-nats.js';
 import type { AnalysisRun, Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
-import { phaseLabel, recordTelemetryReceived, recordVerdict, verdictLabel, type StepClock } from './metrics.js';
+import { phaseLabel, recordVerdict, verdictLabel, type StepClock } from './metrics.js';
 import type { AnalysisRequest, ApplyAction, ApplyOutcome } from './rollout/reconcile.js';
 
 export function rolloutAttributes(rollout: Rollout) {
@@ -101,16 +99,8 @@ export function inApplySpan(rollout: Rollout, action: ApplyAction, apply: () => 
   });
 }
 
-// Kept beside the reports rather than in them: the store and the analysis only know the
-// protobuf message, and a WeakMap lets a dropped report take its context with it.
-const reportContexts = new WeakMap<TelemetryReport, SpanContext>();
-
-/** Notes a report just received over NATS: metrics, and the trace context it carries. */
-export function telemetryReceived(report: TelemetryReport, headers: MsgHdrs | undefined): void {
-  recordTelemetryReceived(report);
-  const sc = trace.getSpanContext(extractContext(headers));
-  if (sc && isSpanContextValid(sc)) reportContexts.set(report, sc);
-}
+/** The context of the install behind a report, if known (TelemetryIngest.contextOf). */
+export type ReportContext = (report: TelemetryReport) => SpanContext | undefined;
 
 /**
  * Runs one canary analysis in a span that says what was compared and the verdict, linked to
@@ -120,11 +110,12 @@ export function tracedAnalysis(
   rollout: Rollout,
   req: Pick<AnalysisRequest, 'step' | 'canaryHosts' | 'baselineHosts' | 'from' | 'to'>,
   reportsOf: (host: string) => readonly TelemetryReport[],
+  reportContext: ReportContext,
   analyze: () => AnalysisRun,
 ): AnalysisRun {
   const links = [
-    ...telemetryLinks(req.canaryHosts, 'canary', reportsOf, req.from, req.to),
-    ...telemetryLinks(req.baselineHosts, 'baseline', reportsOf, req.from, req.to),
+    ...telemetryLinks(req.canaryHosts, 'canary', reportsOf, reportContext, req.from, req.to),
+    ...telemetryLinks(req.baselineHosts, 'baseline', reportsOf, reportContext, req.from, req.to),
   ];
   return inSpan('rollout.analysis', {
     attributes: {
@@ -151,13 +142,15 @@ export function tracedAnalysis(
   });
 }
 
-function telemetryLinks(hosts: readonly string[], cohort: string, reportsOf: (host: string) => readonly TelemetryReport[], from: number, to: number): Link[] {
+function telemetryLinks(
+  hosts: readonly string[], cohort: string, reportsOf: (host: string) => readonly TelemetryReport[], reportContext: ReportContext, from: number, to: number,
+): Link[] {
   const links: Link[] = [];
   for (const host of hosts) {
     const bySpan = new Map<string, { context: SpanContext; reports: TelemetryReport[] }>();
     for (const report of reportsOf(host)) {
       if (report.timestampMs < from || report.timestampMs > to) continue;
-      const sc = reportContexts.get(report);
+      const sc = reportContext(report);
       if (!sc) continue;
       const key = `${sc.traceId}/${sc.spanId}`;
       const entry = bySpan.get(key) ?? { context: sc, reports: [] };

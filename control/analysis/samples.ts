@@ -1,4 +1,5 @@
 import type { AttachmentTelemetry, TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
+import { metricFn } from './metric-registry.js';
 
 /** One value of one metric over one report interval of one host. */
 export interface Sample {
@@ -7,46 +8,6 @@ export interface Sample {
   /** End of the interval, ms since epoch. */
   at: number;
   value: number;
-}
-
-// Intervals with fewer program runs than this say nothing about a rate: skip them.
-const MIN_RUNS_PER_INTERVAL = 10;
-
-type MetricFn = (a: AttachmentTelemetry, b: AttachmentTelemetry, runs: number, dtMs: number) => number | null;
-
-// Parsed once per metric name, not once per sample: an analysis computes hundreds of
-// thousands of samples.
-const metricFns = new Map<string, MetricFn | null>();
-
-function metricFn(metric: string): MetricFn | null {
-  let fn = metricFns.get(metric);
-  if (fn !== undefined) return fn;
-  fn = null;
-  if (metric === 'drop_rate') {
-    fn = (a, b, runs) => {
-      if (runs < MIN_RUNS_PER_INTERVAL) return null;
-      // A drop at an egress hook keeps the packet out of the interface's tx counter; one at
-      // an ingress hook keeps it out of the IP stack (the interface's rx counter is no
-      // witness: on veth it counts packets XDP dropped).
-      const egress = b.attachment.startsWith('tcx-egress:');
-      const delivered = egress ? b.ifaceTxPackets - a.ifaceTxPackets : b.stackRxPackets - a.stackRxPackets;
-      return Math.min(1, Math.max(0, 1 - delivered / runs));
-    };
-  } else if (metric === 'run_time_ns_per_packet') {
-    fn = (a, b, runs) => (runs < MIN_RUNS_PER_INTERVAL ? null : (b.runTimeNs - a.runTimeNs) / runs);
-  } else {
-    const counter = /^counter:(.+)_rate$/.exec(metric)?.[1];
-    if (counter !== undefined) {
-      fn = (a, b, _runs, dtMs) => {
-        const va = a.counters[counter];
-        const vb = b.counters[counter];
-        if (va === undefined || vb === undefined || dtMs <= 0) return null;
-        return ((vb - va) * 1000) / dtMs;
-      };
-    }
-  }
-  metricFns.set(metric, fn);
-  return fn;
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   type RolloutSpec,
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { EXPECTED_METRIC, isMetric } from '../analysis/metric-registry.js';
 import { formatDuration, parseDuration } from './duration.js';
 
 const duration = z.string().refine((s) => parseDuration(s) !== null, {
@@ -37,8 +38,7 @@ const stepSchema = z.strictObject({
 }, { error: STEP_KINDS }).refine((step) => Object.values(step).filter((v) => v !== undefined).length === 1, { message: STEP_KINDS });
 
 const metricSchema = z.strictObject({
-  name: z.string().regex(/^(drop_rate|run_time_ns_per_packet|counter:[A-Za-z0-9_]+_rate)$/,
-    'expected drop_rate, run_time_ns_per_packet or counter:<name>_rate'),
+  name: z.string().refine(isMetric, { message: EXPECTED_METRIC }),
   max: limit.optional(),
   maxIncrease: limit.optional(),
 }).refine((m) => m.max !== undefined || m.maxIncrease !== undefined, {

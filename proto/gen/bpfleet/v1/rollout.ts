@@ -421,7 +421,7 @@ export interface Step {
 }
 
 export interface Metric {
-  /** "drop_rate", "run_time_ns_per_packet", or "counter:<name>_rate". */
+  /** An analysis metric registered in control/analysis/metric-registry.ts. */
   name: string;
   /** Fail when the canary's value exceeds this (absolute threshold); 0 means unset. */
   max: number;
