@@ -1,4 +1,3 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { formatAttachment, hookKind, hookName, HOOK_NAMES, type Attachment, type HookName } from '../../../common/attachment.js';
 import { DIGEST_RE } from '../../../common/digest.js';
@@ -7,8 +6,10 @@ import { BpfleetError } from '../../../common/errors.js';
 import { childSpan } from '../../../common/spans.js';
 import type { SwapCheckpoint } from '../../crash-hook.js';
 import type { DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from '../driver.js';
+import { enableRunTimeStats, netCounters, programStats } from './counters.js';
 import { hookSupport } from './features.js';
 import * as bpf from './libbpf.js';
+import { BpfLink, linkKind } from './link.js';
 import { NetnsSwitch } from './netns.js';
 import { AttachmentPins, pinCard, pinnedAttachments, readCard, unpin, type ModuleCard } from './pins.js';
 
@@ -26,23 +27,20 @@ export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/bpfleet';
 /** Digest reported for a link running a program that no pin (of ours) accounts for. */
 export const UNKNOWN_DIGEST = 'unknown';
 
-const COUNTERS_MAP = 'bpfleet_counters';
 const MAP_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // Enough verifier log to see the failing instruction and the state that led to it.
 const LOG_TAIL_LINES = 60;
 const LOG_TAIL_BYTES = 8192;
 
 interface Hook {
-  /** Short name for error prefixes ("attach xdp link: ..."). */
-  linkKind: 'xdp' | 'tcx';
   attachType: number;
   progType: number;
 }
 
 const HOOKS: Record<HookName, Hook> = {
-  xdp: { linkKind: 'xdp', attachType: bpf.BPF_XDP, progType: bpf.BPF_PROG_TYPE_XDP },
-  'tcx-ingress': { linkKind: 'tcx', attachType: bpf.BPF_TCX_INGRESS, progType: bpf.BPF_PROG_TYPE_SCHED_CLS },
-  'tcx-egress': { linkKind: 'tcx', attachType: bpf.BPF_TCX_EGRESS, progType: bpf.BPF_PROG_TYPE_SCHED_CLS },
+  xdp: { attachType: bpf.BPF_XDP, progType: bpf.BPF_PROG_TYPE_XDP },
+  'tcx-ingress': { attachType: bpf.BPF_TCX_INGRESS, progType: bpf.BPF_PROG_TYPE_SCHED_CLS },
+  'tcx-egress': { attachType: bpf.BPF_TCX_EGRESS, progType: bpf.BPF_PROG_TYPE_SCHED_CLS },
 };
 
 const PROG_TYPE_NAMES: Record<number, string> = {
@@ -61,7 +59,7 @@ interface Inspection {
 /**
  * The DataplaneDriver over the real kernel: libbpf loads, bpf_link attaches, and bpffs pins
  * under `pinRoot` are the only state, so a restarted agent (a new instance) adopts what runs.
- * See ARCHITECTURE.md, "Agent: how a swap must behave".
+ * See ARCHITECTURE.md, "Agent: how a swap behaves".
  */
 export class KernelDriver implements DataplaneDriver {
   readonly kind = 'kernel' as const;
@@ -97,55 +95,46 @@ export class KernelDriver implements DataplaneDriver {
     });
   }
 
+  /**
+   * validate → inspect → load → pin → link.update → unpin. Whatever fails before the link
+   * update takes back what it pinned, so the attachment is as it was.
+   */
   install(attachment: Attachment, artifact: ModuleArtifact, expectedDigest: string | null): Promise<InstallResult> {
     return this.exclusive('install', async () => {
-      const { manifest, digest } = artifact;
-      const what = `${manifest.name}@${manifest.version}`;
-      const hook = HOOKS[attachment.hook];
-      const programName = validate(attachment, artifact, what);
-
+      const programName = validate(attachment, artifact);
       const pins = new AttachmentPins(this.pinRoot, attachment);
       const before = this.inspect(pins);
-      if (before.running?.digest === digest) {
-        return { running: before.running, changed: false, timing: { loadMs: 0, swapMs: 0 } };
+      const replaced = before.running;
+      if (replaced?.digest === artifact.digest) {
+        return { running: replaced, changed: false, timing: { loadMs: 0, swapMs: 0 } };
       }
-      requireRunning(attachment, before.running, expectedDigest);
-      if (!before.running) this.requireInterface(attachment);
+      requireRunning(attachment, replaced, expectedDigest);
+      if (!replaced) this.requireInterface(attachment);
+      // The crash points are those of a swap (crash-hook.ts): a first attach has none.
+      const checkpoint: SwapCheckpoint = replaced ? this.checkpoint : () => undefined;
 
       const t0 = performance.now();
-      const obj = openObject(artifact.object, manifest.name, what);
+      const obj = openObject(artifact);
       let pinned = false;
       let swapped = false;
       try {
-        pins.ensureDirs();
-        const prog = prepare(obj, pins, attachment, programName, manifest.persistentMaps, what);
-        if (before.running) this.checkpoint('before-load');
-        await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => loadObject(obj, programName, what));
+        const prog = await load(obj, pins, artifact, programName, checkpoint);
         const loadMs = performance.now() - t0;
-
-        // Pinned before the swap, so that a crash right after it still finds the digest of
-        // what the link runs.
         pinned = true;
-        pinCard(pins.card(digest), { name: manifest.name, version: manifest.version, counters: manifest.counters });
-        unpin(pins.prog(digest));
-        bpf.objPin(prog.fd, pins.prog(digest));
-
-        if (before.running) this.checkpoint('after-load');
+        pinModule(pins, artifact, prog.fd);
+        checkpoint('after-load');
         const t1 = performance.now();
-        const replaced = before.running;
-        if (replaced) await childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => this.swap(pins, replaced, prog.fd, hook));
-        else childSpan('bpf.attach', {}, () => this.attach(pins, prog.fd, hook));
+        await this.updateLink(pins, replaced, prog.fd);
         swapped = true;
         const swapMs = performance.now() - t1;
-        if (before.running) this.checkpoint('after-swap');
-
-        unpinReplaced(pins, digest);
+        checkpoint('after-swap');
+        unpinReplaced(pins, artifact.digest);
         const after = this.inspect(pins).running;
         if (!after) throw new BpfleetError('INTERNAL', 'LOST_LINK', `install ${formatAttachment(attachment)}: link gone right after attaching`);
         return { running: after, changed: true, timing: { loadMs, swapMs } };
       } finally {
         obj.close();
-        if (!swapped) undoInstall(pins, digest, pinned, before);
+        if (!swapped) undoInstall(pins, artifact.digest, pinned, before);
       }
     });
   }
@@ -157,13 +146,7 @@ export class KernelDriver implements DataplaneDriver {
     return guard('stats', () => {
       const state = this.inspect(new AttachmentPins(this.pinRoot, attachment));
       if (!state.running) return null;
-      const info = withFd(bpf.progFdById(state.running.progId), bpf.progInfo);
-      return {
-        runCount: info.runCount,
-        runTimeNs: info.runTimeNs,
-        counters: readCounters(info.mapIds, state.card?.counters ?? []),
-        ...this.netCounters(attachment.iface),
-      };
+      return { ...programStats(state.running.progId, state.card?.counters ?? []), ...netCounters(attachment.iface, this.netns) };
     });
   }
 
@@ -196,7 +179,7 @@ export class KernelDriver implements DataplaneDriver {
     try {
       this.inNetns(() => bpf.ifNameToIndex(attachment.iface));
     } catch (err) {
-      throw new BpfleetError('NOT_FOUND', 'NO_INTERFACE', `attach ${HOOKS[attachment.hook].linkKind} link: no interface ${attachment.iface}`, undefined, { cause: err });
+      throw new BpfleetError('NOT_FOUND', 'NO_INTERFACE', `attach ${linkKindOf(attachment.hook)} link: no interface ${attachment.iface}`, undefined, { cause: err });
     }
   }
 
@@ -206,7 +189,7 @@ export class KernelDriver implements DataplaneDriver {
     if (!link || link.ifindex === 0) return { link, running: null, card: null };
     const digest = pins.progDigests().find((d) => pinnedProgId(pins.prog(d)) === link.progId);
     const card = digest ? readCard(pins.card(digest)) : null;
-    const prog = withFd(bpf.progFdById(link.progId), bpf.progInfo);
+    const prog = bpf.withFd(bpf.progFdById(link.progId), bpf.progInfo);
     return {
       link,
       card,
@@ -222,90 +205,24 @@ export class KernelDriver implements DataplaneDriver {
     };
   }
 
-  /** First install: a new link, pinned; the link fd closes either way, so a failed pin detaches. */
-  private attach(pins: AttachmentPins, progFd: number, hook: Hook): void {
-    const context = `attach ${hook.linkKind} link`;
-    let linkFd: number;
-    try {
-      linkFd = this.inNetns(() => bpf.linkCreate(progFd, bpf.ifNameToIndex(pins.attachment.iface), hook.attachType));
-    } catch (err) {
-      if (err instanceof bpf.SysError && err.code === 'EBUSY') {
-        throw new BpfleetError('FAILED_PRECONDITION', 'DRIFT',
-          `${context}: ${pins.attachment.iface} already has a program bpfleet did not attach`, undefined, { cause: err });
-      }
-      throw new BpfleetError('INTERNAL', 'ATTACH_FAILED', `${context}: ${(err as Error).message}`, undefined, { cause: err });
-    }
+  /** The one step that changes what runs: a new pinned link, or an update of the pinned one. */
+  private async updateLink(pins: AttachmentPins, replaced: RunningModule | null, progFd: number): Promise<void> {
+    if (replaced) await childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => swap(pins, replaced, progFd));
+    else childSpan('bpf.attach', {}, () => this.attach(pins, progFd));
+  }
+
+  /** First install: a new link, pinned; its fd closes either way, so a failed pin detaches it. */
+  private attach(pins: AttachmentPins, progFd: number): void {
+    const { hook, iface } = pins.attachment;
+    const link = BpfLink.create(progFd, { attachType: HOOKS[hook].attachType, iface }, { netns: this.netns });
     try {
       // Replaces the pin of a defunct link, if any.
       unpin(pins.link);
-      bpf.objPin(linkFd, pins.link);
+      link.pin(pins.link);
     } finally {
-      bpf.closeFd(linkFd);
+      link.close();
     }
   }
-
-  /** Upgrade: the kernel's compare-and-swap on the pinned link. */
-  private async swap(pins: AttachmentPins, running: RunningModule, newProgFd: number, hook: Hook): Promise<void> {
-    const linkFd = bpf.objGet(pins.link);
-    try {
-      const oldProgFd = bpf.objGet(pins.prog(running.digest));
-      try {
-        await bpf.linkUpdateAsync(linkFd, newProgFd, oldProgFd);
-      } catch (err) {
-        if (err instanceof bpf.SysError && err.code === 'EPERM') {
-          throw new BpfleetError('FAILED_PRECONDITION', 'DRIFT',
-            `update ${hook.linkKind} link: ${running.attachment} no longer runs ${running.digest} (program ${running.progId}); changed behind bpfleet's back`,
-            undefined, { cause: err });
-        }
-        throw new BpfleetError('INTERNAL', 'SWAP_FAILED', `update ${hook.linkKind} link: ${(err as Error).message}`, undefined, { cause: err });
-      } finally {
-        bpf.closeFd(oldProgFd);
-      }
-    } finally {
-      bpf.closeFd(linkFd);
-    }
-  }
-
-  /** The namespace's own packet counts, which no module can fake. */
-  private netCounters(iface: string): Pick<ProgramStats, 'ifaceRxPackets' | 'ifaceTxPackets' | 'stackRxPackets'> {
-    // /proc/thread-self, not /proc/self: the netns switch moved this thread only.
-    const [dev, snmp, snmp6] = this.inNetns(() => ['dev', 'snmp', 'snmp6'].map((f) => readProc(`/proc/thread-self/net/${f}`)));
-    return { ...devCounters(dev ?? '', iface), stackRxPackets: ipInReceives(snmp ?? '') + ip6InReceives(snmp6 ?? '') };
-  }
-}
-
-/** Null when the file does not exist (snmp6 without IPv6). */
-function readProc(path: string): string | null {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-}
-
-function devCounters(dev: string, iface: string): Pick<ProgramStats, 'ifaceRxPackets' | 'ifaceTxPackets'> {
-  for (const line of dev.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon < 0 || line.slice(0, colon).trim() !== iface) continue;
-    const fields = line.slice(colon + 1).trim().split(/\s+/);
-    // rx: bytes packets errs drop fifo frame compressed multicast; then tx: bytes packets ...
-    return { ifaceRxPackets: BigInt(fields[1] ?? 0), ifaceTxPackets: BigInt(fields[9] ?? 0) };
-  }
-  return {};
-}
-
-// /proc/net/snmp: an "Ip:" line of field names, then an "Ip:" line of values.
-function ipInReceives(snmp: string): bigint {
-  const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Ip:')).map((l) => l.split(/\s+/));
-  const i = names?.indexOf('InReceives') ?? -1;
-  return i < 0 ? 0n : BigInt(values?.[i] ?? 0);
-}
-
-// /proc/net/snmp6: one "Name value" per line.
-function ip6InReceives(snmp6: string): bigint {
-  const line = snmp6.split('\n').find((l) => l.startsWith('Ip6InReceives'));
-  return BigInt(line?.trim().split(/\s+/)[1] ?? 0);
 }
 
 function openNetns(netns: string): NetnsSwitch {
@@ -316,33 +233,10 @@ function openNetns(netns: string): NetnsSwitch {
   }
 }
 
-// Run-time stats cost a little on every program run, so the kernel keeps them off unless
-// asked. The fd from bpf_enable_stats keeps them on exactly as long as this process lives;
-// it is never closed on purpose.
-let runTimeStatsFd: number | null = null;
-let runTimeStatsViaSysctl = false;
-
-function enableRunTimeStats(): void {
-  if (runTimeStatsFd !== null || runTimeStatsViaSysctl) return;
-  try {
-    runTimeStatsFd = bpf.enableRunTimeStats();
-    return;
-  } catch (err) {
-    try {
-      writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1');
-      runTimeStatsViaSysctl = true;
-      process.emitWarning(`bpf_enable_stats failed (${(err as Error).message}); set kernel.bpf_stats_enabled=1 instead, ` +
-        'which stays on for the whole host after this agent exits');
-    } catch (sysctlErr) {
-      process.emitWarning(`BPF run-time stats are off, run counts will read 0: bpf_enable_stats failed (${(err as Error).message}) ` +
-        `and so did kernel.bpf_stats_enabled=1 (${(sysctlErr as Error).message})`);
-    }
-  }
-}
-
 /** Checks everything that needs no kernel; returns the name of the program to attach. */
-function validate(attachment: Attachment, artifact: ModuleArtifact, what: string): string {
+function validate(attachment: Attachment, artifact: ModuleArtifact): string {
   const { manifest, digest } = artifact;
+  const what = moduleLabel(artifact);
   if (!DIGEST_RE.test(digest)) {
     throw new BpfleetError('INVALID_ARGUMENT', 'BAD_DIGEST', `install ${what}: digest "${digest}" is not sha256:<hex>`);
   }
@@ -359,7 +253,7 @@ function validate(attachment: Attachment, artifact: ModuleArtifact, what: string
   requireBpfElf(artifact.object, what);
   const support = hookSupport(attachment.hook);
   if (!support.supported) {
-    throw new BpfleetError('UNIMPLEMENTED', 'HOOK_NOT_SUPPORTED', `attach ${HOOKS[attachment.hook].linkKind} link: not supported: ${support.reason}`);
+    throw new BpfleetError('UNIMPLEMENTED', 'HOOK_NOT_SUPPORTED', `attach ${linkKindOf(attachment.hook)} link: not supported: ${support.reason}`);
   }
   return programs[0]!.name;
 }
@@ -374,19 +268,30 @@ function requireRunning(attachment: Attachment, running: RunningModule | null, e
       (running ? ` (program ${running.progId})` : ''));
 }
 
-function openObject(object: Uint8Array, name: string, what: string): bpf.BpfObject {
+function openObject(artifact: ModuleArtifact): bpf.BpfObject {
   const mark = bpf.libbpfWarningMark();
   try {
     // libbpf derives internal map names (.rodata, .bss) from the object name.
-    return bpf.BpfObject.open(object, name.replace(/\W/g, '_'));
+    return bpf.BpfObject.open(artifact.object, artifact.manifest.name.replace(/\W/g, '_'));
   } catch (err) {
-    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_OBJECT', `load ${what}: ${(err as Error).message}`, libbpfSays(mark), { cause: err });
+    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_OBJECT', `load ${moduleLabel(artifact)}: ${(err as Error).message}`, libbpfSays(mark), { cause: err });
   }
 }
 
+/** Wires the object to the pins and runs the verifier; returns the program to attach. */
+async function load(obj: bpf.BpfObject, pins: AttachmentPins, artifact: ModuleArtifact, programName: string,
+  checkpoint: SwapCheckpoint): Promise<bpf.BpfProgram> {
+  const what = moduleLabel(artifact);
+  pins.ensureDirs();
+  const prog = prepare(obj, pins, programName, artifact.manifest.persistentMaps, what);
+  checkpoint('before-load');
+  await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => loadObject(obj, programName, what));
+  return prog;
+}
+
 /** Picks the program, checks its type against the hook and wires persistent maps to pins. */
-function prepare(obj: bpf.BpfObject, pins: AttachmentPins, attachment: Attachment, programName: string,
-  persistentMaps: string[], what: string): bpf.BpfProgram {
+function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
+  const { attachment } = pins;
   const prog = obj.program(programName);
   if (!prog) {
     const has = obj.programs().map((p) => p.name).join(', ') || 'none';
@@ -416,7 +321,7 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, attachment: Attachmen
 function requireReusable(path: string, name: string, wanted: bpf.MapSpec, what: string): void {
   const fd = bpf.objGetIfPinned(path);
   if (fd === null) return;
-  const pinned = withFd(fd, bpf.mapInfo);
+  const pinned = bpf.withFd(fd, bpf.mapInfo);
   const fields: Array<[string, keyof bpf.MapSpec]> = [
     ['type', 'type'], ['key_size', 'keySize'], ['value_size', 'valueSize'], ['max_entries', 'maxEntries'], ['map_flags', 'flags'],
   ];
@@ -458,6 +363,35 @@ function logTail(log: string): string {
   return tail.length > LOG_TAIL_BYTES ? tail.slice(-LOG_TAIL_BYTES) : tail;
 }
 
+/**
+ * Pinned before the swap, program after card, so that a crash right after the swap still
+ * finds the digest (and the card) of what the link runs.
+ */
+function pinModule(pins: AttachmentPins, artifact: ModuleArtifact, progFd: number): void {
+  const { manifest, digest } = artifact;
+  pinCard(pins.card(digest), { name: manifest.name, version: manifest.version, counters: manifest.counters });
+  unpin(pins.prog(digest));
+  bpf.objPin(progFd, pins.prog(digest));
+}
+
+/** Upgrade: the kernel's compare-and-swap on the pinned link, expecting `running`'s pinned program. */
+async function swap(pins: AttachmentPins, running: RunningModule, newProgFd: number): Promise<void> {
+  const link = BpfLink.openPinned(pins.link);
+  try {
+    const oldProgFd = bpf.objGet(pins.prog(running.digest));
+    try {
+      await link.update(newProgFd, {
+        expectedProgFd: oldProgFd,
+        drift: `${running.attachment} no longer runs ${running.digest} (program ${running.progId}); changed behind bpfleet's back`,
+      });
+    } finally {
+      bpf.closeFd(oldProgFd);
+    }
+  } finally {
+    link.close();
+  }
+}
+
 /** Nothing was swapped: take back what this install pinned, so the attachment is as before. */
 function undoInstall(pins: AttachmentPins, digest: string, pinned: boolean, before: Inspection): void {
   if (pinned) pins.unpinModule(digest);
@@ -488,40 +422,25 @@ function collectGarbage(pins: AttachmentPins, state: Inspection): void {
 }
 
 function readLink(path: string): bpf.LinkInfo | null {
-  const fd = bpf.objGetIfPinned(path);
-  if (fd === null) return null;
-  return withFd(fd, bpf.linkInfo);
+  const link = BpfLink.openIfPinned(path);
+  if (!link) return null;
+  try {
+    return link.info();
+  } finally {
+    link.close();
+  }
 }
 
 function pinnedProgId(path: string): number {
-  return withFd(bpf.objGet(path), bpf.progInfo).id;
+  return bpf.withFd(bpf.objGet(path), bpf.progInfo).id;
 }
 
-function readCounters(mapIds: number[], names: string[]): Record<string, bigint> {
-  const counters: Record<string, bigint> = {};
-  for (const id of mapIds) {
-    const fd = bpf.mapFdById(id);
-    try {
-      const info = bpf.mapInfo(fd);
-      // The kernel keeps 15 characters of a map name.
-      if (info.type !== bpf.BPF_MAP_TYPE_PERCPU_ARRAY || info.name !== COUNTERS_MAP.slice(0, 15)) continue;
-      names.slice(0, info.maxEntries).forEach((name, slot) => {
-        counters[name] = bpf.lookupPerCpuU64(fd, slot).reduce((a, v) => a + v, 0n);
-      });
-      return counters;
-    } finally {
-      bpf.closeFd(fd);
-    }
-  }
-  return counters;
+function moduleLabel(artifact: ModuleArtifact): string {
+  return `${artifact.manifest.name}@${artifact.manifest.version}`;
 }
 
-function withFd<T>(fd: number, fn: (fd: number) => T): T {
-  try {
-    return fn(fd);
-  } finally {
-    bpf.closeFd(fd);
-  }
+function linkKindOf(hook: HookName): string {
+  return linkKind(HOOKS[hook].attachType);
 }
 
 function progTypeName(type: number): string {

@@ -553,6 +553,15 @@ export function closeFd(fd: number): void {
   c.close(fd);
 }
 
+/** `fn(fd)`, then closes `fd` whatever happens; `fn` must be synchronous. */
+export function withFd<T>(fd: number, fn: (fd: number) => T): T {
+  try {
+    return fn(fd);
+  } finally {
+    closeFd(fd);
+  }
+}
+
 /** Resolves an interface name in the calling thread's network namespace. */
 export function ifNameToIndex(name: string): number {
   const index = c.ifNameToIndex(name) as number;

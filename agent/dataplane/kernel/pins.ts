@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path';
 import { formatAttachment, parseAttachment, type Attachment } from '../../../common/attachment.js';
 import * as bpf from './libbpf.js';
+import { BpfLink } from './link.js';
 
 /**
  * Everything the kernel driver remembers lives in bpffs under its pinRoot, so that what it
@@ -71,8 +72,15 @@ export class AttachmentPins {
 
   /** Everything; the link is detached first, so the hook is free when this returns. */
   removeAll(): void {
-    detach(this.link);
-    unpin(this.link);
+    const link = BpfLink.openIfPinned(this.link);
+    if (link) {
+      try {
+        link.detach();
+        link.unpin();
+      } finally {
+        link.close();
+      }
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -101,16 +109,6 @@ function digestHex(digest: string): string {
 
 function listDir(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
-}
-
-function detach(linkPin: string): void {
-  const fd = bpf.objGetIfPinned(linkPin);
-  if (fd === null) return;
-  try {
-    bpf.linkDetach(fd);
-  } finally {
-    bpf.closeFd(fd);
-  }
 }
 
 export function unpin(path: string): void {
