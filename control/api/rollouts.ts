@@ -128,4 +128,3 @@ async function watchRollout(deps: RolloutDeps, call: ServerWritableStream<{ id: 
   }
   send(current);
 }
-
