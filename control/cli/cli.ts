@@ -64,7 +64,7 @@ The manifest:
         throw new BpfleetError('INVALID_ARGUMENT', 'OBJECT_TOO_LARGE', `${objectPath}: ${bytes.length} bytes is larger than the ${MAX_OBJECT_BYTES}-byte limit for a BPF object; is it the right file?`);
       }
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, PushModuleResponse>('pushModule', { manifest, object: bytes, digest: '', ...(await signatureForPush(objectPath, manifest, bytes)) });
+        const res = await ctl.call('pushModule', { manifest, object: bytes, digest: '', ...(await signatureForPush(objectPath, manifest, bytes)) });
         const m = res.module!;
         print(opts.output, PushModuleResponse.toJSON(res), () =>
           `${res.created ? 'pushed' : 'already present'}: ${m.manifest!.name}@${m.manifest!.version} ${m.digest} (${m.size} bytes)`);
@@ -76,7 +76,7 @@ The manifest:
     .addOption(outputOption())
     .action(async (name: string | undefined, opts: { output: Output }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, ListModulesResponse>('listModules', { name: name ?? '' });
+        const res = await ctl.call('listModules', { name: name ?? '' });
         print(opts.output, ListModulesResponse.toJSON(res), () => res.modules.length
           ? res.modules.map((m: Module) => `${`${m.manifest!.name}@${m.manifest!.version}`.padEnd(28)} ${shortDigest(m.digest)}  ${m.manifest!.programs.map((p) => `${p.name}:${hookName(p.hook)}`).join(',')}  ${m.pushedAt}`).join('\n')
           : 'no modules pushed yet');
@@ -112,7 +112,7 @@ A spec:
       const spec = parseRolloutSpec(text);
       const timeoutMs = parseTimeout(opts.timeout);
       await withControl(cmd, async (ctl) => {
-        const created = await ctl.call<unknown, Rollout>('createRollout', { spec });
+        const created = await ctl.call('createRollout', { spec });
         if (!opts.wait) {
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
@@ -141,7 +141,7 @@ Examples:
           process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs: parseTimeout(opts.timeout), view });
           return;
         }
-        const r = await ctl.call<unknown, Rollout>('getRollout', { id });
+        const r = await ctl.call('getRollout', { id });
         print(opts.output, { ...(Rollout.toJSON(r) as object), specYaml: specToInput(r.spec!) }, () => describeRollout(r));
       });
     });
@@ -155,7 +155,7 @@ Examples:
   bpfleet rollout list -o json | jq -r '.rollouts[] | select(.status.phase == "ROLLOUT_PHASE_PAUSED") | .id'`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, ListRolloutsResponse>('listRollouts', { module: opts.module ?? '' });
+        const res = await ctl.call('listRollouts', { module: opts.module ?? '' });
         print(opts.output, ListRolloutsResponse.toJSON(res), () => res.rollouts.length
           ? res.rollouts.map((r) => `${r.id.padEnd(36)} ${`${r.spec!.module}@${r.spec!.version}`.padEnd(26)} ${phaseName(r.status?.phase).padEnd(12)} ${r.status?.message ?? ''}`).join('\n')
           : 'no rollouts yet');
@@ -173,7 +173,7 @@ Example:
   h1           127.0.0.1:40111      role=edge,zone=a     xdp:eth0=pass-counter@2.0.0(prog 2127)`)
     .action(async (opts: { output: Output }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, ListHostsResponse>('listHosts', {});
+        const res = await ctl.call('listHosts', {});
         print(opts.output, ListHostsResponse.toJSON(res), () => res.hosts.length
           ? res.hosts.map((h: Host) => {
             const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(prog ${a.progId})`).join(' ') || '(nothing attached)';

@@ -85,7 +85,7 @@ function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | '
     .action(async (id: string, opts: VerbOptions, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, RolloutVerbResponse>(method, { id, reason: opts.reason ?? '' });
+        const res = await ctl.call(method, { id, reason: opts.reason ?? '' });
         const req = res.request;
         if (!req) {
           print(opts.output, RolloutVerbResponse.toJSON(res), () => `rollout ${id}: nothing to ${name}; it is ${phaseName(res.rollout?.status?.phase)}${res.rollout?.status?.promoted ? ' and promoted' : ''}`);
@@ -186,7 +186,7 @@ ${EXIT_HELP}`)
     .action(async (id: string, opts: { reason?: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
       await withControl(cmd, async (ctl) => {
-        const created = await ctl.call<unknown, Rollout>('undoRollout', { id, reason: opts.reason ?? '' });
+        const created = await ctl.call('undoRollout', { id, reason: opts.reason ?? '' });
         if (!opts.wait) {
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}: ${created.spec!.module}@${created.spec!.version}, undoing ${id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
@@ -207,7 +207,7 @@ Example:
       10:00:09 resume by bob@laptop  seq=2`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, GetRolloutHistoryResponse>('getRolloutHistory', { module: opts.module ?? '' });
+        const res = await ctl.call('getRolloutHistory', { module: opts.module ?? '' });
         print(opts.output, GetRolloutHistoryResponse.toJSON(res), () => historyText(res.entries));
       });
     });
