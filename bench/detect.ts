@@ -17,7 +17,7 @@
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
 import { AgentServiceClient, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
-import { RolloutPhase, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
+import { RolloutPhase } from '../proto/gen/bpfleet/v1/rollout.js';
 import { mapLimit } from '../control/store/batch.js';
 import { pushSimModule, runRollout, startBench, waitForHosts } from './control/harness.js';
 import { machine, writeResult } from './dataplane/report.js';
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
       for (let i = 0; i < RUNS; i++) {
         const timeline = await runRollout(bench, spec, 120_000);
         // The record carries host counts; the API joins in every host's progress.
-        const r = await bench.api.call<{ id: string }, Rollout>('getRollout', { id: timeline.rollout.id });
+        const r = await bench.api.call('getRollout', { id: timeline.rollout.id });
         const phase = RolloutPhase[r.status!.phase];
         const hosts = r.status!.hosts.map((h) => h.host);
         const histories = await mapLimit(hosts, 64, (h) => history(agents, h));

@@ -63,7 +63,7 @@ async function hostsRunning(bench: Bench, digest: string): Promise<number> {
 async function statusSizes(bench: Bench, id: string) {
   const record = (await bench.kv.get(keys.rollout(id)).exec()).kvs[0]!.value.length;
   const { kvs } = await scanPrefix(bench.kv, keys.rolloutHostsOf(id));
-  const whole = (await bench.api.call<{ id: string }, Rollout>('getRollout', { id }));
+  const whole = await bench.api.call('getRollout', { id });
   return {
     recordBytes: record,
     hostKeyBytes: Math.round(kvs.reduce((n, kv) => n + kv.value.length, 0) / kvs.length),

@@ -9,7 +9,7 @@ import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
 import { AgentClients } from './agent-clients.js';
 import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
-import { controlService } from './api.js';
+import { controlService } from './api/service.js';
 import { RolloutController } from './controller.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';

@@ -15,7 +15,6 @@ import { parseManifestFile } from '../common/manifest.js';
 import { Control } from '../control/cli/client.js';
 import { LocalFleet, REPO } from '../dev/fleet.js';
 import { CommandError, run } from '../dev/processes.js';
-import type { PushModuleResponse } from '../proto/gen/bpfleet/v1/control.js';
 import * as kernel from './support/bpftool.js';
 import { prereqSkip } from './support/prereqs.js';
 
@@ -135,7 +134,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
     const replayed = parseManifestFile(readFileSync(signedOnce, 'utf8').replace(/^version: .*$/m, 'version: 2.1.0-replayed'), 'replayed');
     const ctl = new Control(fleet.controlAddress);
     try {
-      await ctl.call<unknown, PushModuleResponse>('pushModule', {
+      await ctl.call('pushModule', {
         manifest: replayed.manifest, object: readFileSync(join(dir, '2.1.0.bpf.o')), digest: '',
         signature: Buffer.from(sig.signature, 'base64'), keyId: sig.keyId,
       });

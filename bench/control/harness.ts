@@ -17,7 +17,7 @@ import { startNats, type NatsServer } from '../../dev/nats.js';
 import { freePort } from '../../dev/ports.js';
 import { spawnManaged, type ManagedProcess } from '../../dev/processes.js';
 import { Rollout, RolloutPhase, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { PushModuleRequest, type PushModuleResponse } from '../../proto/gen/bpfleet/v1/control.js';
+import { PushModuleRequest } from '../../proto/gen/bpfleet/v1/control.js';
 import { isFinal } from '../../control/store/rollouts.js';
 
 const TSX = [process.execPath, '--import', 'tsx'] as const;
@@ -95,7 +95,7 @@ export async function startBench(opts: BenchOptions): Promise<Bench> {
 export async function pushSimModule(api: Control, name: string, version: string): Promise<string> {
   const a = simArtifact({ name, version });
   const req = PushModuleRequest.fromPartial({ manifest: a.manifest, object: Buffer.from(a.object), digest: a.digest });
-  const res = await api.call<PushModuleRequest, PushModuleResponse>('pushModule', req);
+  const res = await api.call('pushModule', req);
   return res.module!.digest;
 }
 
@@ -155,7 +155,7 @@ export async function runRollout(bench: Bench, spec: RolloutSpec, timeoutMs: num
     });
     t0 = performance.now();
     const startedAtEpochMs = Date.now();
-    const created = await bench.api.call<unknown, Rollout>('createRollout', { spec });
+    const created = await bench.api.call('createRollout', { spec });
     id = created.id;
     const final = await done;
     return { rollout: final, stepAt, phaseAt, totalMs: phaseAt[RolloutPhase[final.status!.phase]]!, startedAtEpochMs, recordWrites };

@@ -1,8 +1,8 @@
 import { userInfo, hostname } from 'node:os';
-import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { BpfleetError, fromServiceError } from '../../common/errors.js';
 import { CONTROL_MAX_MESSAGE_BYTES } from '../../common/keys.js';
-import { ControlServiceClient } from '../../proto/gen/bpfleet/v1/control.js';
+import { ControlServiceClient, type ControlServiceService } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { clientInterceptors } from './tracing.js';
 
@@ -20,7 +20,20 @@ export function actor(): string {
   return `${user}@${hostname()}`;
 }
 
-type Unary<Req, Res> = (req: Req, md: Metadata, opts: { deadline: number }, cb: (err: unknown, res: Res) => void) => unknown;
+// The service definition the client is generated from: one plain (not overloaded) entry per
+// method, with literal stream flags and typed (de)serializers to read the types from.
+type Service = typeof ControlServiceService;
+
+/** The ControlService's unary methods, by their name on the generated client. */
+export type UnaryMethod = { [K in keyof Service]: Service[K]['responseStream'] extends false ? K : never }[keyof Service];
+
+/** What `method` takes (CreateRolloutRequest for 'createRollout', ...). */
+export type RequestOf<M extends UnaryMethod> = Parameters<Service[M]['requestSerialize']>[0];
+
+/** What `method` answers (Rollout for 'createRollout', ...). */
+export type ResponseOf<M extends UnaryMethod> = ReturnType<Service[M]['responseDeserialize']>;
+
+type UnaryFn<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => ClientUnaryCall;
 
 /**
  * The ControlService as promises, with BpfleetErrors instead of raw gRPC errors. `server`
@@ -65,10 +78,14 @@ export class Control {
     this.current = (this.current + 1) % this.servers.length;
   }
 
-  async call<Req, Res>(method: keyof ControlServiceClient, req: Req): Promise<Res> {
+  /**
+   * Calls a unary method with its own request and response types. Fails over to the next
+   * replica on UNAVAILABLE until each was tried once; throws the server's BpfleetError.
+   */
+  async call<M extends UnaryMethod>(method: M, req: RequestOf<M>): Promise<ResponseOf<M>> {
     for (let tried = 1; ; tried++) {
       try {
-        return await this.once<Req, Res>(method, req);
+        return await this.once(method, req);
       } catch (err) {
         // UNAVAILABLE almost always means the request reached no server. If one died while
         // handling it, a repeat is still safe: a second create is refused (ROLLOUT_ACTIVE)
@@ -79,9 +96,11 @@ export class Control {
     }
   }
 
-  private once<Req, Res>(method: keyof ControlServiceClient, req: Req): Promise<Res> {
+  private once<M extends UnaryMethod>(method: M, req: RequestOf<M>): Promise<ResponseOf<M>> {
     const client = this.client;
-    const fn = (client[method] as unknown as Unary<Req, Res>).bind(client);
+    // TypeScript cannot pick an overload of a method named by a type parameter; every unary
+    // method of the generated client has this one.
+    const fn = (client[method] as unknown as UnaryFn<RequestOf<M>, ResponseOf<M>>).bind(client);
     return new Promise((resolve, reject) => {
       fn(req, this.metadata, { deadline: Date.now() + this.timeoutMs }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res)));
     });

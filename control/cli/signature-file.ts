@@ -1,7 +1,6 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import type { Command } from 'commander';
 import { z } from 'zod';
 import { digestOf } from '../../common/digest.js';
 import { BpfleetError } from '../../common/errors.js';
@@ -103,22 +102,4 @@ export async function signatureForPush(objectPath: string, manifest: ModuleManif
   }
   if (!valid) throw new BpfleetError('INVALID_ARGUMENT', 'BAD_SIGNATURE_FILE', `${path}: the signature does not verify with the key it names; run bpfleet module sign again`);
   return { signature, keyId: parsed.keyId };
-}
-
-export function registerModuleSign(module: Command): void {
-  module.command('sign')
-    .description('sign a module version (ed25519) before pushing it')
-    .argument('<manifest>', 'module manifest file, e.g. agent/bpf/pass-counter-v2.yaml')
-    .requiredOption('--key <private.pem>', 'private key from bpfleet keys create')
-    .option('--out <file>', 'where to write the signature (default: <object>.sig, where module push looks)')
-    .addHelpText('after', `
-The signature covers name@version, the object's sha256 digest and the manifest, so it cannot
-be replayed onto another version or a changed manifest. module push sends <object>.sig when
-it exists; agents started with --require-signatures --trusted-keys <dir> refuse modules that
-are unsigned (UNSIGNED), signed by a key not in <dir> (UNTRUSTED_KEY) or whose signature does
-not verify (BAD_SIGNATURE). Versions are immutable: sign before the first push.`)
-    .action(async (manifestPath: string, opts: { key: string; out?: string }) => {
-      const s = await signModuleFiles(manifestPath, opts.key, opts.out);
-      process.stdout.write(`signed ${s.digest} with ${s.keyId}: ${s.path}\n`);
-    });
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { parsePrivateKey, keyIdOf, TrustedKeys } from '../../common/signing.js';
-import { createKeyFiles } from './keys.js';
+import { createKeyFiles } from './key-files.js';
 
 describe('bpfleet keys create', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bpfleet-keys-'));

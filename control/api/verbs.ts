@@ -1,6 +1,6 @@
 import type { ServerUnaryCall } from '@grpc/grpc-js';
-import { BpfleetError } from '../common/errors.js';
-import type { Logger } from '../common/log.js';
+import { BpfleetError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 import type {
   AbortRolloutRequest,
   AuditEvent,
@@ -13,16 +13,16 @@ import type {
   RolloutHistoryEntry,
   RolloutVerbResponse,
   UndoRolloutRequest,
-} from '../proto/gen/bpfleet/v1/control.js';
-import { RolloutVerb, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
-import { actorOf, newRolloutId, unary } from './api.js';
-import { applyRequest, emptyStatus, pendingRequests, verbName } from './rollout/reconcile.js';
-import { undoSpec } from './rollout/undo.js';
-import type { AuditEntry, AuditLog } from './store/audit.js';
-import type { ModuleRegistry } from './store/modules.js';
-import type { RequestStore } from './store/requests.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
-import { creationTraceparent } from './tracing.js';
+} from '../../proto/gen/bpfleet/v1/control.js';
+import { RolloutVerb, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { applyRequest, emptyStatus, pendingRequests, verbName } from '../rollout/reconcile.js';
+import { undoSpec } from '../rollout/undo.js';
+import type { AuditEntry, AuditLog } from '../store/audit.js';
+import type { ModuleRegistry } from '../store/modules.js';
+import type { RequestStore } from '../store/requests.js';
+import { isFinal, type RolloutStore } from '../store/rollouts.js';
+import { actorOf, unary } from './handler.js';
+import { requireId, startRollout } from './rollouts.js';
 
 export interface VerbDeps {
   rollouts: RolloutStore;
@@ -40,15 +40,11 @@ type VerbHandlers = Pick<ControlServiceServer, 'pauseRollout' | 'resumeRollout' 
 // Audit actions that are the controller talking to itself, not something a person did.
 const CONTROLLER_ACTIONS = new Set(['rollout.transition']);
 
-export function requireId(id: string): string {
-  if (!id) throw new BpfleetError('INVALID_ARGUMENT', 'MISSING_ID', 'a rollout id is required');
-  return id;
-}
-
 /**
- * The operator verbs. The API only records a request (and audits it); the leading
- * controller acts on it, so a verb works on whichever replica receives it and survives a
- * leader change between the request and the act.
+ * The operator verbs (pause, resume, promote, abort), undo and history. For a verb the API
+ * only records a request (and audits it); the leading controller acts on it, so a verb
+ * works on whichever replica receives it and survives a leader change between the request
+ * and the act. Undo starts a new rollout back to the version the original replaced.
  */
 export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
   const { log } = deps;
@@ -83,15 +79,8 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
       const id = requireId(call.request.id);
       const original = await deps.rollouts.require(id);
       const spec = undoSpec(original, await deps.rollouts.list());
-      await deps.modules.require(spec.module, spec.version);
-      const now = deps.clock();
       const actor = actorOf(call);
-      const rollout: Rollout = {
-        id: newRolloutId(spec.module, now), spec, status: emptyStatus(),
-        createdAt: now.toISOString(), createdBy: actor, undoOf: id,
-      };
-      rollout.traceparent = creationTraceparent(rollout);
-      await deps.rollouts.create(rollout);
+      const rollout = await startRollout(deps, spec, actor, id);
       const reason = call.request.reason ? { reason: call.request.reason } : {};
       await deps.audit.record(actor, 'rollout.undo', id, { rollout: rollout.id, version: spec.version, ...reason });
       await deps.audit.record(actor, 'rollout.create', rollout.id, { module: `${spec.module}@${spec.version}`, attachment: spec.attachment, undoOf: id, ...reason });

@@ -1,16 +1,19 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
   GetRolloutHistoryResponse,
+  ListRolloutsResponse,
   RolloutVerbResponse,
   type RolloutHistoryEntry,
-} from '../../proto/gen/bpfleet/v1/control.js';
-import { Rollout, RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
-import type { Control } from './client.js';
-import { EXIT, exitCodeFor } from './exit-codes.js';
-import { follow } from './follow.js';
-import { LivePainter, liveView, statusKey, statusLine } from './live-view.js';
-import { outputOption, parseTimeout, print, withControl, type Output } from './output.js';
-import { changeLines, phaseName } from './rollout-view.js';
+} from '../../../proto/gen/bpfleet/v1/control.js';
+import { Rollout, RolloutPhase } from '../../../proto/gen/bpfleet/v1/rollout.js';
+import { parseRolloutSpec, specToInput } from '../../rollout/spec.js';
+import type { Control } from '../client.js';
+import { EXIT, exitCodeFor } from '../exit-codes.js';
+import { follow } from '../follow.js';
+import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
+import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
+import { changeLines, describeRollout, phaseName } from '../rollout-view.js';
 
 const FINAL = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, RolloutPhase.ROLLOUT_PHASE_FAILED, RolloutPhase.ROLLOUT_PHASE_ABORTED]);
 const isFinal = (r: Rollout): boolean => FINAL.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
@@ -85,7 +88,7 @@ function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | '
     .action(async (id: string, opts: VerbOptions, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, RolloutVerbResponse>(method, { id, reason: opts.reason ?? '' });
+        const res = await ctl.call(method, { id, reason: opts.reason ?? '' });
         const req = res.request;
         if (!req) {
           print(opts.output, RolloutVerbResponse.toJSON(res), () => `rollout ${id}: nothing to ${name}; it is ${phaseName(res.rollout?.status?.phase)}${res.rollout?.status?.promoted ? ' and promoted' : ''}`);
@@ -124,8 +127,85 @@ function historyText(entries: readonly RolloutHistoryEntry[]): string {
   return out.join('\n');
 }
 
-/** The rollout verbs, `status` and `history`, under `bpfleet rollout`. */
-export function registerRolloutCommands(rollout: Command): void {
+/** `bpfleet rollout create|get|list|status|pause|resume|promote|abort|undo|history`. */
+export function registerRolloutCommands(program: Command): void {
+  const rollout = program.command('rollout').description('create, follow and inspect rollouts');
+  rollout.command('create')
+    .description('start a rollout from a spec file')
+    .requiredOption('-f, --file <spec>', 'rollout spec (YAML); "-" reads standard input')
+    .option('--wait', 'follow the rollout and exit with its outcome (0 succeeded, 3 rolled back, 4 failed)')
+    .option('--timeout <duration>', 'with --wait: give up after this long (exit 5); 0 waits forever', '10m')
+    .addOption(outputOption())
+    .addHelpText('after', `
+A spec:
+  module: pass-counter
+  version: 2.0.0
+  attachment: xdp:eth0
+  selector: {role: edge}      # optional: hosts whose labels match
+  steps:
+    - canary: 1               # 1 host on the new version
+    - bake: 10s               # wait, then compare canary vs baseline telemetry
+    - percent: 100            # everyone else
+  analysis:
+    interval: 1s
+    minSamples: 3
+    metrics: [{name: drop_rate, max: 0.05, maxIncrease: 0.02}]
+  onFailure: rollback         # or halt`)
+    .action(async (opts: { file: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
+      const text = opts.file === '-' ? await readStdin() : await readFile(opts.file, 'utf8');
+      const spec = parseRolloutSpec(text);
+      const timeoutMs = parseTimeout(opts.timeout);
+      await withControl(cmd, async (ctl) => {
+        const created = await ctl.call('createRollout', { spec });
+        if (!opts.wait) {
+          print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
+          return;
+        }
+        process.exitCode = await followRollout(ctl, created.id, { format: opts.output, timeoutMs, view: 'changes' });
+      });
+    });
+  rollout.command('get')
+    .description('show a rollout: steps, hosts, analyses with their numbers')
+    .argument('<id>', 'rollout id')
+    .option('-w, --watch', 'follow it until it ends or pauses; exit code as for `rollout status`')
+    .option('--timeout <duration>', 'with --watch: give up after this long (exit 5)', '0')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  bpfleet rollout get <id>              # steps, hosts, every analysis with its numbers
+  bpfleet rollout get <id> -o yaml      # everything, with the spec as you would write it
+  bpfleet rollout get <id> --watch      # on a terminal: steps, a progress bar per wave and
+                                        # the latest verdicts, redrawn in place; piped: a line
+                                        # per change. Exits when the rollout ends or pauses:
+                                        # 0 succeeded, 3 rolled back, 4 failed/aborted, 6 paused`)
+    .action(async (id: string, opts: { watch?: boolean; timeout: string; output: Output }, cmd: Command) => {
+      await withControl(cmd, async (ctl) => {
+        if (opts.watch) {
+          const view = process.stdout.isTTY ? 'live' : 'changes';
+          process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs: parseTimeout(opts.timeout), view });
+          return;
+        }
+        const r = await ctl.call('getRollout', { id });
+        print(opts.output, { ...(Rollout.toJSON(r) as object), specYaml: specToInput(r.spec!) }, () => describeRollout(r));
+      });
+    });
+  rollout.command('list')
+    .description('list rollouts, oldest first')
+    .option('--module <name>', 'only rollouts of this module')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  bpfleet rollout list --module pass-counter
+  bpfleet rollout list -o json | jq -r '.rollouts[] | select(.status.phase == "ROLLOUT_PHASE_PAUSED") | .id'`)
+    .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
+      await withControl(cmd, async (ctl) => {
+        const res = await ctl.call('listRollouts', { module: opts.module ?? '' });
+        print(opts.output, ListRolloutsResponse.toJSON(res), () => res.rollouts.length
+          ? res.rollouts.map((r) => `${r.id.padEnd(36)} ${`${r.spec!.module}@${r.spec!.version}`.padEnd(26)} ${phaseName(r.status?.phase).padEnd(12)} ${r.status?.message ?? ''}`).join('\n')
+          : 'no rollouts yet');
+      });
+    });
+
   rollout.command('status')
     .description('wait for a rollout to end (or pause) and exit with its outcome: the command for CI')
     .argument('<id>', 'rollout id')
@@ -186,7 +266,7 @@ ${EXIT_HELP}`)
     .action(async (id: string, opts: { reason?: string; wait?: boolean; timeout: string; output: Output }, cmd: Command) => {
       const timeoutMs = parseTimeout(opts.timeout);
       await withControl(cmd, async (ctl) => {
-        const created = await ctl.call<unknown, Rollout>('undoRollout', { id, reason: opts.reason ?? '' });
+        const created = await ctl.call('undoRollout', { id, reason: opts.reason ?? '' });
         if (!opts.wait) {
           print(opts.output, Rollout.toJSON(created), () => `created rollout ${created.id}: ${created.spec!.module}@${created.spec!.version}, undoing ${id}\nfollow it with: bpfleet rollout get ${created.id} --watch`);
           return;
@@ -207,8 +287,14 @@ Example:
       10:00:09 resume by bob@laptop  seq=2`)
     .action(async (opts: { module?: string; output: Output }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
-        const res = await ctl.call<unknown, GetRolloutHistoryResponse>('getRolloutHistory', { module: opts.module ?? '' });
+        const res = await ctl.call('getRolloutHistory', { module: opts.module ?? '' });
         print(opts.output, GetRolloutHistoryResponse.toJSON(res), () => historyText(res.entries));
       });
     });
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
 }

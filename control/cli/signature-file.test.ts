@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseManifestFile } from '../../common/manifest.js';
 import { enforceSignaturePolicy, TrustedKeys } from '../../common/signing.js';
-import { createKeyFiles, type KeyFiles } from './keys.js';
-import { signatureForPush, signatureFileFor, signModuleFiles } from './sign.js';
+import { createKeyFiles, type KeyFiles } from './key-files.js';
+import { signatureForPush, signatureFileFor, signModuleFiles } from './signature-file.js';
 
 const MANIFEST = (version: string) => `name: demo\nversion: ${version}\nobject: demo.o\nprograms: [{name: prog, hook: xdp}]\n`;
 

@@ -1,0 +1,58 @@
+/**
+ * What every ControlService handler shares: the span around it, who is calling, and the one
+ * mapping from a thrown error to the gRPC status the client sees.
+ */
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import { GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
+import { BpfleetError, toServiceError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { withServerSpan } from '../../common/otel-grpc.js';
+
+/** Who is calling, for the audit log. mTLS identities will replace the header later. */
+export function actorOf(call: { metadata: { get(k: string): unknown[] } }): string {
+  return String(call.metadata.get('bpfleet-actor')[0] ?? 'anonymous');
+}
+
+/** etcd out of reach is UNAVAILABLE ("try again, maybe another replica"), not a bug of ours. */
+function storeUnreachable(err: unknown): unknown {
+  const unreachable = err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError || (err as { isBrokenCircuitError?: boolean } | null)?.isBrokenCircuitError === true;
+  return unreachable ? new BpfleetError('UNAVAILABLE', 'STORE_UNAVAILABLE', `etcd is unreachable: ${(err as Error).message}`, undefined, { cause: err }) : err;
+}
+
+/**
+ * A unary handler from `fn`, run in a server span named bpfleet.v1.ControlService/`name`.
+ * A BpfleetError goes to the client with its code and reason; etcd out of reach becomes
+ * UNAVAILABLE/STORE_UNAVAILABLE; anything else is INTERNAL. INTERNAL and unexpected
+ * errors are logged, errors the client caused are not.
+ */
+export function unary<Req, Res>(log: Logger, name: string, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
+  return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => fn(call)).then((res) => callback(null, res), (thrown) => {
+      const err = storeUnreachable(thrown);
+      if (!(err instanceof BpfleetError) || err.code === 'INTERNAL') log.error({ err, rpc: name }, 'request failed');
+      callback(toServiceError(err) as never);
+    });
+  };
+}
+
+/**
+ * A server-streaming handler from `fn`, run in a server span like unary(). When `fn`
+ * fails, the stream ends with the error's status (mapped as in unary()) unless the client
+ * already cancelled it.
+ */
+export function serverStream<Req, Res>(name: string, fn: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
+  return (call: ServerWritableStream<Req, Res>) => {
+    void withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => fn(call)).catch((err) => {
+      if (!call.cancelled) failStream(call, err);
+    });
+  };
+}
+
+/**
+ * Ends a server stream with the error's status. Not call.destroy(): grpc-js sends the status
+ * from the stream's 'error' handler, and a destroyed stream never gets to send it, so the
+ * client would wait for ever.
+ */
+export function failStream(call: ServerWritableStream<unknown, unknown>, err: unknown): void {
+  call.emit('error', Object.assign(new Error(), toServiceError(storeUnreachable(err))));
+}

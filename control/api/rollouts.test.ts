@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BpfleetError } from '../../common/errors.js';
+import { RolloutPhase, type Rollout, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { ModuleRegistry } from '../store/modules.js';
+import type { RolloutStore } from '../store/rollouts.js';
+import { requireId, startRollout } from './rollouts.js';
+
+const SPEC = { module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0' } as RolloutSpec;
+const NOW = new Date('2026-01-02T03:04:05.678Z');
+
+/** Stores that keep what startRollout created; `pushed` lists the module versions that exist. */
+function fakeStores(pushed: string[]) {
+  const created: Rollout[] = [];
+  const modules = {
+    require: async (name: string, version: string) => {
+      if (!pushed.includes(`${name}@${version}`)) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${name}@${version} not found`);
+    },
+  } as unknown as ModuleRegistry;
+  const rollouts = { create: async (r: Rollout) => void created.push(structuredClone(r)) } as unknown as RolloutStore;
+  return { deps: { modules, rollouts, clock: () => NOW }, created };
+}
+
+describe('startRollout', () => {
+  it('stores a PENDING rollout of the spec, named after the module and the time, and returns it', async () => {
+    const { deps, created } = fakeStores(['pass-counter@2.0.0']);
+    const r = await startRollout(deps, SPEC, 'alice@ci');
+    assert.match(r.id, /^pass-counter-260102030405-[0-9a-f]{4}$/);
+    assert.equal(r.spec, SPEC);
+    assert.equal(r.status?.phase, RolloutPhase.ROLLOUT_PHASE_PENDING);
+    assert.deepEqual(r.status?.hosts, []);
+    assert.equal(r.createdAt, NOW.toISOString());
+    assert.equal(r.createdBy, 'alice@ci');
+    assert.equal(r.undoOf, '');
+    assert.deepEqual(created, [r]);
+  });
+
+  it('names the rollout it undoes', async () => {
+    const { deps } = fakeStores(['pass-counter@2.0.0']);
+    assert.equal((await startRollout(deps, SPEC, 'bob', 'pass-counter-260101000000-ab12')).undoOf, 'pass-counter-260101000000-ab12');
+  });
+
+  it('refuses a version that was never pushed and stores nothing', async () => {
+    const { deps, created } = fakeStores([]);
+    await assert.rejects(startRollout(deps, SPEC, 'alice@ci'), (err: BpfleetError) => err.reason === 'MODULE_NOT_FOUND');
+    assert.deepEqual(created, []);
+  });
+});
+
+describe('requireId', () => {
+  it('passes an id through and refuses an empty one as MISSING_ID', () => {
+    assert.equal(requireId('r-1'), 'r-1');
+    assert.throws(() => requireId(''), (err: BpfleetError) => err.code === 'INVALID_ARGUMENT' && err.reason === 'MISSING_ID');
+  });
+});

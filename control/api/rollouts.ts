@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
+import { BpfleetError } from '../../common/errors.js';
+import { keys } from '../../common/keys.js';
+import type { Logger } from '../../common/log.js';
+import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { emptyStatus } from '../rollout/reconcile.js';
+import { checkRolloutSpec } from '../rollout/spec.js';
+import type { AuditLog } from '../store/audit.js';
+import type { HostDirectory } from '../store/hosts.js';
+import type { ModuleRegistry } from '../store/modules.js';
+import { isFinal, type RolloutStore } from '../store/rollouts.js';
+import { creationTraceparent } from '../tracing.js';
+import { actorOf, failStream, serverStream, unary } from './handler.js';
+
+export interface RolloutDeps {
+  etcd: Etcd3;
+  rollouts: RolloutStore;
+  modules: ModuleRegistry;
+  hosts: HostDirectory;
+  audit: AuditLog;
+  log: Logger;
+  clock: () => Date;
+}
+
+type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'listRollouts' | 'watchRollout' | 'listHosts'>;
+
+export function requireId(id: string): string {
+  if (!id) throw new BpfleetError('INVALID_ARGUMENT', 'MISSING_ID', 'a rollout id is required');
+  return id;
+}
+
+function newRolloutId(module: string, now: Date): string {
+  const stamp = now.toISOString().replace(/[-:T]/g, '').slice(2, 14);
+  return `${module}-${stamp}-${randomBytes(2).toString('hex')}`;
+}
+
+/**
+ * Stores a new rollout of `spec` (already checked) on behalf of `actor`; `undoOf` names
+ * the rollout it undoes, '' for none. Its id is `<module>-<yymmddHHMMSS>-<4 hex>`; its
+ * traceparent is the current request's span, so the controller's passes join its trace.
+ * It is stored with an empty status, phase PENDING: the controller plans it from there.
+ *
+ * Errors: MODULE_NOT_FOUND when the version was never pushed; ROLLOUT_ACTIVE when another
+ * rollout of the module holds the attachment.
+ */
+export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
+  await deps.modules.require(spec.module, spec.version);
+  const now = deps.clock();
+  const rollout: Rollout = {
+    id: newRolloutId(spec.module, now), spec, status: emptyStatus(),
+    createdAt: now.toISOString(), createdBy: actor, undoOf,
+  };
+  rollout.traceparent = creationTraceparent(rollout);
+  await deps.rollouts.create(rollout);
+  return rollout;
+}
+
+/** CreateRollout, GetRollout, ListRollouts, WatchRollout and ListHosts. */
+export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
+  const { log } = deps;
+  return {
+    createRollout: unary(log, 'CreateRollout', async (call) => {
+      const spec = checkRolloutSpec(call.request.spec);
+      const rollout = await startRollout(deps, spec, actorOf(call));
+      await deps.audit.record(actorOf(call), 'rollout.create', rollout.id, { module: `${spec.module}@${spec.version}`, attachment: spec.attachment });
+      return rollout;
+    }),
+
+    getRollout: unary(log, 'GetRollout', (call) => deps.rollouts.require(requireId(call.request.id))),
+
+    listRollouts: unary(log, 'ListRollouts', async (call) => ({
+      // Records only: per-host progress of every rollout would outgrow a gRPC message in a
+      // large fleet. The counts are on each record; GetRollout has the hosts.
+      rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !call.request.module || r.spec?.module === call.request.module),
+    })),
+
+    listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),
+
+    watchRollout: serverStream('WatchRollout', (call) => watchRollout(deps, call)),
+  };
+}
+
+/** Streams the rollout now and on every change; ends at a final phase or on cancel. */
+async function watchRollout(deps: RolloutDeps, call: ServerWritableStream<{ id: string }, Rollout>): Promise<void> {
+  const id = requireId(call.request.id);
+  const key = keys.rollout(id);
+  const watcher = await deps.etcd.watch().key(key).create();
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    void watcher.cancel();
+  };
+  call.on('cancelled', close);
+  call.on('close', close);
+  const send = (r: Rollout): void => {
+    if (closed || call.cancelled) return;
+    call.write(r);
+    if (isFinal(r)) {
+      close();
+      call.end();
+    }
+  };
+  const fail = (err: unknown): void => {
+    close();
+    if (!call.cancelled) failStream(call, err);
+  };
+  // The record holds host counts, not hosts (see RolloutStore): each change is read whole,
+  // one read after the other, so the stream never goes back in time.
+  let reads: Promise<void>;
+  watcher.on('put', () => {
+    reads = reads.then(async () => {
+      const r = await deps.rollouts.get(id);
+      if (r) send(r);
+    }).catch(fail);
+  });
+  watcher.on('error', fail);
+  // Read after the watch exists so no change between the read and the watch is missed.
+  const first = deps.rollouts.get(id);
+  reads = first.then(() => undefined, () => undefined);
+  const current = await first;
+  if (!current) {
+    close();
+    throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
+  }
+  send(current);
+}

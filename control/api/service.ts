@@ -1,0 +1,36 @@
+import type { Etcd3 } from 'etcd3';
+import type { ArtifactStore } from '../../common/artifacts.js';
+import type { Logger } from '../../common/log.js';
+import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import type { AuditLog } from '../store/audit.js';
+import type { HostDirectory } from '../store/hosts.js';
+import type { ModuleRegistry } from '../store/modules.js';
+import { RequestStore } from '../store/requests.js';
+import type { RolloutStore } from '../store/rollouts.js';
+import { moduleHandlers } from './modules.js';
+import { rolloutHandlers } from './rollouts.js';
+import { rolloutVerbs } from './verbs.js';
+
+export interface ApiDeps {
+  etcd: Etcd3;
+  artifacts: ArtifactStore;
+  modules: ModuleRegistry;
+  rollouts: RolloutStore;
+  hosts: HostDirectory;
+  audit: AuditLog;
+  log: Logger;
+  clock?: () => Date;
+  /** Operators' requests on rollouts; by default kept in `etcd`. */
+  requests?: RequestStore;
+}
+
+/**
+ * The whole ControlService, for server.addService(ControlServiceService, ...). Every
+ * replica serves it. The API stores new rollouts (spec and an empty status), operators'
+ * requests and the audit log; from then on only the leading controller writes a
+ * rollout's status.
+ */
+export function controlService(deps: ApiDeps): ControlServiceServer {
+  const all = { ...deps, clock: deps.clock ?? (() => new Date()), requests: deps.requests ?? new RequestStore(deps.etcd) };
+  return { ...moduleHandlers(all), ...rolloutHandlers(all), ...rolloutVerbs(all) };
+}
