@@ -16,6 +16,7 @@ import { followRollout, registerRolloutCommands } from './rollout-commands.js';
 import { traceCommand } from './tracing.js';
 import { describeRollout, phaseName } from './rollout-view.js';
 import { registerKeys } from './keys.js';
+import { registerPki } from './pki.js';
 import { registerModuleSign, signatureForPush } from './sign.js';
 
 export { exitCodeFor };
@@ -184,6 +185,7 @@ Example:
       });
     });
   registerKeys(program);
+  registerPki(program);
   return program;
 }
 
