@@ -1,20 +1,24 @@
 /**
  * The PKI's certificates in real mutual TLS: a grpc-js server that requires client
  * certificates (`ServerCredentials.createSsl(ca, [...], true)`) on 127.0.0.1, and clients
- * holding certificates from this PKI, from another CA, expired, or none. The handler answers
+ * holding certificates from this PKI, from another CA, from an external CA made with openssl,
+ * expired, or none. The handler answers
  * with the identity common/identity reads from `call.getAuthContext().sslPeerCertificate`;
  * a refused client must never reach it. Then a CA rotation, step by step as documented.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { readIdentity, type IdentityResult } from '../../common/identity.js';
 import { signLeaf } from './certificates.js';
 import { finishRotation, initCa, issue, loadCa, rotate } from './pki.js';
 
+const run = promisify(execFile);
 const TD = 'fleet.test';
 const DAY = 86_400_000;
 const METHOD = '/bpfleet.test.Identity/WhoAmI';
@@ -125,6 +129,37 @@ describe('mutual TLS with the fleet PKI (grpc-js)', () => {
     const expired = await signLeaf(ca, { kind: 'host', name: 'h1' }, { notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) });
     const n = server.handled();
     assertRefused(await whoAmI(server.address, bundle, { cert: expired.certPem, key: expired.keyPem }), server, n);
+  });
+
+  it('a SPIFFE-style client certificate from an external CA (made by openssl) works once the server trusts that CA', async () => {
+    const ext = join(root, 'external');
+    mkdirSync(ext);
+    const openssl = (...args: string[]) => run('openssl', args, { cwd: ext });
+    const p256 = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    await openssl('req', '-x509', ...p256, '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=External CA', '-days', '2',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+    await openssl('req', '-new', ...p256, '-keyout', 'bot.key', '-out', 'bot.csr', '-subj', '/CN=ignored/OU=admin');
+    writeFileSync(join(ext, 'leaf.cnf'), [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=serverAuth,clientAuth',
+      'subjectAltName=DNS:bot.example,URI:spiffe://fleet.test/bpfleet/user/release-bot/operator/publisher',
+    ].join('\n'));
+    await openssl('x509', '-req', '-in', 'bot.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', '0x1001', '-days', '1', '-extfile', 'leaf.cnf', '-out', 'bot.crt');
+    const bot = read(ext, 'bot');
+    const n = server.handled();
+    assertRefused(await whoAmI(server.address, bundle, bot), server, n);
+
+    const both = await startServer(bundle + readFileSync(join(ext, 'ca.crt'), 'utf8'), read(dir, 'control'));
+    try {
+      const r = await whoAmI(both.address, bundle, bot);
+      assert.deepEqual('identity' in r && r.identity, {
+        kind: 'user', name: 'release-bot', roles: ['operator', 'publisher'], trustDomain: TD,
+        spiffeId: 'spiffe://fleet.test/bpfleet/user/release-bot/operator/publisher',
+      });
+    } finally {
+      both.stop();
+    }
   });
 
   it('the client refuses a server whose certificate is not from the fleet CA', async () => {
