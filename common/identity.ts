@@ -65,7 +65,7 @@ export type IdentityResult = { identity: Identity; reason?: never } | { identity
 export type CertificateInput = string | Uint8Array | { raw: Uint8Array };
 
 /** SPIFFE-ID §2.3: implementations must support IDs up to 2048 bytes; longer ones are refused. */
-export const MAX_SPIFFE_ID_BYTES = 2048;
+const MAX_SPIFFE_ID_BYTES = 2048;
 /** SPIFFE-ID §2.1: trust domain names are at most 255 characters of [a-z0-9.-_]. */
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]{1,255}$/;
 /** SPIFFE-ID §2.2: path segments are [a-zA-Z0-9.-_], and never "." or "..". */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Argument, Option, type Command } from 'commander';
 import { BpfleetError } from '../../common/errors.js';
 import { IDENTITY_KINDS, ROLES, type IdentityKind, type Role } from '../../common/identity.js';
-import { describeCertificate, type CertificateSummary } from '../pki/certificates.js';
+import { DEFAULT_SERVER_SANS, describeCertificate, type CertificateSummary } from '../pki/certificates.js';
 import { CA_CERT_FILE, finishRotation, initCa, issue, rotate, type LeafFiles } from '../pki/pki.js';
 import { outputOption, print, type Output } from './output.js';
 
@@ -66,7 +66,7 @@ next: bpfleet pki issue control <name> --dir ${opts.dir}\n`);
     .addArgument(new Argument('<kind>', 'control (the control plane), host (an agent) or user (a person or robot)').choices(IDENTITY_KINDS))
     .argument('<name>', 'lowercase letters, digits and inner dashes; for a host, its host name')
     .addOption(new Option('--role <role>', `user only, repeatable or comma-separated: ${ROLES.join(', ')} (admin implies all)`).argParser(collect).default([], 'none'))
-    .addOption(new Option('--san <address>', 'control and host only, repeatable or comma-separated: an IP address or DNS name it serves on, besides 127.0.0.1, ::1 and localhost').argParser(collect).default([], 'none'))
+    .addOption(new Option('--san <address>', `control and host only, repeatable or comma-separated: an IP address or DNS name it serves on, besides ${DEFAULT_SERVER_SANS.join(', ')}`).argParser(collect).default([], 'none'))
     .option('--validity <duration>', 'days (d) or hours (h); must end before the CA does', '365d')
     .option('--force', 'replace an existing certificate and key of that name (renewal)')
     .addOption(dirOption())

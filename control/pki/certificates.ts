@@ -41,7 +41,7 @@ export const DEFAULT_LEAF_VALIDITY_MS = 365 * DAY_MS;
 export const CA_VALIDITY_MS = { min: DAY_MS, max: 20 * 366 * DAY_MS };
 export const LEAF_VALIDITY_MS = { min: HOUR_MS, max: 20 * 366 * DAY_MS };
 /** Addresses a request may add to the defaults (a handful per server is normal). */
-export const MAX_SANS = 32;
+const MAX_SANS = 32;
 /** Every control and host certificate serves on loopback too: agents and the API bind there by default. */
 export const DEFAULT_SERVER_SANS = ['127.0.0.1', '::1', 'localhost'];
 /** Names that would collide with the CA's files in a PKI directory. */
@@ -76,7 +76,7 @@ export interface LeafRequest {
 }
 
 /** A leaf request, checked: its SPIFFE ID and the addresses it serves on (defaults included). */
-export interface CheckedLeaf {
+interface CheckedLeaf {
   spiffeId: string;
   dns: string[];
   ips: string[];
@@ -93,7 +93,7 @@ const invalid = (message: string) => new BpfleetError('INVALID_ARGUMENT', 'INVAL
  * Checks a leaf request; throws INVALID_ARGUMENT naming the field (kind, name, roles, sans).
  * Names are host names as bpfleet spells them; "ca" is reserved.
  */
-export function checkLeafRequest(req: LeafRequest, trustDomain: string): CheckedLeaf {
+function checkLeafRequest(req: LeafRequest, trustDomain: string): CheckedLeaf {
   if (!IDENTITY_KINDS.includes(req.kind)) throw invalid(`kind "${req.kind}": one of ${IDENTITY_KINDS.join(', ')}`);
   if (!HOST_NAME_RE.test(req.name)) throw invalid(`name "${req.name}": lowercase letters, digits and inner dashes, 1-63 characters`);
   if (RESERVED_NAMES.includes(req.name)) throw invalid(`name "${req.name}" is reserved for the CA's files`);

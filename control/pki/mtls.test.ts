@@ -1,10 +1,10 @@
 /**
  * The PKI's certificates in real mutual TLS: a grpc-js server that requires client
  * certificates (`ServerCredentials.createSsl(ca, [...], true)`) on 127.0.0.1, and clients
- * holding certificates from this PKI, from another CA, from an external CA made with openssl,
- * expired, or none. The handler answers
- * with the identity common/identity reads from `call.getAuthContext().sslPeerCertificate`;
- * a refused client must never reach it. Then a CA rotation, step by step as documented.
+ * holding certificates from this PKI, from another CA, from an external CA made with
+ * openssl, expired, or none. The handler answers with the identity common/identity reads
+ * from `call.getAuthContext().sslPeerCertificate`; a refused client must never reach it.
+ * Then a CA rotation, step by step as documented.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
