@@ -4,6 +4,7 @@ import { DEFAULT_SERVER } from './client.js';
 import { registerHostCommands } from './commands/hosts.js';
 import { registerKeyCommands } from './commands/keys.js';
 import { registerModuleCommands } from './commands/module.js';
+import { registerPkiCommands } from './commands/pki.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { traceCommand } from './tracing.js';
@@ -36,6 +37,7 @@ Every command takes -o json|yaml; \`bpfleet <command> --help\` has examples.`);
   registerRolloutCommands(program);
   registerHostCommands(program);
   registerKeyCommands(program);
+  registerPkiCommands(program);
   return program;
 }
 
