@@ -23,7 +23,7 @@ import { buildModules, createSandbox } from '../agent/dataplane/kernel/testing.j
 import { ArtifactStore } from '../common/artifacts.js';
 import type { HookName } from '../common/attachment.js';
 import { createLogger } from '../common/log.js';
-import { ModuleRegistry } from '../control/store/modules.js';
+import { ModuleRegistry } from '../common/etcd/modules.js';
 import { makeTempDir, removeTempDir } from '../e2e/support/claims.js';
 import { CleanupStack } from '../e2e/support/cleanup.js';
 import { startEtcd } from '../e2e/support/etcd.js';

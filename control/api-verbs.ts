@@ -19,7 +19,7 @@ import { actorOf, newRolloutId, unary } from './api.js';
 import { applyRequest, emptyStatus, pendingRequests, verbName } from './rollout/reconcile.js';
 import { undoSpec } from './rollout/undo.js';
 import type { AuditEntry, AuditLog } from './store/audit.js';
-import type { ModuleRegistry } from './store/modules.js';
+import type { ModuleRegistry } from '../common/etcd/modules.js';
 import type { RequestStore } from './store/requests.js';
 import { isFinal, type RolloutStore } from './store/rollouts.js';
 import { creationTraceparent } from './tracing.js';

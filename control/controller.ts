@@ -1,4 +1,9 @@
 import type { Etcd3, Watcher } from 'etcd3';
+import { chunk, mapLimit, TXN_CONCURRENCY } from '../common/etcd/batch.js';
+import { NotLeaderError } from '../common/etcd/fence.js';
+import { IntentStore } from '../common/etcd/intents.js';
+import type { ModuleRegistry } from '../common/etcd/modules.js';
+import type { HostDirectory } from '../common/etcd/hosts.js';
 import { BpfleetError } from '../common/errors.js';
 import { keys } from '../common/keys.js';
 import { traceparentOf } from '../common/spans.js';
@@ -13,12 +18,8 @@ import type { Leadership } from './leader.js';
 import { StepClock } from './metrics.js';
 import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
 import type { AuditLog } from './store/audit.js';
-import { chunk, mapLimit, TXN_CONCURRENCY } from './store/batch.js';
-import type { HostDirectory } from './store/hosts.js';
-import { IntentStore } from './store/intents.js';
-import type { ModuleRegistry } from './store/modules.js';
 import { RequestStore } from './store/requests.js';
-import { isFinal, NotLeaderError, type RolloutStore, type StoredRollout } from './store/rollouts.js';
+import { isFinal, type RolloutStore, type StoredRollout } from './store/rollouts.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
 // Events of one save per audit entry; a wave of thousands of hosts makes a few entries.

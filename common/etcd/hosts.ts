@@ -1,10 +1,9 @@
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
-import { keys } from '../../common/keys.js';
-import type { Logger } from '../../common/log.js';
-import { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
-import { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { keys } from '../keys.js';
+import type { Logger } from '../log.js';
 import { scanPrefix } from './batch.js';
-import { decode } from './codec.js';
+import { codecs } from './codec.js';
 
 const nameIn = (kv: IKeyValue, prefix: string): string => decodeURIComponent(kv.key.toString().slice(prefix.length));
 
@@ -117,9 +116,9 @@ export class HostDirectory {
       return;
     }
     const observed = this.observed.get(name);
-    const attachments = observed === undefined ? [] : decode(GetStateResponse, observed).attachments;
+    const attachments = observed === undefined ? [] : codecs.observed.decode(observed).attachments;
     this.hosts.set(name, {
-      ...decode(Host, registration),
+      ...codecs.host.decode(registration),
       attachments: attachments.map((a) => ({
         attachment: a.attachment,
         module: a.module?.name ?? '',
