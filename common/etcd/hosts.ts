@@ -1,11 +1,31 @@
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
+import type { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
 import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
-import { keys } from '../keys.js';
+import { keys, nameIn } from '../keys.js';
 import type { Logger } from '../log.js';
-import { scanPrefix } from './batch.js';
 import { codecs } from './codec.js';
+import { asText, listPrefix, watchPrefix } from './watch.js';
 
-const nameIn = (kv: IKeyValue, prefix: string): string => decodeURIComponent(kv.key.toString().slice(prefix.length));
+/**
+ * What an agent writes about its host: the registration, on the agent's lease so that a
+ * dead agent drops out of the fleet by itself, and the state it last reported.
+ */
+export class HostRecords {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async register(lease: Lease, host: Host): Promise<void> {
+    await lease.put(keys.host(host.name)).value(codecs.host.encode(host));
+  }
+
+  async report(host: string, state: GetStateResponse): Promise<void> {
+    await this.etcd.put(keys.observed(host)).value(codecs.observed.encode(state));
+  }
+
+  async lastReported(host: string): Promise<GetStateResponse | null> {
+    const text = await this.etcd.get(keys.observed(host)).string();
+    return text === null ? null : codecs.observed.decode(text);
+  }
+}
 
 /**
  * The fleet as etcd knows it: registrations (alive while the agent's lease is) joined with
@@ -13,8 +33,8 @@ const nameIn = (kv: IKeyValue, prefix: string): string => decodeURIComponent(kv.
  *
  * Kept in memory and current through a watch: the controller asks for the fleet on every
  * pass, and reading ten thousand registrations each time would cost more than the pass.
- * The first call reads both prefixes at one revision and watches from the next, so no
- * change is missed or seen twice; a failed watch (e.g. after a compaction) reads again.
+ * The first call reads both prefixes at one revision and watches each from the next, so no
+ * change is missed or seen twice; a lost watch reads its prefix again (see watchPrefix).
  */
 export class HostDirectory {
   // Raw values by host name, decoded only when the host is next listed: an agent reports
@@ -26,7 +46,7 @@ export class HostDirectory {
   private names: string[] | null = null;
   private joined: Host[] | null = null;
   private synced: Promise<void> | null = null;
-  private watchers: Watcher[] = [];
+  private following: { stop: AbortController; done: Promise<unknown> } | null = null;
   private closed = false;
   private readonly collator = new Intl.Collator('en');
 
@@ -50,63 +70,60 @@ export class HostDirectory {
   /** Stops watching; list() then reads etcd on every call. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.unwatch();
+    const following = this.following;
+    this.following = null;
+    following?.stop.abort();
+    await following?.done;
   }
 
   private async sync(): Promise<void> {
-    await this.unwatch();
-    const hosts = await scanPrefix(this.etcd, keys.hostsPrefix);
-    const observed = await scanPrefix(this.etcd, keys.observedPrefix, hosts.revision);
-    this.registered.clear();
-    this.observed.clear();
-    this.hosts.clear();
-    for (const kv of hosts.kvs) this.registered.set(nameIn(kv, keys.hostsPrefix), kv.value.toString());
-    for (const kv of observed.kvs) this.observed.set(nameIn(kv, keys.observedPrefix), kv.value.toString());
-    for (const name of this.registered.keys()) this.dirty.add(name);
+    const hosts = await listPrefix(this.etcd, keys.hostsPrefix, asText);
+    const observed = await listPrefix(this.etcd, keys.observedPrefix, asText, hosts.revision);
+    this.replace(this.registered, keys.hostsPrefix, hosts.items);
+    this.replace(this.observed, keys.observedPrefix, observed.items);
     this.changed(true);
     if (this.closed) return;
-    const from = String(hosts.revision + 1);
-    this.watchers = await Promise.all([this.watch(keys.hostsPrefix, this.registered, from), this.watch(keys.observedPrefix, this.observed, from)]);
+    const stop = new AbortController();
+    const from = hosts.revision + 1;
+    this.following = {
+      stop,
+      done: Promise.all([this.follow(keys.hostsPrefix, this.registered, from, stop.signal), this.follow(keys.observedPrefix, this.observed, from, stop.signal)]),
+    };
   }
 
-  private async watch(prefix: string, values: Map<string, string>, from: string): Promise<Watcher> {
-    const watcher = await this.etcd.watch().prefix(prefix).startRevision(from).create();
+  private async follow(prefix: string, values: Map<string, string>, fromRevision: number, signal: AbortSignal): Promise<void> {
+    // Registrations decide who is in the fleet; a report changes only its own host.
     const membership = values === this.registered;
-    watcher.on('put', (kv) => {
-      const name = nameIn(kv, prefix);
+    for await (const change of watchPrefix(this.etcd, prefix, { signal, fromRevision, log: this.log })) {
+      if (change.kind === 'reset') {
+        this.log?.warn({ err: String(change.cause), prefix }, 'host watch failed; reading the fleet again');
+        this.replace(values, prefix, change.items);
+        this.changed(membership);
+        continue;
+      }
+      const name = nameIn(prefix, change.key);
       const added = !values.has(name);
-      values.set(name, kv.value.toString());
+      if (change.kind === 'put') values.set(name, change.value);
+      else values.delete(name);
       this.dirty.add(name);
-      this.changed(membership && added);
-    });
-    watcher.on('delete', (kv) => {
-      const name = nameIn(kv, prefix);
-      values.delete(name);
+      this.changed(membership && (change.kind === 'delete' || added));
+    }
+  }
+
+  /** Replaces what `values` holds with `items` (by whole key); every name it held or holds now is joined again. */
+  private replace(values: Map<string, string>, prefix: string, items: ReadonlyMap<string, string>): void {
+    for (const name of values.keys()) this.dirty.add(name);
+    values.clear();
+    for (const [key, value] of items) {
+      const name = nameIn(prefix, key);
+      values.set(name, value);
       this.dirty.add(name);
-      this.changed(membership);
-    });
-    watcher.on('error', (err) => {
-      if (this.closed) return;
-      // The client does not recreate a watch the server cancelled: read everything again.
-      this.log?.warn({ err: String(err) }, 'host watch failed; reading the fleet again');
-      this.synced = this.sync();
-      this.synced.catch((e) => {
-        this.log?.error({ err: String(e) }, 'reading the fleet failed');
-        this.synced = null;
-      });
-    });
-    return watcher;
+    }
   }
 
   private changed(membership: boolean): void {
     this.joined = null;
     if (membership) this.names = null;
-  }
-
-  private async unwatch(): Promise<void> {
-    const watchers = this.watchers;
-    this.watchers = [];
-    await Promise.all(watchers.map((w) => w.cancel().catch(() => undefined)));
   }
 
   private rejoin(name: string): void {

@@ -5,10 +5,11 @@ import { keys } from '../keys.js';
 import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from './batch.js';
 import { codecs } from './codec.js';
 import { fenced, NotLeaderError, type Fence } from './fence.js';
+import { listPrefix, watchPrefix, type Listing, type WatchEvent, type WatchOptions } from './watch.js';
 
 export type IntentDraft = Omit<Intent, 'generation' | 'leaderEpoch'>;
 
-/** Desired module per host and attachment. Only the leader writes them, fenced. */
+/** Desired module per host and attachment. Only the leader writes them, fenced; each agent reads its own. */
 export class IntentStore {
   /** Intents per transaction: each needs a compare of its own besides the fence's. */
   static readonly BATCH = MAX_TXN_OPS - 1;
@@ -53,5 +54,15 @@ export class IntentStore {
     const txn = await guard.then(...batchKeys.map((k, i) => this.etcd.put(k).value(codecs.intent.encode(intents[i]!)))).commit();
     if (!txn.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
     return intents;
+  }
+
+  /** The host's intents by key, as of one revision. */
+  list(host: string): Promise<Listing<Intent>> {
+    return listPrefix(this.etcd, keys.intentsOf(host), codecs.intent.decode);
+  }
+
+  /** Changes to the host's intents (see watchPrefix); from `fromRevision`, e.g. a list()'s revision + 1. */
+  watch(host: string, opts: Omit<WatchOptions<Intent>, 'decode'>): AsyncIterable<WatchEvent<Intent>> {
+    return watchPrefix(this.etcd, keys.intentsOf(host), { ...opts, decode: codecs.intent.decode });
   }
 }
