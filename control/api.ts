@@ -5,6 +5,7 @@ import type { ArtifactStore } from '../common/artifacts.js';
 import { DIGEST_RE, digestOf } from '../common/digest.js';
 import { BpfleetError, toServiceError } from '../common/errors.js';
 import { keys } from '../common/keys.js';
+import { watchPrefix } from '../common/etcd/watch.js';
 import type { Logger } from '../common/log.js';
 import { checkManifest, MAX_OBJECT_BYTES } from '../common/manifest.js';
 import { withServerSpan } from '../common/otel-grpc.js';
@@ -136,50 +137,33 @@ function failStream(call: ServerWritableStream<unknown, unknown>, err: unknown):
   call.emit('error', Object.assign(new Error(), toServiceError(storeUnreachable(err))));
 }
 
-/** Streams the rollout now and on every change; ends at a final phase or on cancel. */
+/**
+ * Streams the rollout now and on every change; ends at a final phase or on cancel. Throws
+ * NOT_FOUND for an unknown rollout and what reading etcd throws (the caller fails the stream).
+ */
 async function watchRollout(deps: ApiDeps, call: ServerWritableStream<{ id: string }, Rollout>): Promise<void> {
   const id = requireId(call.request.id);
   const key = keys.rollout(id);
-  const watcher = await deps.etcd.watch().key(key).create();
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    void watcher.cancel();
-  };
-  call.on('cancelled', close);
-  call.on('close', close);
-  const send = (r: Rollout): void => {
-    if (closed || call.cancelled) return;
-    call.write(r);
-    if (isFinal(r)) {
-      close();
+  const closed = new AbortController();
+  call.on('cancelled', () => closed.abort());
+  call.on('close', () => closed.abort());
+  let first = true;
+  for await (const change of watchPrefix(deps.etcd, key, { signal: closed.signal, log: deps.log })) {
+    // Only puts of this very key matter: it is also the prefix of longer ids' keys, and
+    // rollout records are never deleted.
+    if (change.kind === 'delete' || (change.kind === 'put' && change.key !== key)) continue;
+    // The record holds host counts, not hosts (see RolloutStore): each change is read whole,
+    // one read after the other, so the stream never goes back in time.
+    const rollout = await deps.rollouts.get(id);
+    if (first && !rollout) throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
+    first = false;
+    if (!rollout || closed.signal.aborted || call.cancelled) continue;
+    call.write(rollout);
+    if (isFinal(rollout)) {
       call.end();
+      return;
     }
-  };
-  const fail = (err: unknown): void => {
-    close();
-    if (!call.cancelled) failStream(call, err);
-  };
-  // The record holds host counts, not hosts (see RolloutStore): each change is read whole,
-  // one read after the other, so the stream never goes back in time.
-  let reads: Promise<void>;
-  watcher.on('put', () => {
-    reads = reads.then(async () => {
-      const r = await deps.rollouts.get(id);
-      if (r) send(r);
-    }).catch(fail);
-  });
-  watcher.on('error', fail);
-  // Read after the watch exists so no change between the read and the watch is missed.
-  const first = deps.rollouts.get(id);
-  reads = first.then(() => undefined, () => undefined);
-  const current = await first;
-  if (!current) {
-    close();
-    throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
   }
-  send(current);
 }
 
 export type { RolloutSpec };
