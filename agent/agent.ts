@@ -3,10 +3,10 @@ import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
-import { keys } from '../common/keys.js';
+import { IntentStore } from '../common/etcd/intents.js';
+import { ModuleRegistry } from '../common/etcd/modules.js';
 import type { Logger } from '../common/log.js';
 import type { SignaturePolicy } from '../common/signing.js';
-import { Module } from '../proto/gen/bpfleet/v1/module.js';
 import { AgentServiceService } from '../proto/gen/bpfleet/v1/agent.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ArtifactCache } from './artifact-cache.js';
@@ -57,11 +57,9 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   });
   let store: Promise<ArtifactStore> | null = null;
   const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= ArtifactStore.open(nc)));
+  const registry = new ModuleRegistry(etcd);
   const source: ModuleSource = {
-    module: async (name, version) => {
-      const text = await etcd.get(keys.module(name, version)).string();
-      return text === null ? null : Module.fromJSON(JSON.parse(text));
-    },
+    module: (name, version) => registry.get(name, version),
     object: (digest) => cache.get(digest),
   };
   const server = new Server();
@@ -81,7 +79,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.advertise ?? cfg.listen.replace(/:0$/, `:${port}`);
   await registration.start(address);
-  const watch = new IntentWatch(etcd, reconciler, log);
+  const watch = new IntentWatch(new IntentStore(etcd), reconciler, log);
   await watch.start();
   const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a));
   telemetry.start();

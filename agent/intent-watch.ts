@@ -1,8 +1,7 @@
-import type { Etcd3, Watcher } from 'etcd3';
+import type { IntentStore } from '../common/etcd/intents.js';
 import { BpfleetError } from '../common/errors.js';
-import { keys } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
-import { Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Reconciler } from './reconciler.js';
 import { tracedApply } from './tracing.js';
 
@@ -12,26 +11,35 @@ import { tracedApply } from './tracing.js';
  * idempotent, so the RPC and the watch racing each other is harmless.
  */
 export class IntentWatch {
-  private watcher: Watcher | null = null;
+  private readonly stopping = new AbortController();
+  private following: Promise<void> | null = null;
 
   constructor(
-    private readonly etcd: Etcd3,
+    private readonly intents: IntentStore,
     private readonly reconciler: Reconciler,
     private readonly log: Logger,
   ) {}
 
+  /** Reads the host's intents and converges to each, watching for changes meanwhile; resolves when all were tried. */
   async start(): Promise<void> {
-    const prefix = keys.intentsOf(this.reconciler.host);
-    const watcher = await this.etcd.watch().prefix(prefix).create();
-    this.watcher = watcher;
-    watcher.on('put', (kv) => void this.converge(Intent.fromJSON(JSON.parse(kv.value.toString()))));
-    watcher.on('error', (err) => {
-      this.log.warn({ err: String(err) }, 'intent watch failed; re-reading intents');
-      void watcher.cancel();
-      setTimeout(() => void this.start().catch((e) => this.log.error({ err: e }, 'intent watch restart failed')), 1000).unref();
-    });
-    const values = await this.etcd.getAll().prefix(prefix).strings();
-    for (const v of Object.values(values)) await this.converge(Intent.fromJSON(JSON.parse(v)));
+    const listed = await this.intents.list(this.reconciler.host);
+    this.following = this.follow(listed.revision + 1);
+    await this.convergeAll(listed.items.values());
+  }
+
+  private async follow(fromRevision: number): Promise<void> {
+    const changes = this.intents.watch(this.reconciler.host, { signal: this.stopping.signal, fromRevision, log: this.log });
+    for await (const change of changes) {
+      if (change.kind === 'put') void this.converge(change.value);
+      else if (change.kind === 'reset') {
+        this.log.warn({ err: String(change.cause) }, 'intent watch failed; re-reading intents');
+        void this.convergeAll(change.items.values());
+      }
+    }
+  }
+
+  private async convergeAll(intents: Iterable<Intent>): Promise<void> {
+    for (const intent of intents) await this.converge(intent);
   }
 
   private converge(intent: Intent): Promise<void> {
@@ -39,7 +47,8 @@ export class IntentWatch {
   }
 
   async stop(): Promise<void> {
-    await this.watcher?.cancel();
+    this.stopping.abort();
+    await this.following;
   }
 }
 

@@ -1,8 +1,8 @@
 import type { Etcd3, Lease } from 'etcd3';
-import { keys } from '../common/keys.js';
+import { HostRecords } from '../common/etcd/hosts.js';
 import type { Logger } from '../common/log.js';
-import { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
-import { Host } from '../proto/gen/bpfleet/v1/control.js';
+import type { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
+import type { Host } from '../proto/gen/bpfleet/v1/control.js';
 import type { StateSink } from './reconciler.js';
 
 /**
@@ -11,6 +11,7 @@ import type { StateSink } from './reconciler.js';
  * one and put the registration again.
  */
 export class Registration implements StateSink {
+  private readonly records: HostRecords;
   private lease: Lease | null = null;
   private stopped = false;
 
@@ -19,7 +20,9 @@ export class Registration implements StateSink {
     private readonly host: Omit<Host, 'attachments' | 'address'>,
     private readonly ttlSeconds: number,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.records = new HostRecords(etcd);
+  }
 
   /** Registers the host as reachable at `address` (its AgentService). */
   async start(address: string): Promise<void> {
@@ -30,17 +33,16 @@ export class Registration implements StateSink {
       this.log.warn({ err: String(err) }, 'registration lease lost; registering again');
       setTimeout(() => void this.start(address).catch((e) => this.log.error({ err: e }, 're-registration failed')), 1000).unref();
     });
-    await lease.put(keys.host(this.host.name)).value(JSON.stringify(Host.toJSON({ ...this.host, address, attachments: [] })));
+    await this.records.register(lease, { ...this.host, address, attachments: [] });
   }
 
   /** The state the previous agent process reported, to restore its fencing marks. */
   async lastReported(): Promise<GetStateResponse | null> {
-    const text = await this.etcd.get(keys.observed(this.host.name)).string();
-    return text === null ? null : GetStateResponse.fromJSON(JSON.parse(text));
+    return this.records.lastReported(this.host.name);
   }
 
   async report(state: GetStateResponse): Promise<void> {
-    await this.etcd.put(keys.observed(this.host.name)).value(JSON.stringify(GetStateResponse.toJSON(state)));
+    await this.records.report(this.host.name, state);
   }
 
   async stop(): Promise<void> {

@@ -22,7 +22,7 @@ import type { ModuleArtifact } from '../agent/dataplane/driver.js';
 import { ArtifactStore } from '../common/artifacts.js';
 import type { HookName } from '../common/attachment.js';
 import { createLogger } from '../common/log.js';
-import { ModuleRegistry } from '../control/store/modules.js';
+import { ModuleRegistry } from '../common/etcd/modules.js';
 import { makeTempDir, removeTempDir } from '../dev/claims.js';
 import { CleanupStack } from '../dev/cleanup.js';
 import { startEtcd } from '../dev/etcd.js';

@@ -18,7 +18,7 @@ import { credentials, Metadata } from '@grpc/grpc-js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
 import { AgentServiceClient, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { RolloutPhase } from '../proto/gen/bpfleet/v1/rollout.js';
-import { mapLimit } from '../control/store/batch.js';
+import { mapLimit } from '../common/etcd/batch.js';
 import { pushSimModule, runRollout, startBench, waitForHosts } from './control/harness.js';
 import { machine, writeResult } from './dataplane/report.js';
 import { HOST_METADATA } from './sim-pool/pool.js';

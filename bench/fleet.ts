@@ -19,10 +19,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { keys } from '../common/keys.js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
-import { scanPrefix } from '../control/store/batch.js';
-import { encode } from '../control/store/codec.js';
+import { scanPrefix } from '../common/etcd/batch.js';
+import { codecs } from '../common/etcd/codec.js';
 import { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
-import { Rollout, RolloutPhase } from '../proto/gen/bpfleet/v1/rollout.js';
+import { RolloutPhase } from '../proto/gen/bpfleet/v1/rollout.js';
 import {
   counterDelta,
   etcdCounters,
@@ -67,7 +67,7 @@ async function statusSizes(bench: Bench, id: string) {
   return {
     recordBytes: record,
     hostKeyBytes: Math.round(kvs.reduce((n, kv) => n + kv.value.length, 0) / kvs.length),
-    wholeStatusBytes: encode(Rollout, whole).length,
+    wholeStatusBytes: codecs.rollout.encode(whole).length,
     etcdRequestLimitBytes: 1.5 * 1024 * 1024,
   };
 }

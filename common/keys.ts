@@ -9,6 +9,9 @@ export const ELECTION = 'leader';
 
 const seg = (s: string): string => encodeURIComponent(s);
 
+/** The name a key holds after `prefix`, e.g. the host of keys.host(h) under keys.hostsPrefix. */
+export const nameIn = (prefix: string, key: string): string => decodeURIComponent(key.slice(prefix.length));
+
 export const keys = {
   hostsPrefix: `${ROOT}hosts/`,
   host: (host: string) => `${ROOT}hosts/${seg(host)}`,

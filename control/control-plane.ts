@@ -14,9 +14,9 @@ import { RolloutController } from './controller.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';
 import { AuditLog } from './store/audit.js';
-import { HostDirectory } from './store/hosts.js';
-import { IntentStore } from './store/intents.js';
-import { ModuleRegistry } from './store/modules.js';
+import { HostDirectory } from '../common/etcd/hosts.js';
+import { IntentStore } from '../common/etcd/intents.js';
+import { ModuleRegistry } from '../common/etcd/modules.js';
 import { RolloutStore } from './store/rollouts.js';
 
 export interface ControlPlaneConfig {

@@ -1,6 +1,12 @@
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
+import { chunk, mapLimit, TXN_CONCURRENCY } from '../common/etcd/batch.js';
+import { NotLeaderError } from '../common/etcd/fence.js';
+import { IntentStore } from '../common/etcd/intents.js';
+import type { ModuleRegistry } from '../common/etcd/modules.js';
+import { watchPrefix } from '../common/etcd/watch.js';
+import type { HostDirectory } from '../common/etcd/hosts.js';
 import { BpfleetError } from '../common/errors.js';
-import { keys } from '../common/keys.js';
+import { keys, nameIn } from '../common/keys.js';
 import { traceparentOf } from '../common/spans.js';
 import type { Logger } from '../common/log.js';
 import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
@@ -14,12 +20,8 @@ import type { Leadership } from './leader.js';
 import { StepClock } from './metrics.js';
 import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
 import type { AuditLog } from './store/audit.js';
-import { chunk, mapLimit, TXN_CONCURRENCY } from './store/batch.js';
-import type { HostDirectory } from './store/hosts.js';
-import { IntentStore } from './store/intents.js';
-import type { ModuleRegistry } from './store/modules.js';
 import { RequestStore } from './store/requests.js';
-import { isFinal, NotLeaderError, type RolloutStore, type StoredRollout } from './store/rollouts.js';
+import { isFinal, type RolloutStore, type StoredRollout } from './store/rollouts.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
 // Events of one save per audit entry; a wave of thousands of hosts makes a few entries.
@@ -54,7 +56,7 @@ export class RolloutController {
   private readonly again = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private leadership: Leadership | null = null;
-  private watchers: Watcher[] = [];
+  private term: AbortController | null = null;
   private readonly now: () => number;
   private readonly stepClock = new StepClock();
   private readonly requests: RequestStore;
@@ -69,21 +71,28 @@ export class RolloutController {
   /** Called when this replica becomes leader; runs until leadership is lost. */
   async lead(leadership: Leadership): Promise<void> {
     this.leadership = leadership;
-    const { log } = this.deps;
-    log.info({ epoch: leadership.fence.epoch }, 'leading: resuming unfinished rollouts');
+    const term = new AbortController();
+    this.term = term;
+    this.deps.log.info({ epoch: leadership.fence.epoch }, 'leading: resuming unfinished rollouts');
     leadership.lost.addEventListener('abort', () => this.standDown(), { once: true });
     // A rollout moves when its record changes or an operator files a request on it.
-    for (const prefix of [keys.rolloutsPrefix, keys.requestsPrefix]) {
-      const watcher = await this.deps.etcd.watch().prefix(prefix).create();
-      this.watchers.push(watcher);
-      watcher.on('put', (kv) => this.kick(decodeURIComponent(kv.key.toString().slice(prefix.length))));
-      watcher.on('error', (err) => {
-        // A cancelled watch (e.g. after compaction) is not recreated by the client: resync.
-        log.warn({ err, prefix }, 'watch failed; resyncing');
-        void this.resync();
-      });
+    await Promise.all([keys.rolloutsPrefix, keys.requestsPrefix].map((prefix) => this.follow(prefix, term.signal)));
+  }
+
+  /**
+   * Kicks the rollout a put under `prefix` names (its id is the key's last segment), and
+   * every unfinished rollout whenever the prefix was read: at start and after a lost watch.
+   * Ends when `signal` aborts; rejects only if the first read of the prefix fails.
+   */
+  private async follow(prefix: string, signal: AbortSignal): Promise<void> {
+    const { log } = this.deps;
+    for await (const change of watchPrefix(this.deps.etcd, prefix, { signal, log })) {
+      if (change.kind === 'put') this.kick(nameIn(prefix, change.key));
+      else if (change.kind === 'reset') {
+        if (change.cause !== undefined) log.warn({ err: change.cause, prefix }, 'watch failed; resyncing');
+        await this.resync().catch((err) => log.error({ err, prefix }, 'resync failed; rollouts move again on their next change'));
+      }
     }
-    await this.resync();
   }
 
   private async resync(): Promise<void> {
@@ -93,8 +102,8 @@ export class RolloutController {
   private standDown(): void {
     this.deps.log.warn('lost leadership: stopping rollout work');
     this.leadership = null;
-    for (const w of this.watchers) void w.cancel();
-    this.watchers = [];
+    this.term?.abort();
+    this.term = null;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.known.clear();

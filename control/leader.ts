@@ -1,6 +1,6 @@
 import type { Campaign, Etcd3 } from 'etcd3';
 import { ELECTION, ROOT } from '../common/keys.js';
-import type { Fence } from './store/fence.js';
+import type { Fence } from '../common/etcd/fence.js';
 
 export interface Leadership {
   fence: Fence;

@@ -20,7 +20,7 @@ import {
 import { instrumentsPerProvider } from '../common/meters.js';
 import { RolloutPhase, Verdict, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
-import type { HostDirectory } from './store/hosts.js';
+import type { HostDirectory } from '../common/etcd/hosts.js';
 import { isFinal, type RolloutStore } from './store/rollouts.js';
 
 export const controlMetrics = instrumentsPerProvider((meter) => ({

@@ -18,7 +18,7 @@ import { ArtifactStore } from '../common/artifacts.js';
 import { digestOf } from '../common/digest.js';
 import { fromServiceError, type BpfleetError } from '../common/errors.js';
 import { ARTIFACT_BUCKET, keys } from '../common/keys.js';
-import { encode } from '../control/store/codec.js';
+import { codecs } from '../common/etcd/codec.js';
 import { LocalFleet, REPO } from '../dev/fleet.js';
 import { AgentServiceClient, type AttachmentState, type GetStateResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import { HookKind, Module, type ModuleManifest } from '../proto/gen/bpfleet/v1/module.js';
@@ -67,7 +67,7 @@ describe('errors that help: refused modules say why and change nothing', { skip 
       manifest, digest, size: bytes.length, objectKey: ArtifactStore.objectKey(digest),
       pushedAt: new Date().toISOString(), pushedBy: 'e2e', signature: Buffer.alloc(0), keyId: '',
     };
-    await etcd.put(keys.module(manifest.name, version)).value(encode(Module, module));
+    await etcd.put(keys.module(manifest.name, version)).value(codecs.module.encode(module));
     return { name: manifest.name, version, digest };
   };
 

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { keys } from '../common/keys.js';
-import { encode } from '../control/store/codec.js';
+import { codecs } from '../common/etcd/codec.js';
 import { GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { SwapPoint } from '../agent/crash-hook.js';
 import * as kernel from './support/bpftool.js';
@@ -71,7 +71,7 @@ describe('crash safety: an agent killed at any point of a swap leaves old or new
       host: HOST, attachment: ATTACHMENT, module: { name: 'pass-counter', version: to.version, digest: to.digest },
       expectedDigest: expected?.digest ?? '', rolloutId: 'crash-test', generation, leaderEpoch: 1,
     };
-    await etcd.put(keys.intent(HOST, ATTACHMENT)).value(encode(Intent, intent));
+    await etcd.put(keys.intent(HOST, ATTACHMENT)).value(codecs.intent.encode(intent));
   };
   const observed = async () => {
     const text = await etcd.get(keys.observed(HOST)).string();

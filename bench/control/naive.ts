@@ -4,19 +4,19 @@
  */
 import type { Etcd3 } from 'etcd3';
 import { keys } from '../../common/keys.js';
-import { encode, decode } from '../../control/store/codec.js';
-import { fenced, type Fence } from '../../control/store/fence.js';
-import type { IntentDraft } from '../../control/store/intents.js';
-import { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
-import { Host } from '../../proto/gen/bpfleet/v1/control.js';
-import { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { codecs } from '../../common/etcd/codec.js';
+import { fenced, type Fence } from '../../common/etcd/fence.js';
+import type { IntentDraft } from '../../common/etcd/intents.js';
+import type { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 
 /** The whole rollout, every host's progress included, in one key, rewritten on every save. */
 export class NaiveRolloutStore {
   constructor(private readonly etcd: Etcd3) {}
 
   async saveStatus(rollout: Rollout, fence: Fence): Promise<void> {
-    const txn = await fenced(this.etcd, fence).then(this.etcd.put(keys.rollout(rollout.id)).value(encode(Rollout, rollout))).commit();
+    const txn = await fenced(this.etcd, fence).then(this.etcd.put(keys.rollout(rollout.id)).value(codecs.rollout.encode(rollout))).commit();
     if (!txn.succeeded) throw new Error('not leader');
   }
 }
@@ -28,11 +28,11 @@ export class NaiveIntentStore {
   async write(draft: IntentDraft, fence: Fence): Promise<Intent> {
     const key = keys.intent(draft.host, draft.attachment);
     const kv = (await this.etcd.get(key).exec()).kvs[0];
-    const previous = kv ? decode(Intent, kv.value.toString()) : null;
+    const previous = kv ? codecs.intent.decode(kv.value.toString()) : null;
     const intent: Intent = { ...draft, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
     const txn = await fenced(this.etcd, fence)
       .and(key, 'Mod', '==', kv ? Number(kv.mod_revision) : 0)
-      .then(this.etcd.put(key).value(encode(Intent, intent)))
+      .then(this.etcd.put(key).value(codecs.intent.encode(intent)))
       .commit();
     if (!txn.succeeded) throw new Error('not leader');
     return intent;
@@ -50,11 +50,11 @@ export class NaiveHostDirectory {
     ]);
     const observedByHost = new Map<string, GetStateResponse>();
     for (const v of Object.values(observed)) {
-      const state = decode(GetStateResponse, v);
+      const state = codecs.observed.decode(v);
       observedByHost.set(state.host, state);
     }
     return Object.values(registered)
-      .map((v) => decode(Host, v))
+      .map((v) => codecs.host.decode(v))
       .map((h) => ({
         ...h,
         attachments: (observedByHost.get(h.name)?.attachments ?? []).map((a) => ({

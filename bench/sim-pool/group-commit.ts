@@ -1,5 +1,5 @@
 import type { Etcd3 } from 'etcd3';
-import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from '../../control/store/batch.js';
+import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 
 interface Pending {
   value: string;

@@ -25,7 +25,7 @@ import { parseAttachment } from '../../common/attachment.js';
 import { BpfleetError, toServiceError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
-import { scanPrefix } from '../../control/store/batch.js';
+import { scanPrefix } from '../../common/etcd/batch.js';
 import { AgentServiceService, GetStateResponse, Intent, type AgentServiceServer } from '../../proto/gen/bpfleet/v1/agent.js';
 import { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';

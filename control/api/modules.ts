@@ -7,7 +7,7 @@ import { checkSignatureFields } from '../../common/signing.js';
 import { requireBpfElf } from '../../common/elf.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 import type { AuditLog } from '../store/audit.js';
-import type { ModuleRegistry } from '../store/modules.js';
+import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { actorOf, unary } from './handler.js';
 
 export interface ModuleDeps {

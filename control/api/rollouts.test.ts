@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
 import { RolloutPhase, type Rollout, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
-import type { ModuleRegistry } from '../store/modules.js';
+import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { requireId, startRollout } from './rollouts.js';
 

@@ -9,11 +9,12 @@ import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js
 import { emptyStatus } from '../rollout/reconcile.js';
 import { checkRolloutSpec } from '../rollout/spec.js';
 import type { AuditLog } from '../store/audit.js';
-import type { HostDirectory } from '../store/hosts.js';
-import type { ModuleRegistry } from '../store/modules.js';
+import type { HostDirectory } from '../../common/etcd/hosts.js';
+import type { ModuleRegistry } from '../../common/etcd/modules.js';
+import { watchPrefix } from '../../common/etcd/watch.js';
 import { isFinal, type RolloutStore } from '../store/rollouts.js';
 import { creationTraceparent } from '../tracing.js';
-import { actorOf, failStream, serverStream, unary } from './handler.js';
+import { actorOf, serverStream, unary } from './handler.js';
 
 export interface RolloutDeps {
   etcd: Etcd3;
@@ -83,48 +84,31 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
   };
 }
 
-/** Streams the rollout now and on every change; ends at a final phase or on cancel. */
+/**
+ * Streams the rollout now and on every change; ends at a final phase or on cancel. Throws
+ * NOT_FOUND for an unknown rollout and what reading etcd throws (the caller fails the stream).
+ */
 async function watchRollout(deps: RolloutDeps, call: ServerWritableStream<{ id: string }, Rollout>): Promise<void> {
   const id = requireId(call.request.id);
   const key = keys.rollout(id);
-  const watcher = await deps.etcd.watch().key(key).create();
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    void watcher.cancel();
-  };
-  call.on('cancelled', close);
-  call.on('close', close);
-  const send = (r: Rollout): void => {
-    if (closed || call.cancelled) return;
-    call.write(r);
-    if (isFinal(r)) {
-      close();
+  const closed = new AbortController();
+  call.on('cancelled', () => closed.abort());
+  call.on('close', () => closed.abort());
+  let first = true;
+  for await (const change of watchPrefix(deps.etcd, key, { signal: closed.signal, log: deps.log })) {
+    // Only puts of this very key matter: it is also the prefix of longer ids' keys, and
+    // rollout records are never deleted.
+    if (change.kind === 'delete' || (change.kind === 'put' && change.key !== key)) continue;
+    // The record holds host counts, not hosts (see RolloutStore): each change is read whole,
+    // one read after the other, so the stream never goes back in time.
+    const rollout = await deps.rollouts.get(id);
+    if (first && !rollout) throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
+    first = false;
+    if (!rollout || closed.signal.aborted || call.cancelled) continue;
+    call.write(rollout);
+    if (isFinal(rollout)) {
       call.end();
+      return;
     }
-  };
-  const fail = (err: unknown): void => {
-    close();
-    if (!call.cancelled) failStream(call, err);
-  };
-  // The record holds host counts, not hosts (see RolloutStore): each change is read whole,
-  // one read after the other, so the stream never goes back in time.
-  let reads: Promise<void>;
-  watcher.on('put', () => {
-    reads = reads.then(async () => {
-      const r = await deps.rollouts.get(id);
-      if (r) send(r);
-    }).catch(fail);
-  });
-  watcher.on('error', fail);
-  // Read after the watch exists so no change between the read and the watch is missed.
-  const first = deps.rollouts.get(id);
-  reads = first.then(() => undefined, () => undefined);
-  const current = await first;
-  if (!current) {
-    close();
-    throw new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', `rollout ${id} not found`);
   }
-  send(current);
 }

@@ -15,10 +15,10 @@ import type {
   UndoRolloutRequest,
 } from '../../proto/gen/bpfleet/v1/control.js';
 import { RolloutVerb, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { applyRequest, emptyStatus, pendingRequests, verbName } from '../rollout/reconcile.js';
 import { undoSpec } from '../rollout/undo.js';
 import type { AuditEntry, AuditLog } from '../store/audit.js';
-import type { ModuleRegistry } from '../store/modules.js';
 import type { RequestStore } from '../store/requests.js';
 import { isFinal, type RolloutStore } from '../store/rollouts.js';
 import { actorOf, unary } from './handler.js';

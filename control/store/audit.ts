@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Etcd3 } from 'etcd3';
 import { keys } from '../../common/keys.js';
-import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from './batch.js';
+import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 
 export interface AuditEntry {
   at: string;

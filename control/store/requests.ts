@@ -1,8 +1,8 @@
 import type { Etcd3 } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
-import { RolloutRequests, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { decode, encode } from './codec.js';
+import { codecs } from '../../common/etcd/codec.js';
+import type { RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 
 // Verbs are typed by people; a rollout that collected this many has a script gone wrong.
 const MAX_REQUESTS = 1000;
@@ -18,7 +18,7 @@ export class RequestStore {
 
   async list(rolloutId: string): Promise<RolloutRequest[]> {
     const text = await this.etcd.get(keys.requests(rolloutId)).string();
-    return text === null ? [] : decode(RolloutRequests, text).requests;
+    return text === null ? [] : codecs.requests.decode(text).requests;
   }
 
   /**
@@ -30,7 +30,7 @@ export class RequestStore {
     const key = keys.requests(rolloutId);
     for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
       const kv = (await this.etcd.get(key).exec()).kvs[0];
-      const recorded = kv ? decode(RolloutRequests, kv.value.toString()).requests : [];
+      const recorded = kv ? codecs.requests.decode(kv.value.toString()).requests : [];
       if (!admit(recorded)) return null;
       if (recorded.length >= MAX_REQUESTS) {
         throw new BpfleetError('FAILED_PRECONDITION', 'TOO_MANY_REQUESTS', `rollout ${rolloutId} already has ${recorded.length} requests`);
@@ -38,7 +38,7 @@ export class RequestStore {
       const request: RolloutRequest = { ...draft, seq: (recorded.at(-1)?.seq ?? 0) + 1 };
       const txn = await this.etcd
         .if(key, 'Mod', '==', kv ? Number(kv.mod_revision) : 0)
-        .then(this.etcd.put(key).value(encode(RolloutRequests, { rolloutId, requests: [...recorded, request] })))
+        .then(this.etcd.put(key).value(codecs.requests.encode({ rolloutId, requests: [...recorded, request] })))
         .commit();
       if (txn.succeeded) return request;
     }

@@ -3,14 +3,14 @@ import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import {
   HostPhase,
-  HostProgress,
-  Rollout,
   RolloutPhase,
   type HostCounts,
+  type HostProgress,
+  type Rollout,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from './batch.js';
-import { decode, encode } from './codec.js';
-import { fenced, type Fence } from './fence.js';
+import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
+import { codecs } from '../../common/etcd/codec.js';
+import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
 
 export const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
   RolloutPhase.ROLLOUT_PHASE_SUCCEEDED,
@@ -20,12 +20,6 @@ export const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
 ]);
 
 export const isFinal = (r: Rollout): boolean => FINAL_PHASES.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
-
-export class NotLeaderError extends BpfleetError {
-  constructor(what: string) {
-    super('ABORTED', 'NOT_LEADER', `${what}: this controller is no longer the leader`);
-  }
-}
 
 /** A rollout with the mod revision of its record: equal revisions mean nobody wrote it since. */
 export interface StoredRollout {
@@ -111,7 +105,7 @@ export class RolloutStore {
     const kv = res.kvs[0];
     if (!kv) return null;
     const { kvs } = await scanPrefix(this.etcd, keys.rolloutHostsOf(id), Number(res.header.revision));
-    return { rollout: this.join(kv, kvs.map((h) => decode(HostProgress, h.value.toString()))), revision: Number(kv.mod_revision) };
+    return { rollout: this.join(kv, kvs.map((h) => codecs.rolloutHost.decode(h.value.toString()))), revision: Number(kv.mod_revision) };
   }
 
   /** Mod revision of the rollout's record, null when there is none: a cheap "changed since?". */
@@ -124,7 +118,7 @@ export class RolloutStore {
   async list(opts: { hosts?: boolean } = {}): Promise<Rollout[]> {
     const records = await scanPrefix(this.etcd, keys.rolloutsPrefix);
     if (opts.hosts === false) {
-      return records.kvs.map((kv) => decode(Rollout, kv.value.toString())).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+      return records.kvs.map((kv) => codecs.rollout.decode(kv.value.toString())).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     }
     const progress = await scanPrefix(this.etcd, keys.rolloutHostsPrefix, records.revision);
     const hostsOf = new Map<string, HostProgress[]>();
@@ -132,9 +126,9 @@ export class RolloutStore {
       const id = decodeURIComponent(kv.key.toString().slice(keys.rolloutHostsPrefix.length).split('/')[0]!);
       let list = hostsOf.get(id);
       if (!list) hostsOf.set(id, (list = []));
-      list.push(decode(HostProgress, kv.value.toString()));
+      list.push(codecs.rolloutHost.decode(kv.value.toString()));
     }
-    return records.kvs.map((kv) => this.join(kv, hostsOf.get(decode(Rollout, kv.value.toString()).id) ?? []))
+    return records.kvs.map((kv) => this.join(kv, hostsOf.get(codecs.rollout.decode(kv.value.toString()).id) ?? []))
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -156,7 +150,7 @@ export class RolloutStore {
     const now = new Set(hosts.map((h) => h.host));
     const gone = [...before.keys()].filter((h) => !now.has(h));
     const hostOps = [
-      ...changed.map((h) => this.etcd.put(keys.rolloutHost(rollout.id, h.host)).value(encode(HostProgress, h))),
+      ...changed.map((h) => this.etcd.put(keys.rolloutHost(rollout.id, h.host)).value(codecs.rolloutHost.encode(h))),
       ...gone.map((h) => this.etcd.delete().key(keys.rolloutHost(rollout.id, h)) as never),
     ];
     const recordOps = [this.etcd.put(keys.rollout(rollout.id)).value(this.record(rollout))];
@@ -178,11 +172,11 @@ export class RolloutStore {
   /** The record: the rollout without its hosts, with their counts. */
   private record(rollout: Rollout): string {
     const status = rollout.status;
-    return encode(Rollout, status ? { ...rollout, status: { ...status, hosts: [], hostCounts: countHosts(status.hosts) } } : rollout);
+    return codecs.rollout.encode(status ? { ...rollout, status: { ...status, hosts: [], hostCounts: countHosts(status.hosts) } } : rollout);
   }
 
   private join(record: IKeyValue, hosts: HostProgress[]): Rollout {
-    const rollout = decode(Rollout, record.value.toString());
+    const rollout = codecs.rollout.decode(record.value.toString());
     if (rollout.status) {
       rollout.status.hosts = hosts.sort(this.order);
       // Counted again rather than trusted: a save cut short leaves hosts ahead of the record.

@@ -1,15 +1,15 @@
 import type { Etcd3 } from 'etcd3';
-import { BpfleetError } from '../../common/errors.js';
-import { keys } from '../../common/keys.js';
-import { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import type { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import { BpfleetError } from '../errors.js';
+import { keys } from '../keys.js';
 import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from './batch.js';
-import { decode, encode } from './codec.js';
-import { fenced, type Fence } from './fence.js';
-import { NotLeaderError } from './rollouts.js';
+import { codecs } from './codec.js';
+import { fenced, NotLeaderError, type Fence } from './fence.js';
+import { listPrefix, watchPrefix, type Listing, type WatchEvent, type WatchOptions } from './watch.js';
 
 export type IntentDraft = Omit<Intent, 'generation' | 'leaderEpoch'>;
 
-/** Desired module per host and attachment. Only the leader writes them, fenced. */
+/** Desired module per host and attachment. Only the leader writes them, fenced; each agent reads its own. */
 export class IntentStore {
   /** Intents per transaction: each needs a compare of its own besides the fence's. */
   static readonly BATCH = MAX_TXN_OPS - 1;
@@ -18,11 +18,7 @@ export class IntentStore {
 
   async get(host: string, attachment: string): Promise<Intent | null> {
     const text = await this.etcd.get(keys.intent(host, attachment)).string();
-    return text === null ? null : decode(Intent, text);
-  }
-
-  async write(draft: IntentDraft, fence: Fence): Promise<Intent> {
-    return (await this.writeAll([draft], fence))[0]!;
+    return text === null ? null : codecs.intent.decode(text);
   }
 
   /**
@@ -48,20 +44,25 @@ export class IntentStore {
     const current = read.responses.map((r) => r.response_range?.kvs[0]);
     const intents = drafts.map((d, i): Intent => {
       const kv = current[i];
-      const previous = kv ? decode(Intent, kv.value.toString()) : null;
+      const previous = kv ? codecs.intent.decode(kv.value.toString()) : null;
       return { ...d, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
     });
     let guard = fenced(this.etcd, fence);
     batchKeys.forEach((k, i) => {
       guard = guard.and(k, 'Mod', '==', current[i] ? Number(current[i]!.mod_revision) : 0);
     });
-    const txn = await guard.then(...batchKeys.map((k, i) => this.etcd.put(k).value(encode(Intent, intents[i]!)))).commit();
+    const txn = await guard.then(...batchKeys.map((k, i) => this.etcd.put(k).value(codecs.intent.encode(intents[i]!)))).commit();
     if (!txn.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
     return intents;
   }
 
-  async listFor(host: string): Promise<Intent[]> {
-    const values = await this.etcd.getAll().prefix(keys.intentsOf(host)).strings();
-    return Object.values(values).map((v) => decode(Intent, v));
+  /** The host's intents by key, as of one revision. */
+  list(host: string): Promise<Listing<Intent>> {
+    return listPrefix(this.etcd, keys.intentsOf(host), codecs.intent.decode);
+  }
+
+  /** Changes to the host's intents (see watchPrefix); from `fromRevision`, e.g. a list()'s revision + 1. */
+  watch(host: string, opts: Omit<WatchOptions<Intent>, 'decode'>): AsyncIterable<WatchEvent<Intent>> {
+    return watchPrefix(this.etcd, keys.intentsOf(host), { ...opts, decode: codecs.intent.decode });
   }
 }

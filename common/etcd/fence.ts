@@ -1,4 +1,5 @@
 import type { ComparatorBuilder, Etcd3 } from 'etcd3';
+import { BpfleetError } from '../errors.js';
 
 /**
  * Proof of leadership for a write: the leader's election key and its create revision
@@ -12,4 +13,11 @@ export interface Fence {
 
 export function fenced(etcd: Etcd3, fence: Fence): ComparatorBuilder {
   return etcd.if(fence.key, 'Create', '==', fence.epoch);
+}
+
+/** A fenced write found the fence gone: another replica leads now, and nothing was written. */
+export class NotLeaderError extends BpfleetError {
+  constructor(what: string) {
+    super('ABORTED', 'NOT_LEADER', `${what}: this controller is no longer the leader`);
+  }
 }

@@ -1,8 +1,8 @@
 import type { Etcd3 } from 'etcd3';
-import { BpfleetError } from '../../common/errors.js';
-import { keys } from '../../common/keys.js';
-import { Module } from '../../proto/gen/bpfleet/v1/module.js';
-import { decode, encode } from './codec.js';
+import type { Module } from '../../proto/gen/bpfleet/v1/module.js';
+import { BpfleetError } from '../errors.js';
+import { keys } from '../keys.js';
+import { codecs } from './codec.js';
 
 /** Module versions are immutable: a name@version, once stored, always means one digest. */
 export class ModuleRegistry {
@@ -14,12 +14,12 @@ export class ModuleRegistry {
     const key = keys.module(m.name, m.version);
     const txn = await this.etcd
       .if(key, 'Create', '==', 0)
-      .then(this.etcd.put(key).value(encode(Module, module)))
+      .then(this.etcd.put(key).value(codecs.module.encode(module)))
       .else(this.etcd.get(key))
       .commit();
     if (txn.succeeded) return { module, created: true };
     const existingKv = txn.responses[0]?.response_range?.kvs[0];
-    const existing = decode(Module, existingKv!.value.toString());
+    const existing = codecs.module.decode(existingKv!.value.toString());
     if (existing.digest !== module.digest) {
       throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS',
         `module ${m.name}@${m.version} already exists with digest ${existing.digest}; versions are immutable, push a new version`);
@@ -29,7 +29,7 @@ export class ModuleRegistry {
 
   async get(name: string, version: string): Promise<Module | null> {
     const text = await this.etcd.get(keys.module(name, version)).string();
-    return text === null ? null : decode(Module, text);
+    return text === null ? null : codecs.module.decode(text);
   }
 
   async require(name: string, version: string): Promise<Module> {
@@ -45,6 +45,6 @@ export class ModuleRegistry {
   async list(name?: string): Promise<Module[]> {
     const prefix = name ? keys.moduleVersions(name) : keys.modulesPrefix;
     const values = await this.etcd.getAll().prefix(prefix).strings();
-    return Object.keys(values).sort().map((k) => decode(Module, values[k]!));
+    return Object.keys(values).sort().map((k) => codecs.module.decode(values[k]!));
   }
 }

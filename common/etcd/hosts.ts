@@ -1,0 +1,148 @@
+import type { Etcd3, Lease } from 'etcd3';
+import type { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
+import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { keys, nameIn } from '../keys.js';
+import type { Logger } from '../log.js';
+import { codecs } from './codec.js';
+import { asText, listPrefix, watchPrefix } from './watch.js';
+
+/**
+ * What an agent writes about its host: the registration, on the agent's lease so that a
+ * dead agent drops out of the fleet by itself, and the state it last reported.
+ */
+export class HostRecords {
+  constructor(private readonly etcd: Etcd3) {}
+
+  async register(lease: Lease, host: Host): Promise<void> {
+    await lease.put(keys.host(host.name)).value(codecs.host.encode(host));
+  }
+
+  async report(host: string, state: GetStateResponse): Promise<void> {
+    await this.etcd.put(keys.observed(host)).value(codecs.observed.encode(state));
+  }
+
+  async lastReported(host: string): Promise<GetStateResponse | null> {
+    const text = await this.etcd.get(keys.observed(host)).string();
+    return text === null ? null : codecs.observed.decode(text);
+  }
+}
+
+/**
+ * The fleet as etcd knows it: registrations (alive while the agent's lease is) joined with
+ * what each agent last reported running.
+ *
+ * Kept in memory and current through a watch: the controller asks for the fleet on every
+ * pass, and reading ten thousand registrations each time would cost more than the pass.
+ * The first call reads both prefixes at one revision and watches each from the next, so no
+ * change is missed or seen twice; a lost watch reads its prefix again (see watchPrefix).
+ */
+export class HostDirectory {
+  // Raw values by host name, decoded only when the host is next listed: an agent reports
+  // several times per apply, the controller lists the fleet once per pass.
+  private readonly registered = new Map<string, string>();
+  private readonly observed = new Map<string, string>();
+  private readonly hosts = new Map<string, Host>();
+  private readonly dirty = new Set<string>();
+  private names: string[] | null = null;
+  private joined: Host[] | null = null;
+  private synced: Promise<void> | null = null;
+  private following: { stop: AbortController; done: Promise<unknown> } | null = null;
+  private closed = false;
+  private readonly collator = new Intl.Collator('en');
+
+  constructor(private readonly etcd: Etcd3, private readonly log?: Logger) {}
+
+  /** Every registered host, by name. The objects are shared: do not modify them. */
+  async list(): Promise<Host[]> {
+    if (this.closed) this.synced = null;
+    await (this.synced ??= this.sync());
+    for (const name of this.dirty) this.rejoin(name);
+    this.dirty.clear();
+    this.names ??= [...this.hosts.keys()].sort(this.collator.compare);
+    return (this.joined ??= this.names.map((n) => this.hosts.get(n)!));
+  }
+
+  async get(name: string): Promise<Host | null> {
+    await this.list();
+    return this.hosts.get(name) ?? null;
+  }
+
+  /** Stops watching; list() then reads etcd on every call. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const following = this.following;
+    this.following = null;
+    following?.stop.abort();
+    await following?.done;
+  }
+
+  private async sync(): Promise<void> {
+    const hosts = await listPrefix(this.etcd, keys.hostsPrefix, asText);
+    const observed = await listPrefix(this.etcd, keys.observedPrefix, asText, hosts.revision);
+    this.replace(this.registered, keys.hostsPrefix, hosts.items);
+    this.replace(this.observed, keys.observedPrefix, observed.items);
+    this.changed(true);
+    if (this.closed) return;
+    const stop = new AbortController();
+    const from = hosts.revision + 1;
+    this.following = {
+      stop,
+      done: Promise.all([this.follow(keys.hostsPrefix, this.registered, from, stop.signal), this.follow(keys.observedPrefix, this.observed, from, stop.signal)]),
+    };
+  }
+
+  private async follow(prefix: string, values: Map<string, string>, fromRevision: number, signal: AbortSignal): Promise<void> {
+    // Registrations decide who is in the fleet; a report changes only its own host.
+    const membership = values === this.registered;
+    for await (const change of watchPrefix(this.etcd, prefix, { signal, fromRevision, log: this.log })) {
+      if (change.kind === 'reset') {
+        this.log?.warn({ err: String(change.cause), prefix }, 'host watch failed; reading the fleet again');
+        this.replace(values, prefix, change.items);
+        this.changed(membership);
+        continue;
+      }
+      const name = nameIn(prefix, change.key);
+      const added = !values.has(name);
+      if (change.kind === 'put') values.set(name, change.value);
+      else values.delete(name);
+      this.dirty.add(name);
+      this.changed(membership && (change.kind === 'delete' || added));
+    }
+  }
+
+  /** Replaces what `values` holds with `items` (by whole key); every name it held or holds now is joined again. */
+  private replace(values: Map<string, string>, prefix: string, items: ReadonlyMap<string, string>): void {
+    for (const name of values.keys()) this.dirty.add(name);
+    values.clear();
+    for (const [key, value] of items) {
+      const name = nameIn(prefix, key);
+      values.set(name, value);
+      this.dirty.add(name);
+    }
+  }
+
+  private changed(membership: boolean): void {
+    this.joined = null;
+    if (membership) this.names = null;
+  }
+
+  private rejoin(name: string): void {
+    const registration = this.registered.get(name);
+    if (registration === undefined) {
+      this.hosts.delete(name);
+      return;
+    }
+    const observed = this.observed.get(name);
+    const attachments = observed === undefined ? [] : codecs.observed.decode(observed).attachments;
+    this.hosts.set(name, {
+      ...codecs.host.decode(registration),
+      attachments: attachments.map((a) => ({
+        attachment: a.attachment,
+        module: a.module?.name ?? '',
+        version: a.module?.version ?? '',
+        digest: a.module?.digest ?? '',
+        progId: a.progId,
+      })),
+    });
+  }
+}
