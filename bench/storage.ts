@@ -19,7 +19,7 @@ import { simArtifact } from '../agent/dataplane/sim/artifacts.js';
 import { keys } from '../common/keys.js';
 import { recordApplies, reconcile, type HostView } from '../control/rollout/reconcile.js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
-import { emptyStatus } from '../control/rollout/reconcile.js';
+import { emptyStatus } from '../control/rollout/vocabulary.js';
 import { chunk, mapLimit } from '../control/store/batch.js';
 import type { Fence } from '../control/store/fence.js';
 import { HostDirectory } from '../control/store/hosts.js';

@@ -16,12 +16,13 @@ import type {
 } from '../proto/gen/bpfleet/v1/control.js';
 import { RolloutVerb, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { actorOf, newRolloutId, unary } from './api.js';
-import { applyRequest, emptyStatus, pendingRequests, verbName } from './rollout/reconcile.js';
+import { applyRequest, pendingRequests } from './rollout/reconcile.js';
 import { undoSpec } from './rollout/undo.js';
+import { emptyStatus, isFinal, verbName } from './rollout/vocabulary.js';
 import type { AuditEntry, AuditLog } from './store/audit.js';
 import type { ModuleRegistry } from './store/modules.js';
 import type { RequestStore } from './store/requests.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
+import type { RolloutStore } from './store/rollouts.js';
 import { creationTraceparent } from './tracing.js';
 
 export interface VerbDeps {

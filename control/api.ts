@@ -12,13 +12,13 @@ import { checkSignatureFields } from '../common/signing.js';
 import { requireBpfElf } from '../agent/dataplane/elf.js';
 import type { ControlServiceServer } from '../proto/gen/bpfleet/v1/control.js';
 import { Rollout, type RolloutSpec } from '../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from './rollout/reconcile.js';
 import { checkRolloutSpec } from './rollout/spec.js';
+import { emptyStatus, isFinal } from './rollout/vocabulary.js';
 import type { AuditLog } from './store/audit.js';
 import type { HostDirectory } from './store/hosts.js';
 import type { ModuleRegistry } from './store/modules.js';
 import { RequestStore } from './store/requests.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
+import type { RolloutStore } from './store/rollouts.js';
 import { requireId, rolloutVerbs } from './api-verbs.js';
 import { creationTraceparent } from './tracing.js';
 

@@ -12,13 +12,14 @@ import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
 import { StepClock } from './metrics.js';
 import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
+import { isFinal } from './rollout/vocabulary.js';
 import type { AuditLog } from './store/audit.js';
 import { chunk, mapLimit, TXN_CONCURRENCY } from './store/batch.js';
 import type { HostDirectory } from './store/hosts.js';
 import { IntentStore } from './store/intents.js';
 import type { ModuleRegistry } from './store/modules.js';
 import { RequestStore } from './store/requests.js';
-import { isFinal, NotLeaderError, type RolloutStore, type StoredRollout } from './store/rollouts.js';
+import { NotLeaderError, type RolloutStore, type StoredRollout } from './store/rollouts.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
 // Events of one save per audit entry; a wave of thousands of hosts makes a few entries.

@@ -5,7 +5,7 @@ import { scrape } from '../e2e/support/prometheus.js';
 import type { Host } from '../proto/gen/bpfleet/v1/control.js';
 import { RolloutPhase, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
 import { endedStep, observeFleet, StepClock } from './metrics.js';
-import { emptyStatus } from './rollout/reconcile.js';
+import { emptyStatus } from './rollout/vocabulary.js';
 
 const P = RolloutPhase;
 const steps: Step[] = [{ kind: { $case: 'canary', value: 1 } }, { kind: { $case: 'bakeMs', value: 4000 } }, { kind: { $case: 'percent', value: 100 } }];

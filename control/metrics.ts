@@ -15,13 +15,13 @@ import {
   ATTR_STEP_KIND,
   ATTR_STEP_OUTCOME,
   ATTR_VERDICT,
-  enumLabel,
 } from '../common/otel-attributes.js';
 import { instrumentsPerProvider } from '../common/meters.js';
-import { RolloutPhase, Verdict, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
+import { RolloutPhase, type Rollout, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
+import { isFinal, phaseLabel, stepKind, verdictName } from './rollout/vocabulary.js';
 import type { HostDirectory } from './store/hosts.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
+import type { RolloutStore } from './store/rollouts.js';
 
 export const controlMetrics = instrumentsPerProvider((meter) => ({
   stepDuration: meter.createHistogram('bpfleet.rollout.step.duration', {
@@ -54,22 +54,8 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
   }),
 }));
 
-export function phaseLabel(phase: RolloutPhase | undefined): string {
-  return enumLabel(phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED, 'ROLLOUT_PHASE_');
-}
-
-export function verdictLabel(verdict: Verdict): string {
-  return enumLabel(verdict, 'VERDICT_');
-}
-
-export function stepKind(step: Step | undefined): string {
-  const kind = step?.kind?.$case;
-  if (!kind) return 'final_wave';
-  return kind === 'bakeMs' ? 'bake' : kind;
-}
-
 export function recordVerdict(verdict: Verdict): void {
-  controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictLabel(verdict) });
+  controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictName(verdict) });
 }
 
 export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: number = Date.now()): void {

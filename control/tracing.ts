@@ -36,8 +36,9 @@ import { contextOf, inSpan, traceparentOf } from '../common/spans.js';
 import { extractContext } from '../common/trace-nats.js';
 import type { AnalysisRun, Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
-import { phaseLabel, recordTelemetryReceived, recordVerdict, verdictLabel, type StepClock } from './metrics.js';
+import { recordTelemetryReceived, recordVerdict, type StepClock } from './metrics.js';
 import type { AnalysisRequest, ApplyAction, ApplyOutcome } from './rollout/reconcile.js';
+import { phaseLabel, verdictName } from './rollout/vocabulary.js';
 
 export function rolloutAttributes(rollout: Rollout) {
   const spec = rollout.spec;
@@ -137,10 +138,10 @@ export function tracedAnalysis(
     links,
   }, (span) => {
     const run = analyze();
-    span.setAttributes({ [ATTR_VERDICT]: verdictLabel(run.verdict), 'bpfleet.analysis.summary': run.summary });
+    span.setAttributes({ [ATTR_VERDICT]: verdictName(run.verdict), 'bpfleet.analysis.summary': run.summary });
     for (const m of run.metrics) {
       span.addEvent('analysis.metric', {
-        [ATTR_METRIC]: m.metric, [ATTR_VERDICT]: verdictLabel(m.verdict),
+        [ATTR_METRIC]: m.metric, [ATTR_VERDICT]: verdictName(m.verdict),
         'bpfleet.analysis.canary': m.canary, 'bpfleet.analysis.baseline': m.baseline,
         'bpfleet.analysis.canary_samples': m.canarySamples, 'bpfleet.analysis.baseline_samples': m.baselineSamples,
         'bpfleet.analysis.reason': m.reason,

@@ -9,12 +9,13 @@ import { Host, ListHostsResponse, ListModulesResponse, ListRolloutsResponse, Pus
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec, specToInput } from '../rollout/spec.js';
+import { phaseName } from '../rollout/vocabulary.js';
 import { DEFAULT_SERVER } from './client.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from './output.js';
 import { followRollout, registerRolloutCommands } from './rollout-commands.js';
 import { traceCommand } from './tracing.js';
-import { describeRollout, phaseName } from './rollout-view.js';
+import { describeRollout } from './rollout-view.js';
 import { registerKeys } from './keys.js';
 import { registerModuleSign, signatureForPush } from './sign.js';
 

@@ -13,9 +13,7 @@ import {
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import {
   applyRequest,
-  emptyStatus,
   pendingRequests,
-  verbName,
   reconcile,
   recordApply,
   type AnalysisRequest,
@@ -24,6 +22,7 @@ import {
   type HostView,
 } from './reconcile.js';
 import { toRolloutSpec, type RolloutSpecInput } from './spec.js';
+import { emptyStatus, verbName } from './vocabulary.js';
 import { planWaves } from './waves.js';
 
 const H = HostPhase;

@@ -13,6 +13,7 @@ import {
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describeStep } from './spec.js';
+import { emptyStatus, isFinalPhase, phaseName, verbName, verbPast, verdictName } from './vocabulary.js';
 import { maxUnavailableOf, planWaves } from './waves.js';
 
 /** A registered host as the controller sees it, for one attachment. */
@@ -109,14 +110,6 @@ export function reconcile(input: ReconcileInput): Decision {
   }
   if (d.events.length) status.updatedAt = new Date(input.now).toISOString();
   return d;
-}
-
-export function emptyStatus(): RolloutStatus {
-  return {
-    phase: P.ROLLOUT_PHASE_PENDING, step: 0, hosts: [], analyses: [], message: '',
-    stepStartedAt: '', updatedAt: '', inconclusiveInARow: 0, digest: '',
-    observedRequest: 0, promoted: false, aborted: false, failuresInStep: 0, hostCounts: undefined,
-  };
 }
 
 function plan(input: ReconcileInput, status: RolloutStatus, d: Decision): void {
@@ -255,7 +248,7 @@ function bake(input: ReconcileInput, status: RolloutStatus, d: Decision, bakeMs:
     to: input.now,
   });
   status.analyses.push(run);
-  d.events.push(`analysis at step ${status.step + 1}: ${Verdict[run.verdict].replace('VERDICT_', '').toLowerCase()} — ${run.summary}`);
+  d.events.push(`analysis at step ${status.step + 1}: ${verdictName(run.verdict)} — ${run.summary}`);
   if (run.verdict === Verdict.VERDICT_PASS) {
     advance(input, status, d, `bake ${bakeMs}ms passed analysis`);
   } else if (run.verdict === Verdict.VERDICT_FAIL) {
@@ -338,28 +331,15 @@ function rollBack(input: ReconcileInput, status: RolloutStatus, d: Decision): vo
 function finish(status: RolloutStatus, d: Decision, phase: RolloutPhase, message: string): void {
   status.phase = phase;
   status.message = message;
-  d.events.push(`${phaseWord(phase)}: ${message}`);
+  d.events.push(`${phaseName(phase)}: ${message}`);
   d.requeueAfterMs = null;
 }
-
-const phaseWord = (phase: RolloutPhase): string => P[phase].replace('ROLLOUT_PHASE_', '').replace(/_/g, ' ').toLowerCase();
-
-const FINAL = new Set([P.ROLLOUT_PHASE_SUCCEEDED, P.ROLLOUT_PHASE_ROLLED_BACK, P.ROLLOUT_PHASE_FAILED, P.ROLLOUT_PHASE_ABORTED]);
 
 /** What an operator's request did: changed the rollout, changed nothing, or cannot apply. */
 export type RequestOutcome =
   | { kind: 'applied'; event: string }
   | { kind: 'unchanged'; why: string }
   | { kind: 'refused'; reason: string; why: string };
-
-const PAST: Partial<Record<RolloutVerb, string>> = {
-  [RolloutVerb.ROLLOUT_VERB_PAUSE]: 'paused',
-  [RolloutVerb.ROLLOUT_VERB_RESUME]: 'resumed',
-  [RolloutVerb.ROLLOUT_VERB_PROMOTE]: 'promoted',
-  [RolloutVerb.ROLLOUT_VERB_ABORT]: 'aborted',
-};
-
-export const verbName = (verb: RolloutVerb): string => RolloutVerb[verb].replace('ROLLOUT_VERB_', '').toLowerCase();
 
 /** Requests the controller has not acted on yet, oldest first. */
 export function pendingRequests(status: RolloutStatus | undefined, requests: readonly RolloutRequest[]): RolloutRequest[] {
@@ -376,13 +356,13 @@ export function pendingRequests(status: RolloutStatus | undefined, requests: rea
 export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number): RequestOutcome {
   const status = (rollout.status ??= emptyStatus());
   status.observedRequest = Math.max(status.observedRequest, req.seq);
-  if (FINAL.has(status.phase)) {
-    return { kind: 'refused', reason: 'ROLLOUT_FINISHED', why: `rollout ${rollout.id} already ended (${phaseWord(status.phase)})` };
+  if (isFinalPhase(status.phase)) {
+    return { kind: 'refused', reason: 'ROLLOUT_FINISHED', why: `rollout ${rollout.id} already ended (${phaseName(status.phase)})` };
   }
   if (status.phase === P.ROLLOUT_PHASE_ROLLING_BACK) {
     return { kind: 'refused', reason: 'ROLLING_BACK', why: `rollout ${rollout.id} is rolling back and can only finish` };
   }
-  const by = `${PAST[req.verb] ?? verbName(req.verb)} by ${req.actor}${req.reason ? ` (${req.reason})` : ''}`;
+  const by = `${verbPast(req.verb)} by ${req.actor}${req.reason ? ` (${req.reason})` : ''}`;
   switch (req.verb) {
     case RolloutVerb.ROLLOUT_VERB_PAUSE:
       if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'unchanged', why: `rollout ${rollout.id} is already paused` };
@@ -391,7 +371,7 @@ export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number)
       return { kind: 'applied', event: status.message };
     case RolloutVerb.ROLLOUT_VERB_RESUME:
       if (status.phase !== P.ROLLOUT_PHASE_PAUSED) {
-        return { kind: 'refused', reason: 'NOT_PAUSED', why: `rollout ${rollout.id} is not paused (${phaseWord(status.phase)})` };
+        return { kind: 'refused', reason: 'NOT_PAUSED', why: `rollout ${rollout.id} is not paused (${phaseName(status.phase)})` };
       }
       return { kind: 'applied', event: resume(rollout, now, by) };
     case RolloutVerb.ROLLOUT_VERB_PROMOTE: {

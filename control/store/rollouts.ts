@@ -5,21 +5,12 @@ import {
   HostPhase,
   HostProgress,
   Rollout,
-  RolloutPhase,
   type HostCounts,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { isFinal } from '../rollout/vocabulary.js';
 import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from './batch.js';
 import { decode, encode } from './codec.js';
 import { fenced, type Fence } from './fence.js';
-
-export const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
-  RolloutPhase.ROLLOUT_PHASE_SUCCEEDED,
-  RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK,
-  RolloutPhase.ROLLOUT_PHASE_FAILED,
-  RolloutPhase.ROLLOUT_PHASE_ABORTED,
-]);
-
-export const isFinal = (r: Rollout): boolean => FINAL_PHASES.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
 
 export class NotLeaderError extends BpfleetError {
   constructor(what: string) {
