@@ -16,7 +16,7 @@ import type {
 } from '../proto/gen/bpfleet/v1/control.js';
 import { RolloutVerb, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { actorOf, newRolloutId, unary } from './api.js';
-import { applyRequest, pendingRequests } from './rollout/reconcile.js';
+import { applyRequest, pendingRequests } from './rollout/requests.js';
 import { undoSpec } from './rollout/undo.js';
 import { emptyStatus, isFinal, verbName } from './rollout/vocabulary.js';
 import type { AuditEntry, AuditLog } from './store/audit.js';

@@ -11,7 +11,9 @@ import { analyze } from './analysis/analyze.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
 import { StepClock } from './metrics.js';
-import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
+import { recordApplies, type ApplyAction, type ApplyOutcome } from './rollout/apply-results.js';
+import { reconcile } from './rollout/reconcile.js';
+import type { HostView } from './rollout/steps.js';
 import { isFinal } from './rollout/vocabulary.js';
 import type { AuditLog } from './store/audit.js';
 import { chunk, mapLimit, TXN_CONCURRENCY } from './store/batch.js';
@@ -157,7 +159,6 @@ export class RolloutController {
       target,
       hosts,
       requests,
-      inFlight: new Set(),
       now: this.now(),
       analyze: (req) => {
         const reportsOf = this.deps.telemetry.reader(req.from);

@@ -37,7 +37,8 @@ import { extractContext } from '../common/trace-nats.js';
 import type { AnalysisRun, Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { recordTelemetryReceived, recordVerdict, type StepClock } from './metrics.js';
-import type { AnalysisRequest, ApplyAction, ApplyOutcome } from './rollout/reconcile.js';
+import type { ApplyAction, ApplyOutcome } from './rollout/apply-results.js';
+import type { AnalysisRequest } from './rollout/steps.js';
 import { phaseLabel, verdictName } from './rollout/vocabulary.js';
 
 export function rolloutAttributes(rollout: Rollout) {
