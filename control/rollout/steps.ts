@@ -9,13 +9,13 @@ import {
   FailurePolicy,
   HostPhase,
   RolloutPhase,
-  Verdict,
   type AnalysisRun,
   type HostProgress,
   type Rollout,
   type RolloutStatus,
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { assess } from '../analysis/assess.js';
 import type { ApplyAction } from './apply-results.js';
 import { describeStep } from './spec.js';
 import { phaseName, verdictName } from './vocabulary.js';
@@ -222,26 +222,19 @@ function bake(input: StepInput, status: RolloutStatus, out: StepOutput, bakeMs: 
   });
   status.analyses.push(run);
   out.events.push(`analysis at step ${status.step + 1}: ${verdictName(run.verdict)} — ${run.summary}`);
-  if (run.verdict === Verdict.VERDICT_PASS) {
-    advance(input, status, out, `bake ${bakeMs}ms passed analysis`);
-  } else if (run.verdict === Verdict.VERDICT_FAIL) {
-    status.failuresInStep++;
-    status.inconclusiveInARow = 0;
-    const tolerated = spec.analysis!.failureLimit;
-    if (status.failuresInStep > tolerated) {
-      fail(input, status, out, `analysis failed: ${run.summary}`);
-    } else {
-      status.message = `holding after failure ${status.failuresInStep} of ${tolerated} tolerated: ${run.summary}`;
+  const assessed = assess(run, status, spec.analysis!);
+  status.failuresInStep = assessed.counters.failuresInStep;
+  status.inconclusiveInARow = assessed.counters.inconclusiveInARow;
+  switch (assessed.outcome) {
+    case 'pass':
+      advance(input, status, out, `bake ${bakeMs}ms passed analysis`);
+      return;
+    case 'hold':
+      status.message = assessed.message;
       out.requeueAfterMs = interval;
-    }
-  } else {
-    status.inconclusiveInARow++;
-    if (status.inconclusiveInARow > spec.analysis!.inconclusiveLimit) {
-      fail(input, status, out, `no conclusive evidence after ${status.inconclusiveInARow} analyses: ${run.summary}`);
-    } else {
-      status.message = `holding: ${run.summary}`;
-      out.requeueAfterMs = interval;
-    }
+      return;
+    case 'fail':
+      fail(input, status, out, assessed.reason);
   }
 }
 
