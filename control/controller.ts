@@ -10,8 +10,8 @@ import type { AgentClients } from './agent-clients.js';
 import { analyze } from './analysis/analyze.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
-import { StepClock } from './metrics.js';
 import { recordApplies, type ApplyAction, type ApplyOutcome } from './rollout/apply-results.js';
+import { describe, type RolloutEvent } from './rollout/events.js';
 import { reconcile } from './rollout/reconcile.js';
 import type { HostView } from './rollout/steps.js';
 import { isFinal } from './rollout/vocabulary.js';
@@ -56,7 +56,6 @@ export class RolloutController {
   private leadership: Leadership | null = null;
   private watchers: Watcher[] = [];
   private readonly now: () => number;
-  private readonly stepClock = new StepClock();
   private readonly requests: RequestStore;
   /** Each rollout as this replica last read or saved it, and in which leadership term. */
   private readonly known = new Map<string, StoredRollout & { epoch: number }>();
@@ -132,7 +131,7 @@ export class RolloutController {
       this.known.delete(id);
       return;
     }
-    await inPassSpan(stored.rollout, this.stepClock, () => this.reconcileOnce(stored, leadership));
+    await inPassSpan(stored.rollout, () => this.reconcileOnce(stored, leadership));
   }
 
   /** One reconcile() of the rollout as loaded, and the writes and applies it decides. */
@@ -200,8 +199,8 @@ export class RolloutController {
     return stored;
   }
 
-  /** Saves (fenced) what changed since `stored`, then logs and audits the events. */
-  private async persist(stored: StoredRollout, rollout: Rollout, events: string[], leadership: Leadership): Promise<StoredRollout> {
+  /** Saves (fenced) what changed since `stored`, then logs, traces, counts and audits the events. */
+  private async persist(stored: StoredRollout, rollout: Rollout, events: RolloutEvent[], leadership: Leadership): Promise<StoredRollout> {
     if (!events.length) return stored;
     let saved: StoredRollout;
     try {
@@ -212,17 +211,18 @@ export class RolloutController {
       throw err;
     }
     this.known.set(rollout.id, { ...saved, epoch: leadership.fence.epoch });
-    recordTransitions(rollout, events, this.stepClock);
+    recordTransitions(rollout, events);
+    const lines = events.map(describe);
     const { log } = this.deps;
     const fields = { rollout: rollout.id, phase: rollout.status?.phase, step: rollout.status?.step };
-    if (events.length <= EVENTS_LOGGED_ONE_BY_ONE) {
-      for (const event of events) log.info(fields, event);
+    if (lines.length <= EVENTS_LOGGED_ONE_BY_ONE) {
+      for (const line of lines) log.info(fields, line);
     } else {
-      log.info({ ...fields, events: events.length }, `${events[0]} (and ${events.length - 1} more events)`);
-      for (const event of events) log.debug(fields, event);
+      log.info({ ...fields, events: lines.length }, `${lines[0]} (and ${lines.length - 1} more events)`);
+      for (const line of lines) log.debug(fields, line);
     }
     await this.deps.audit.recordAll('controller', 'rollout.transition', rollout.id,
-      chunk(events, EVENTS_PER_AUDIT_ENTRY).map((part) => ({ events: part })));
+      chunk(lines, EVENTS_PER_AUDIT_ENTRY).map((part) => ({ events: part })));
     return saved;
   }
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { recordApply, type ApplyAction } from './apply-results.js';
+import { describe as describeEvent } from './events.js';
 import { fleet, hostOf, OLD, rolloutOf, step, T0, TARGET } from './rollouts.fixture.js';
 
 const H = HostPhase;
@@ -11,7 +12,7 @@ describe('recordApply', () => {
     const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
     const out = recordApply(r, { kind: 'apply', host: 'stranger', module: TARGET, expectedDigest: '', purpose: 'update' }, { ok: true, progId: 1 }, T0);
     assert.deepEqual(out.rollout.status!.hosts, r.status!.hosts);
-    assert.match(out.event, /unplanned host stranger/);
+    assert.match(describeEvent(out.event), /unplanned host stranger/);
   });
 
   it('does not modify the rollout it is given', () => {

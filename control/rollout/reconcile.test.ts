@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase, RolloutPhase, Verdict, type AnalysisRun, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { recordApply, type ApplyAction } from './apply-results.js';
+import { describe as describeEvent, endedStep } from './events.js';
 import { reconcile, type Decision } from './reconcile.js';
 import {
   analyzer,
@@ -43,7 +44,7 @@ describe('reconcile: planning', () => {
 
   it('names at most 20 hosts in the planning event, however large the fleet', () => {
     const d = step({ rollout: rolloutOf(), hosts: fleet(25), now: T0 });
-    const event = d.events.find((e) => e.startsWith('planned'))!;
+    const event = d.events.map(describeEvent).find((e) => e.startsWith('planned'))!;
     assert.match(event, /^planned 25 hosts: .* and 5 more \(wave sizes/);
     assert.equal(event.match(/→wave/g)?.length, 20);
     assert.equal(d.rollout.status!.hosts.length, 25, 'the status still holds every host');
@@ -187,7 +188,7 @@ describe('reconcile: update steps', () => {
     const recorded = recordApply(d.rollout, d.actions[0]!, { ok: true, progId: 42 }, T0 + 100);
     assert.equal(hostOf(recorded.rollout, d.actions[0]!.host).phase, H.HOST_PHASE_UPDATED);
     assert.equal(hostOf(recorded.rollout, d.actions[0]!.host).progId, 42);
-    assert.match(recorded.event, /updated \(prog 42\)/);
+    assert.match(describeEvent(recorded.event), /updated \(prog 42\)/);
 
     const next = step({ rollout: recorded.rollout, hosts, now: T0 + 500 });
     assert.equal(next.rollout.status!.step, 1);
@@ -219,7 +220,7 @@ describe('reconcile: update steps', () => {
     const canary = d.actions[0]!.host;
     const failed = recordApply(d.rollout, d.actions[0]!, { ok: false, reason: 'VERIFIER_REJECTED', message: 'R1 invalid mem access' }, T0 + 1);
     assert.equal(hostOf(failed.rollout, canary).phase, H.HOST_PHASE_FAILED);
-    assert.match(failed.event, /update failed: VERIFIER_REJECTED: R1 invalid mem access/);
+    assert.match(describeEvent(failed.event), /update failed: VERIFIER_REJECTED: R1 invalid mem access/);
 
     const rb = step({ rollout: failed.rollout, hosts, now: T0 + 2 });
     assert.equal(rb.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
@@ -283,7 +284,7 @@ describe('reconcile: bake and analysis', () => {
     assert.equal(d.rollout.status!.analyses.length, 1);
     assert.equal(d.rollout.status!.analyses[0]!.verdict, Verdict.VERDICT_PASS);
     assert.equal(d.requeueAfterMs, 0);
-    assert.ok(d.events.some((e) => e.startsWith('analysis at step 2: pass')));
+    assert.ok(d.events.map(describeEvent).some((e) => e.startsWith('analysis at step 2: pass')));
   });
 
   it('a fail rolls back: restores each touched host to its previous digest, expecting the target', () => {
@@ -507,5 +508,46 @@ describe('reconcile: failureLimit', () => {
     d = step({ rollout: d.rollout, hosts, now: T0 + 12_000, analyze: b.analyze });
     assert.equal(d.rollout.status!.step, 2);
     assert.equal(d.rollout.status!.failuresInStep, 0);
+  });
+});
+
+describe('reconcile: which step a transition ends', () => {
+  const spec = { steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }], analysis: { interval: '2s' } };
+  const ends = (d: Decision) => d.events.map(endedStep).filter((e) => e !== undefined);
+
+  it('a halt ends the step under way as failed', () => {
+    const r = canaryDone({ ...spec, onFailure: 'halt' }, fleet(3));
+    const d = step({ rollout: r, hosts: fleet(3), now: T0 + 10_000, analyze: analyzer(Verdict.VERDICT_FAIL).analyze });
+    assert.deepEqual(ends(d), [{ step: 1, kind: 'bake', outcome: 'failed', durationMs: 10_000 }]);
+  });
+
+  it('a failed apply of a paused rollout rolls back without ending a step; the rollback\'s end ends none either', () => {
+    const hosts = fleet(2);
+    const planned = step({ rollout: rolloutOf({ steps: [{ percent: 100 }] }), hosts, now: T0 }).rollout;
+    const first = step({ rollout: planned, hosts, now: T0 });
+    const paused = structuredClone(first.rollout);
+    paused.status!.phase = P.ROLLOUT_PHASE_PAUSED;
+    const failed = recordAll(paused, first.actions, T0 + 1, false);
+    const rb = step({ rollout: failed, hosts, now: T0 + 2 });
+    assert.equal(rb.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
+    assert.deepEqual(ends(rb), []);
+    const restoring = step({ rollout: rb.rollout, hosts, now: T0 + 3 });
+    const done = step({ rollout: recordAll(restoring.rollout, restoring.actions, T0 + 4), hosts, now: T0 + 5 });
+    assert.equal(done.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLED_BACK);
+    assert.deepEqual(ends(done), []);
+  });
+
+  it('each step of a whole run ends once, passed, in order', () => {
+    const hosts = fleet(2);
+    let r = step({ rollout: rolloutOf(spec), hosts, now: T0 }).rollout;
+    const ended: unknown[] = [];
+    const a = analyzer(Verdict.VERDICT_PASS);
+    for (let now = T0; r.status!.phase === P.ROLLOUT_PHASE_PROGRESSING && now < T0 + 60_000; now += 1000) {
+      const d = step({ rollout: r, hosts, now, analyze: a.analyze });
+      ended.push(...ends(d).map((e) => [e.step, e.kind, e.outcome]));
+      r = recordAll(d.rollout, d.actions, now);
+    }
+    assert.equal(r.status!.phase, P.ROLLOUT_PHASE_SUCCEEDED);
+    assert.deepEqual(ended, [[0, 'canary', 'passed'], [1, 'bake', 'passed'], [2, 'percent', 'passed'], [3, 'final_wave', 'passed']]);
   });
 });

@@ -1,7 +1,7 @@
 import type { Rollout, RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { applyRequest, pendingRequests } from './requests.js';
 import { runSteps, type StepInput, type StepOutput } from './steps.js';
-import { emptyStatus, verbName } from './vocabulary.js';
+import { emptyStatus } from './vocabulary.js';
 
 export interface ReconcileInput extends StepInput {
   /** Operators' requests on this rollout, any order; those after status.observedRequest are acted on first. */
@@ -25,7 +25,9 @@ export function reconcile(input: ReconcileInput): Decision {
   const d: Decision = { rollout, actions: [], requeueAfterMs: null, events: [] };
   for (const req of pendingRequests(status, input.requests ?? [])) {
     const outcome = applyRequest(rollout, req, input.now);
-    d.events.push(outcome.kind === 'applied' ? outcome.event : `${verbName(req.verb)} by ${req.actor} changed nothing: ${outcome.why}`);
+    d.events.push(outcome.kind === 'applied'
+      ? outcome.event
+      : { kind: 'request', request: { verb: req.verb, actor: req.actor, reason: req.reason }, outcome: outcome.kind, why: outcome.why });
     d.requeueAfterMs = 0;
   }
   runSteps(input, status, d);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase, RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { describe as describeEvent, endedStep } from './events.js';
 import { reconcile } from './reconcile.js';
 import { applyRequest, pendingRequests } from './requests.js';
 import { canaryDone, fleet, hostOf, hostsIn, neverAnalyze, OLD, recordAll, rolloutOf, step, T0, TARGET, type Pass } from './rollouts.fixture.js';
@@ -31,7 +32,7 @@ describe('reconcile: operator requests', () => {
     assert.equal(paused.rollout.status!.observedRequest, pause.seq);
     assert.equal(paused.rollout.status!.message, 'paused by alice (looks odd): resume to continue');
     assert.deepEqual(paused.actions, []);
-    assert.deepEqual(paused.events, ['paused by alice (looks odd): resume to continue']);
+    assert.deepEqual(paused.events.map(describeEvent), ['paused by alice (looks odd): resume to continue']);
     // The same request is not acted on twice, and a paused rollout waits.
     const still = withRequests(paused.rollout, hosts, T0 + 60_000, [pause]);
     assert.deepEqual(still.rollout, paused.rollout);
@@ -69,9 +70,9 @@ describe('reconcile: operator requests', () => {
     const promote = req(RolloutVerb.ROLLOUT_VERB_PROMOTE, 'dave', 'hotfix');
     let d = withRequests(r, hosts, T0 + 1000, [promote]);
     assert.equal(d.rollout.status!.promoted, true);
-    assert.ok(d.events.includes('promoted by dave (hotfix): remaining bake, analysis and pause steps are skipped'));
+    assert.ok(d.events.map(describeEvent).includes('promoted by dave (hotfix): remaining bake, analysis and pause steps are skipped'));
     assert.equal(d.rollout.status!.step, 2, 'the bake at step 2 is skipped without waiting for it');
-    assert.ok(d.events.some((e) => e.startsWith('bake 10s skipped (promoted)')));
+    assert.ok(d.events.map(describeEvent).some((e) => e.startsWith('bake 10s skipped (promoted)')));
     let now = T0 + 1000;
     for (let pass = 0; pass < 50 && d.rollout.status!.phase === P.ROLLOUT_PHASE_PROGRESSING; pass++) {
       assert.ok(d.actions.length <= 1, 'maxUnavailable still holds');
@@ -128,7 +129,7 @@ describe('reconcile: operator requests', () => {
     const d = withRequests(r, hosts, T0 + 1, [resume]);
     assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
     assert.equal(d.rollout.status!.observedRequest, resume.seq);
-    assert.ok(d.events.includes(`resume by gina changed nothing: rollout r-1 is not paused (progressing)`));
+    assert.ok(d.events.map(describeEvent).includes(`resume by gina changed nothing: rollout r-1 is not paused (progressing)`));
 
     const finished = structuredClone(r);
     finished.status!.phase = P.ROLLOUT_PHASE_SUCCEEDED;
@@ -146,8 +147,8 @@ describe('reconcile: operator requests', () => {
     assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
     assert.equal(d.rollout.status!.observedRequest, resume.seq);
     assert.equal(d.events.length >= 2, true);
-    assert.match(d.events[0]!, /^paused by/);
-    assert.match(d.events[1]!, /^resumed by/);
+    assert.match(describeEvent(d.events[0]!), /^paused by/);
+    assert.match(describeEvent(d.events[1]!), /^resumed by/);
   });
 
   it('a paused rollout whose in-flight apply failed still rolls back', () => {
@@ -198,5 +199,35 @@ describe('applyRequest: what the API refuses up front', () => {
     const s = { ...emptyStatus(), observedRequest: 2 };
     const rs = [3, 1, 5, 2, 4].map((n) => ({ ...req(RolloutVerb.ROLLOUT_VERB_PAUSE), seq: n }));
     assert.deepEqual(pendingRequests(s, rs).map((r) => r.seq), [3, 4, 5]);
+  });
+});
+
+describe('requests: which step they end', () => {
+  const req = (verb: RolloutVerb): RolloutRequest => ({ seq: 1, verb, actor: 'a', at: '', reason: '' });
+
+  it('resuming past a pause step ends it as passed, paused time included', () => {
+    let r = step({ rollout: rolloutOf({ steps: [{ pause: {} }, { percent: 100 }] }), hosts: fleet(2), now: T0 }).rollout;
+    r = step({ rollout: r, hosts: fleet(2), now: T0 }).rollout;
+    const outcome = applyRequest(r, req(RolloutVerb.ROLLOUT_VERB_RESUME), T0 + 60_000);
+    assert.equal(outcome.kind, 'applied');
+    assert.deepEqual(outcome.kind === 'applied' && endedStep(outcome.event), { step: 0, kind: 'pause', outcome: 'passed', durationMs: 60_000 });
+  });
+
+  it('aborting a progressing rollout ends its step as failed; a paused one ends none', () => {
+    const r = canaryDone({ steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }] }, fleet(3));
+    const progressing = applyRequest(structuredClone(r), req(RolloutVerb.ROLLOUT_VERB_ABORT), T0 + 4000);
+    assert.deepEqual(progressing.kind === 'applied' && endedStep(progressing.event), { step: 1, kind: 'bake', outcome: 'failed', durationMs: 4000 });
+    const paused = structuredClone(r);
+    paused.status!.phase = P.ROLLOUT_PHASE_PAUSED;
+    const outcome = applyRequest(paused, req(RolloutVerb.ROLLOUT_VERB_ABORT), T0 + 4000);
+    assert.equal(outcome.kind === 'applied' && endedStep(outcome.event), undefined);
+  });
+
+  it('pause, and promote without a pause step to leave, end no step', () => {
+    const r = canaryDone({ steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }] }, fleet(3));
+    for (const verb of [RolloutVerb.ROLLOUT_VERB_PAUSE, RolloutVerb.ROLLOUT_VERB_PROMOTE]) {
+      const outcome = applyRequest(structuredClone(r), req(verb), T0 + 1000);
+      assert.equal(outcome.kind === 'applied' && endedStep(outcome.event), undefined);
+    }
   });
 });

@@ -3,14 +3,15 @@
  * act on, and what each does to a rollout.
  */
 import { RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest, type RolloutStatus } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { moveOn } from './steps.js';
-import { emptyStatus, isFinalPhase, phaseName, verbPast } from './vocabulary.js';
+import { describe, requestedBy, type RequestBy, type RolloutEvent } from './events.js';
+import { endOfStep, moveOn } from './steps.js';
+import { emptyStatus, isFinalPhase, phaseName } from './vocabulary.js';
 
 const P = RolloutPhase;
 
-/** What an operator's request did: changed the rollout, changed nothing, or cannot apply. */
+/** What an operator's request did: changed the rollout (saying so in `event`), changed nothing, or cannot apply. */
 export type RequestOutcome =
-  | { kind: 'applied'; event: string }
+  | { kind: 'applied'; event: RolloutEvent }
   | { kind: 'unchanged'; why: string }
   | { kind: 'refused'; reason: string; why: string };
 
@@ -35,36 +36,35 @@ export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number)
   if (status.phase === P.ROLLOUT_PHASE_ROLLING_BACK) {
     return { kind: 'refused', reason: 'ROLLING_BACK', why: `rollout ${rollout.id} is rolling back and can only finish` };
   }
-  const by = `${verbPast(req.verb)} by ${req.actor}${req.reason ? ` (${req.reason})` : ''}`;
+  const request: RequestBy = { verb: req.verb, actor: req.actor, reason: req.reason };
   switch (req.verb) {
     case RolloutVerb.ROLLOUT_VERB_PAUSE:
       if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'unchanged', why: `rollout ${rollout.id} is already paused` };
       status.phase = P.ROLLOUT_PHASE_PAUSED;
-      status.message = `${by}: resume to continue`;
-      return { kind: 'applied', event: status.message };
+      return applied(status, request);
     case RolloutVerb.ROLLOUT_VERB_RESUME:
       if (status.phase !== P.ROLLOUT_PHASE_PAUSED) {
         return { kind: 'refused', reason: 'NOT_PAUSED', why: `rollout ${rollout.id} is not paused (${phaseName(status.phase)})` };
       }
-      return { kind: 'applied', event: resume(rollout, now, by) };
-    case RolloutVerb.ROLLOUT_VERB_PROMOTE: {
+      return resume(rollout, now, request);
+    case RolloutVerb.ROLLOUT_VERB_PROMOTE:
       if (status.promoted) return { kind: 'unchanged', why: `rollout ${rollout.id} is already promoted` };
       status.promoted = true;
-      const why = `${by}: remaining bake, analysis and pause steps are skipped`;
-      if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'applied', event: resume(rollout, now, why) };
-      status.message = why;
-      return { kind: 'applied', event: why };
-    }
-    case RolloutVerb.ROLLOUT_VERB_ABORT:
+      if (status.phase === P.ROLLOUT_PHASE_PAUSED) return resume(rollout, now, request);
+      return applied(status, request);
+    case RolloutVerb.ROLLOUT_VERB_ABORT: {
       status.aborted = true;
+      const by = requestedBy(request);
       if (!planned(status)) {
         status.phase = P.ROLLOUT_PHASE_ABORTED;
         status.message = `${by} before any host was touched`;
-        return { kind: 'applied', event: `aborted: ${status.message}` };
+        return { kind: 'applied', event: { kind: 'finished', phase: status.phase, message: status.message } };
       }
+      const ended = status.phase === P.ROLLOUT_PHASE_PROGRESSING ? endOfStep(rollout.spec!.steps, status, now, 'failed') : undefined;
       status.phase = P.ROLLOUT_PHASE_ROLLING_BACK;
       status.message = by;
-      return { kind: 'applied', event: `rolling back: ${by}; restoring every host it updated` };
+      return { kind: 'applied', event: { kind: 'rolling-back', reason: `${by}; restoring every host it updated`, ended } };
+    }
     default:
       return { kind: 'refused', reason: 'UNKNOWN_VERB', why: `unknown verb ${String(req.verb)}` };
   }
@@ -72,17 +72,22 @@ export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number)
 
 const planned = (status: RolloutStatus): boolean => status.digest !== '';
 
+/** A request applied as its own words say; they become the status message. */
+function applied(status: RolloutStatus, request: RequestBy): RequestOutcome {
+  const event: RolloutEvent = { kind: 'request', request, outcome: 'applied' };
+  status.message = describe(event);
+  return { kind: 'applied', event };
+}
+
 /** Back to work after a pause; a `pause` step is done once resumed. */
-function resume(rollout: Rollout, now: number, why: string): string {
+function resume(rollout: Rollout, now: number, request: RequestBy): RequestOutcome {
   const status = rollout.status!;
   const steps = rollout.spec!.steps;
   if (!planned(status)) {
     status.phase = P.ROLLOUT_PHASE_PENDING;
-    status.message = why;
-    return why;
+    return applied(status, request);
   }
   status.phase = P.ROLLOUT_PHASE_PROGRESSING;
-  if (steps[status.step]?.kind?.$case === 'pause') return moveOn(steps, status, now, why);
-  status.message = why;
-  return why;
+  if (steps[status.step]?.kind?.$case === 'pause') return { kind: 'applied', event: moveOn(steps, status, now, { by: 'request', request }) };
+  return applied(status, request);
 }

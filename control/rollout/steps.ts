@@ -17,8 +17,8 @@ import {
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { assess } from '../analysis/assess.js';
 import type { ApplyAction } from './apply-results.js';
-import { describeStep } from './spec.js';
-import { phaseName, verdictName } from './vocabulary.js';
+import { describe, type PassedBy, type RolloutEvent, type StepEnd } from './events.js';
+import { stepKind } from './vocabulary.js';
 import { maxUnavailableOf, planWaves } from './waves.js';
 
 /** A registered host as the controller sees it, for one attachment. */
@@ -54,8 +54,8 @@ export interface StepOutput {
   actions: ApplyAction[];
   /** When to look again even if nothing changes; null: only on events. */
   requeueAfterMs: number | null;
-  /** What happened, for the audit log and the operator. */
-  events: string[];
+  /** What happened, for the audit log, the operator and the metrics. */
+  events: RolloutEvent[];
 }
 
 const P = RolloutPhase;
@@ -121,12 +121,14 @@ function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   status.phase = P.ROLLOUT_PHASE_PROGRESSING;
   status.step = 0;
   status.stepStartedAt = new Date(input.now).toISOString();
-  const waveSizes = spec.steps.map((_, i) => status.hosts.filter((h) => h.wave === i).length);
-  // The event lands in the audit log and the logs: name the first waves' hosts, not a
-  // fleet's worth (the plan itself is in the status, host by host).
-  const shown = status.hosts.slice(0, PLAN_HOSTS_SHOWN).map((h) => `${h.host}→wave ${h.wave}`).join(', ');
-  const more = status.hosts.length > PLAN_HOSTS_SHOWN ? ` and ${status.hosts.length - PLAN_HOSTS_SHOWN} more` : '';
-  out.events.push(`planned ${status.hosts.length} hosts: ${shown}${more} (wave sizes ${waveSizes.join('/')})`);
+  out.events.push({
+    kind: 'planned',
+    hosts: status.hosts.length,
+    waveSizes: spec.steps.map((_, i) => status.hosts.filter((h) => h.wave === i).length),
+    // The event lands in the audit log and the logs: name the first waves' hosts, not a
+    // fleet's worth (the plan itself is in the status, host by host).
+    shown: status.hosts.slice(0, PLAN_HOSTS_SHOWN).map((h) => ({ host: h.host, wave: h.wave })),
+  });
   out.requeueAfterMs = 0;
 }
 
@@ -143,7 +145,8 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   const step = spec.steps[i];
   if (!step) {
     if (updateWave(input, status, out, spec.steps.length)) {
-      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, `all ${status.hosts.length} hosts run ${spec.module}@${spec.version}`);
+      const ended = endOfStep(spec.steps, status, input.now, 'passed');
+      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, `all ${status.hosts.length} hosts run ${spec.module}@${spec.version}`, ended);
     }
     return;
   }
@@ -151,21 +154,23 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   switch (kind?.$case) {
     case 'canary':
     case 'percent':
-      if (updateWave(input, status, out, i)) advance(input, status, out, `${describeStep(step)} done`);
+      if (updateWave(input, status, out, i)) advance(input, status, out, { by: 'wave-updated' });
       return;
     case 'bakeMs':
-      if (status.promoted) advance(input, status, out, `${describeStep(step)} skipped (promoted)`);
+      if (status.promoted) advance(input, status, out, { by: 'promotion' });
       else bake(input, status, out, kind.value);
       return;
-    case 'pause':
+    case 'pause': {
       if (status.promoted) {
-        advance(input, status, out, 'pause skipped (promoted)');
+        advance(input, status, out, { by: 'promotion' });
         return;
       }
       status.phase = P.ROLLOUT_PHASE_PAUSED;
-      status.message = `paused at step ${i + 1}: resume to continue`;
-      out.events.push(status.message);
+      const paused: RolloutEvent = { kind: 'paused', step: i };
+      status.message = describe(paused);
+      out.events.push(paused);
       return;
+    }
     default:
       fail(input, status, out, `step ${i + 1} has no kind`);
   }
@@ -189,7 +194,7 @@ function updateWave(input: StepInput, status: RolloutStatus, out: StepOutput, ma
     h.phase = H.HOST_PHASE_UPDATING;
     h.message = '';
     out.actions.push(updateAction(input, h));
-    out.events.push(`applying ${spec.module}@${spec.version} to ${h.host} (wave ${h.wave})`);
+    out.events.push({ kind: 'apply-sent', host: h.host, wave: h.wave, module: spec.module, version: spec.version });
     free--;
   }
   return false;
@@ -221,13 +226,13 @@ function bake(input: StepInput, status: RolloutStatus, out: StepOutput, bakeMs: 
     to: input.now,
   });
   status.analyses.push(run);
-  out.events.push(`analysis at step ${status.step + 1}: ${verdictName(run.verdict)} — ${run.summary}`);
+  out.events.push({ kind: 'analysis', step: status.step, verdict: run.verdict, summary: run.summary });
   const assessed = assess(run, status, spec.analysis!);
   status.failuresInStep = assessed.counters.failuresInStep;
   status.inconclusiveInARow = assessed.counters.inconclusiveInARow;
   switch (assessed.outcome) {
     case 'pass':
-      advance(input, status, out, `bake ${bakeMs}ms passed analysis`);
+      advance(input, status, out, { by: 'analysis', bakeMs });
       return;
     case 'hold':
       status.message = assessed.message;
@@ -238,33 +243,45 @@ function bake(input: StepInput, status: RolloutStatus, out: StepOutput, bakeMs: 
   }
 }
 
-function advance(input: StepInput, status: RolloutStatus, out: StepOutput, why: string): void {
+function advance(input: StepInput, status: RolloutStatus, out: StepOutput, why: PassedBy): void {
   out.events.push(moveOn(input.rollout.spec!.steps, status, input.now, why));
   out.requeueAfterMs = 0;
 }
 
 /**
  * Ends the current step as passed and starts the next (or the last wave); resets the step's
- * analysis counters. Returns the message it leaves in the status.
+ * analysis counters and leaves the event's words as the status message.
  */
-export function moveOn(steps: readonly Step[], status: RolloutStatus, now: number, why: string): string {
+export function moveOn(steps: readonly Step[], status: RolloutStatus, now: number, why: PassedBy): RolloutEvent {
+  const ended = endOfStep(steps, status, now, 'passed');
+  const from = steps[status.step]!;
   status.step++;
   status.stepStartedAt = new Date(now).toISOString();
   status.inconclusiveInARow = 0;
   status.failuresInStep = 0;
-  const next = steps[status.step];
-  status.message = `${why}; now ${next ? `step ${status.step + 1}/${steps.length}: ${describeStep(next)}` : 'finishing the last wave'}`;
-  return status.message;
+  const event: RolloutEvent = { kind: 'advanced', ended, from, why, next: steps[status.step] ?? null, of: steps.length };
+  status.message = describe(event);
+  return event;
+}
+
+/**
+ * The current step, ended now with `outcome`. Only a step under way ends: call it while the
+ * rollout is PROGRESSING, or for a pause step being moved past.
+ */
+export function endOfStep(steps: readonly Step[], status: RolloutStatus, now: number, outcome: StepEnd['outcome']): StepEnd {
+  return { step: status.step, kind: stepKind(steps[status.step]), outcome, durationMs: now - Date.parse(status.stepStartedAt) };
 }
 
 function fail(input: StepInput, status: RolloutStatus, out: StepOutput, reason: string): void {
+  // A paused rollout's step ends when it is resumed, not here (a pause is no step outcome).
+  const ended = status.phase === P.ROLLOUT_PHASE_PROGRESSING ? endOfStep(input.rollout.spec!.steps, status, input.now, 'failed') : undefined;
   if (input.rollout.spec!.onFailure === FailurePolicy.FAILURE_POLICY_HALT) {
-    finish(status, out, P.ROLLOUT_PHASE_FAILED, `${reason}; halted without rollback (onFailure: halt)`);
+    finish(status, out, P.ROLLOUT_PHASE_FAILED, `${reason}; halted without rollback (onFailure: halt)`, ended);
     return;
   }
   status.phase = P.ROLLOUT_PHASE_ROLLING_BACK;
   status.message = reason;
-  out.events.push(`rolling back: ${reason}`);
+  out.events.push({ kind: 'rolling-back', reason, ended });
   out.requeueAfterMs = 0;
 }
 
@@ -280,7 +297,7 @@ function rollBack(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   for (const h of status.hosts) {
     if (!touched(h)) continue;
     if (h.phase === H.HOST_PHASE_ROLLING_BACK && !retryDue) continue;
-    if (h.phase !== H.HOST_PHASE_ROLLING_BACK) out.events.push(`restoring ${h.host} to ${h.previousVersion || 'nothing'}`);
+    if (h.phase !== H.HOST_PHASE_ROLLING_BACK) out.events.push({ kind: 'restoring', host: h.host, to: h.previousVersion });
     h.phase = H.HOST_PHASE_ROLLING_BACK;
     out.actions.push({
       kind: 'apply',
@@ -297,9 +314,9 @@ function rollBack(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   }
 }
 
-function finish(status: RolloutStatus, out: StepOutput, phase: RolloutPhase, message: string): void {
+function finish(status: RolloutStatus, out: StepOutput, phase: RolloutPhase, message: string, ended?: StepEnd): void {
   status.phase = phase;
   status.message = message;
-  out.events.push(`${phaseName(phase)}: ${message}`);
+  out.events.push({ kind: 'finished', phase, message, ended });
   out.requeueAfterMs = null;
 }

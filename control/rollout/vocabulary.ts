@@ -18,7 +18,7 @@ import {
 const P = RolloutPhase;
 
 /** Phases a rollout never leaves. */
-export const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
+const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
   P.ROLLOUT_PHASE_SUCCEEDED,
   P.ROLLOUT_PHASE_ROLLED_BACK,
   P.ROLLOUT_PHASE_FAILED,
