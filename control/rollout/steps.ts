@@ -82,6 +82,7 @@ export function runSteps(input: StepInput, status: RolloutStatus, out: StepOutpu
       failOnFailedHosts(input, status, out);
       break;
     default:
+      // Final phases never move again.
       break;
   }
 }
