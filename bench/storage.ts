@@ -17,9 +17,11 @@
 import { Etcd3 } from 'etcd3';
 import { simArtifact } from '../agent/dataplane/sim/artifacts.js';
 import { keys } from '../common/keys.js';
-import { recordApplies, reconcile, type HostView } from '../control/rollout/reconcile.js';
+import { recordApplies } from '../control/rollout/apply-results.js';
+import { reconcile } from '../control/rollout/reconcile.js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
-import { emptyStatus } from '../control/rollout/reconcile.js';
+import type { HostView } from '../control/rollout/steps.js';
+import { emptyStatus } from '../control/rollout/vocabulary.js';
 import { chunk, mapLimit } from '../common/etcd/batch.js';
 import type { Fence } from '../common/etcd/fence.js';
 import { HostDirectory } from '../common/etcd/hosts.js';
@@ -55,7 +57,7 @@ function rolloutSaves(id: string, n: number): Rollout[] {
   const saves: Rollout[] = [];
   let now = Date.now();
   for (let pass = 0; pass < 100; pass++) {
-    const d = reconcile({ rollout, target, hosts, inFlight: new Set(), now: now++, analyze: () => { throw new Error('no analysis in this rollout'); } });
+    const d = reconcile({ rollout, target, hosts, now: now++, analyze: () => { throw new Error('no analysis in this rollout'); } });
     if (d.events.length) saves.push(d.rollout);
     rollout = d.rollout;
     if (d.actions.length) {

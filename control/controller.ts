@@ -17,11 +17,14 @@ import { analyze } from './analysis/analyze.js';
 import type { TelemetryIngest } from './analysis/ingest.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
-import { StepClock } from './metrics.js';
-import { reconcile, recordApplies, type ApplyAction, type ApplyOutcome, type HostView } from './rollout/reconcile.js';
+import { recordApplies, type ApplyAction, type ApplyOutcome } from './rollout/apply-results.js';
+import { describe, type RolloutEvent } from './rollout/events.js';
+import { reconcile } from './rollout/reconcile.js';
+import type { HostView } from './rollout/steps.js';
+import { isFinal } from './rollout/vocabulary.js';
 import type { AuditLog } from './store/audit.js';
 import { RequestStore } from './store/requests.js';
-import { isFinal, type RolloutStore, type StoredRollout } from './store/rollouts.js';
+import type { RolloutStore, StoredRollout } from './store/rollouts.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
 // Events of one save per audit entry; a wave of thousands of hosts makes a few entries.
@@ -58,7 +61,6 @@ export class RolloutController {
   private leadership: Leadership | null = null;
   private term: AbortController | null = null;
   private readonly now: () => number;
-  private readonly stepClock = new StepClock();
   private readonly requests: RequestStore;
   /** Each rollout as this replica last read or saved it, and in which leadership term. */
   private readonly known = new Map<string, StoredRollout & { epoch: number }>();
@@ -141,7 +143,7 @@ export class RolloutController {
       this.known.delete(id);
       return;
     }
-    await inPassSpan(stored.rollout, this.stepClock, () => this.reconcileOnce(stored, leadership));
+    await inPassSpan(stored.rollout, () => this.reconcileOnce(stored, leadership));
   }
 
   /** One reconcile() of the rollout as loaded, and the writes and applies it decides. */
@@ -168,7 +170,6 @@ export class RolloutController {
       target,
       hosts,
       requests,
-      inFlight: new Set(),
       now: this.now(),
       analyze: (req) => {
         const reportsOf = this.deps.telemetry.reader(req.from);
@@ -210,8 +211,8 @@ export class RolloutController {
     return stored;
   }
 
-  /** Saves (fenced) what changed since `stored`, then logs and audits the events. */
-  private async persist(stored: StoredRollout, rollout: Rollout, events: string[], leadership: Leadership): Promise<StoredRollout> {
+  /** Saves (fenced) what changed since `stored`, then logs, traces, counts and audits the events. */
+  private async persist(stored: StoredRollout, rollout: Rollout, events: RolloutEvent[], leadership: Leadership): Promise<StoredRollout> {
     if (!events.length) return stored;
     let saved: StoredRollout;
     try {
@@ -222,17 +223,18 @@ export class RolloutController {
       throw err;
     }
     this.known.set(rollout.id, { ...saved, epoch: leadership.fence.epoch });
-    recordTransitions(rollout, events, this.stepClock);
+    recordTransitions(rollout, events);
+    const lines = events.map(describe);
     const { log } = this.deps;
     const fields = { rollout: rollout.id, phase: rollout.status?.phase, step: rollout.status?.step };
-    if (events.length <= EVENTS_LOGGED_ONE_BY_ONE) {
-      for (const event of events) log.info(fields, event);
+    if (lines.length <= EVENTS_LOGGED_ONE_BY_ONE) {
+      for (const line of lines) log.info(fields, line);
     } else {
-      log.info({ ...fields, events: events.length }, `${events[0]} (and ${events.length - 1} more events)`);
-      for (const event of events) log.debug(fields, event);
+      log.info({ ...fields, events: lines.length }, `${lines[0]} (and ${lines.length - 1} more events)`);
+      for (const line of lines) log.debug(fields, line);
     }
     await this.deps.audit.recordAll('controller', 'rollout.transition', rollout.id,
-      chunk(events, EVENTS_PER_AUDIT_ENTRY).map((part) => ({ events: part })));
+      chunk(lines, EVENTS_PER_AUDIT_ENTRY).map((part) => ({ events: part })));
     return saved;
   }
 

@@ -3,9 +3,12 @@ import { test } from 'node:test';
 import { startTelemetry } from '../common/otel.js';
 import { scrape } from '../e2e/support/prometheus.js';
 import type { Host } from '../proto/gen/bpfleet/v1/control.js';
-import { RolloutPhase, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
-import { endedStep, observeFleet, StepClock } from './metrics.js';
-import { emptyStatus } from './rollout/reconcile.js';
+import { HostPhase, RolloutPhase, RolloutVerb, type HostProgress, type Rollout, type RolloutRequest, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
+import { observeFleet, recordStepEnds } from './metrics.js';
+import { endedStep } from './rollout/events.js';
+import { reconcile } from './rollout/reconcile.js';
+import type { HostView } from './rollout/steps.js';
+import { emptyStatus } from './rollout/vocabulary.js';
 
 const P = RolloutPhase;
 const steps: Step[] = [{ kind: { $case: 'canary', value: 1 } }, { kind: { $case: 'bakeMs', value: 4000 } }, { kind: { $case: 'percent', value: 100 } }];
@@ -18,42 +21,51 @@ function rollout(id: string, phase: RolloutPhase, step: number, stepStartedAt: s
   };
 }
 
-const mark = (phase: RolloutPhase, step: number, stepStartedAt: string) => ({ phase, step, stepStartedAt });
+const at = (iso: string) => Date.parse(iso);
+const pause: RolloutRequest = { seq: 1, verb: RolloutVerb.ROLLOUT_VERB_PAUSE, actor: 'alice', at: '', reason: '' };
+
+/** The events of one reconcile() of `r` at `now`, over a fleet of `hosts`. */
+const events = (r: Rollout, now: string, { hosts = [] as HostView[], requests = [] as RolloutRequest[] } = {}) =>
+  reconcile({ rollout: r, target: { name: 'm', version: '2.0.0', digest: 'sha256:2' }, hosts, now: at(now), requests, analyze: () => assert.fail('no analysis here') }).events;
+
+/** The steps those events ended. */
+const stepEnds = (...args: Parameters<typeof events>) => events(...args).map(endedStep).filter((e) => e !== undefined);
+
+const promoted = (r: Rollout): Rollout => ({ ...r, status: { ...r.status!, promoted: true } });
+const failedHost: HostProgress = { host: 'h1', wave: 0, phase: HostPhase.HOST_PHASE_FAILED, previousDigest: '', previousVersion: '', message: 'VERIFIER_REJECTED: no', progId: 0, detail: '' };
 
 test('a step that moves on passed, and took from its start to the next step\'s start', () => {
-  const ended = endedStep(mark(P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'), rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 2, '2030-01-01T00:00:15.500Z'));
-  assert.deepEqual(ended, { kind: 'bake', outcome: 'passed', seconds: 5.5 });
+  const ended = stepEnds(promoted(rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z')), '2030-01-01T00:00:15.500Z');
+  assert.deepEqual(ended, [{ step: 1, kind: 'bake', outcome: 'passed', durationMs: 5500 }]);
 });
 
 test('leaving PROGRESSING for a rollback ends the current step as failed', () => {
-  const ended = endedStep(mark(P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'),
-    rollout('r', P.ROLLOUT_PHASE_ROLLING_BACK, 1, '2030-01-01T00:00:10.000Z', '2030-01-01T00:00:13.000Z'));
-  assert.deepEqual(ended, { kind: 'bake', outcome: 'failed', seconds: 3 });
+  const r = rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z');
+  r.status!.hosts = [failedHost];
+  const ended = stepEnds(r, '2030-01-01T00:00:13.000Z');
+  assert.deepEqual(ended, [{ step: 1, kind: 'bake', outcome: 'failed', durationMs: 3000 }]);
 });
 
 test('the wave after the last step is "final_wave" and passes when the rollout succeeds', () => {
-  const ended = endedStep(mark(P.ROLLOUT_PHASE_PROGRESSING, 3, '2030-01-01T00:00:20.000Z'),
-    rollout('r', P.ROLLOUT_PHASE_SUCCEEDED, 3, '2030-01-01T00:00:20.000Z', '2030-01-01T00:00:21.000Z'));
-  assert.deepEqual(ended, { kind: 'final_wave', outcome: 'passed', seconds: 1 });
+  const ended = stepEnds(rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 3, '2030-01-01T00:00:20.000Z'), '2030-01-01T00:00:21.000Z');
+  assert.deepEqual(ended, [{ step: 3, kind: 'final_wave', outcome: 'passed', durationMs: 1000 }]);
 });
 
 test('pausing, staying in a step, or a status never started ends no step', () => {
-  assert.equal(endedStep(mark(P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'), rollout('r', P.ROLLOUT_PHASE_PAUSED, 1, '2030-01-01T00:00:10.000Z')), null);
-  assert.equal(endedStep(mark(P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'), rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z')), null);
-  assert.equal(endedStep(mark(P.ROLLOUT_PHASE_PENDING, 0, ''), rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 0, '2030-01-01T00:00:10.000Z')), null);
+  assert.deepEqual(stepEnds(rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'), '2030-01-01T00:00:11.000Z', { requests: [pause] }), []);
+  assert.deepEqual(stepEnds(rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z'), '2030-01-01T00:00:11.000Z'), []);
+  const fleet: HostView[] = [{ name: 'h1', labels: {}, capabilities: ['xdp'], running: null }];
+  assert.deepEqual(stepEnds(rollout('r', P.ROLLOUT_PHASE_PENDING, 0, ''), '2030-01-01T00:00:10.000Z', { hosts: fleet }), []);
 });
 
-test('the step clock measures from the status each save replaced, and forgets finished rollouts', async (t) => {
+test('the step-duration histogram records the steps the persisted events ended, and nothing else', async (t) => {
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });
   t.after(() => telemetry.shutdown());
-  const clock = new StepClock();
-  // This replica led once, saw step 0, lost leadership; another leader moved the rollout on.
-  clock.persisted(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 0, '2029-12-31T23:59:00.000Z'));
-  clock.seen(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:00.000Z'));
-  clock.persisted(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 2, '2030-01-01T00:00:04.000Z'));
-  clock.persisted(rollout('r1', P.ROLLOUT_PHASE_SUCCEEDED, 2, '2030-01-01T00:00:04.000Z', '2030-01-01T00:00:06.000Z'));
-  // Finished: a later save of the same id starts from nothing.
-  clock.persisted(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 3, '2030-01-01T00:01:00.000Z'));
+  // The bake at step 2 passes after 4s; the percent step after it is done 2s later.
+  recordStepEnds(events(promoted(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:00.000Z')), '2030-01-01T00:00:04.000Z'));
+  recordStepEnds(events(rollout('r1', P.ROLLOUT_PHASE_PROGRESSING, 2, '2030-01-01T00:00:04.000Z'), '2030-01-01T00:00:06.000Z'));
+  // A pause ends no step.
+  recordStepEnds(events(rollout('r2', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:00.000Z'), '2030-01-01T00:00:01.000Z', { requests: [pause] }));
   const m = await scrape(telemetry.metricsUrl!);
   assert.equal(m.sum('bpfleet_rollout_step_duration_count', { bpfleet_rollout_step_kind: 'bake', bpfleet_rollout_step_outcome: 'passed' }), 1);
   assert.equal(m.sum('bpfleet_rollout_step_duration_sum', { bpfleet_rollout_step_kind: 'bake' }), 4);

@@ -15,13 +15,14 @@ import {
   ATTR_STEP_KIND,
   ATTR_STEP_OUTCOME,
   ATTR_VERDICT,
-  enumLabel,
 } from '../common/otel-attributes.js';
 import { instrumentsPerProvider } from '../common/meters.js';
-import { RolloutPhase, Verdict, type Rollout, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
+import { RolloutPhase, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import type { HostDirectory } from '../common/etcd/hosts.js';
-import { isFinal, type RolloutStore } from './store/rollouts.js';
+import { endedStep, type RolloutEvent } from './rollout/events.js';
+import { phaseLabel, verdictName } from './rollout/vocabulary.js';
+import type { RolloutStore } from './store/rollouts.js';
 
 export const controlMetrics = instrumentsPerProvider((meter) => ({
   stepDuration: meter.createHistogram('bpfleet.rollout.step.duration', {
@@ -54,22 +55,8 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
   }),
 }));
 
-export function phaseLabel(phase: RolloutPhase | undefined): string {
-  return enumLabel(phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED, 'ROLLOUT_PHASE_');
-}
-
-export function verdictLabel(verdict: Verdict): string {
-  return enumLabel(verdict, 'VERDICT_');
-}
-
-export function stepKind(step: Step | undefined): string {
-  const kind = step?.kind?.$case;
-  if (!kind) return 'final_wave';
-  return kind === 'bakeMs' ? 'bake' : kind;
-}
-
 export function recordVerdict(verdict: Verdict): void {
-  controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictLabel(verdict) });
+  controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictName(verdict) });
 }
 
 export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: number = Date.now()): void {
@@ -82,64 +69,15 @@ export function recordTelemetryDropped(err: unknown): void {
   controlMetrics().telemetryReports.add(1, { 'error.type': err instanceof Error ? err.name : 'unknown' });
 }
 
-interface StepMark {
-  phase: RolloutPhase;
-  step: number;
-  stepStartedAt: string;
-}
-
-/** A step that ended between two persisted statuses of one rollout. */
-export interface EndedStep {
-  kind: string;
-  outcome: 'passed' | 'failed';
-  seconds: number;
-}
-
 /**
- * The step a status change ended, if any: the step index moved on (passed), or the rollout
- * left PROGRESSING for a rollback or a halt (failed). Pause and resume end no step.
+ * Records the steps that `events` ended (events a pass persisted) in the step-duration
+ * histogram, from each step's start to the transition that ended it.
  */
-export function endedStep(before: StepMark, after: Rollout): EndedStep | null {
-  const status = after.status;
-  if (!status || !before.stepStartedAt) return null;
-  const steps = after.spec?.steps ?? [];
-  const startedMs = Date.parse(before.stepStartedAt);
-  if (status.step > before.step) {
-    return { kind: stepKind(steps[before.step]), outcome: 'passed', seconds: (Date.parse(status.stepStartedAt) - startedMs) / 1000 };
-  }
-  const left = before.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING && status.phase !== before.phase
-    && status.phase !== RolloutPhase.ROLLOUT_PHASE_PAUSED;
-  if (!left) return null;
-  const outcome = status.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED ? 'passed' : 'failed';
-  return { kind: stepKind(steps[before.step]), outcome, seconds: (Date.parse(status.updatedAt) - startedMs) / 1000 };
-}
-
-/**
- * Records step durations from the statuses the controller persists, comparing each with the
- * status it replaced: the one the pass read (which another leader may have written), or the
- * one this pass saved a moment before.
- */
-export class StepClock {
-  private readonly marks = new Map<string, StepMark>();
-
-  /** The status as a pass read it, before deciding. */
-  seen(rollout: Rollout): void {
-    this.remember(rollout);
-  }
-
-  persisted(rollout: Rollout): void {
-    const before = this.marks.get(rollout.id);
-    const ended = before ? endedStep(before, rollout) : null;
-    if (ended && Number.isFinite(ended.seconds) && ended.seconds >= 0) {
-      controlMetrics().stepDuration.record(ended.seconds, { [ATTR_STEP_KIND]: ended.kind, [ATTR_STEP_OUTCOME]: ended.outcome });
-    }
-    if (isFinal(rollout)) this.marks.delete(rollout.id);
-    else this.remember(rollout);
-  }
-
-  private remember(rollout: Rollout): void {
-    const s = rollout.status;
-    if (s) this.marks.set(rollout.id, { phase: s.phase, step: s.step, stepStartedAt: s.stepStartedAt });
+export function recordStepEnds(events: readonly RolloutEvent[]): void {
+  for (const event of events) {
+    const ended = endedStep(event);
+    if (!ended || !Number.isFinite(ended.durationMs) || ended.durationMs < 0) continue;
+    controlMetrics().stepDuration.record(ended.durationMs / 1000, { [ATTR_STEP_KIND]: ended.kind, [ATTR_STEP_OUTCOME]: ended.outcome });
   }
 }
 

@@ -12,9 +12,7 @@ import { Verdict, type AnalysisRun, type Rollout } from '../proto/gen/bpfleet/v1
 import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
-import { StepClock } from './metrics.js';
 import { inPassSpan, tracedAnalysis } from './tracing.js';
-
 
 const rollout = (traceparent?: string): Rollout => ({
   id: 'r1', createdAt: '', createdBy: '', undoOf: '', traceparent,
@@ -36,10 +34,10 @@ test('a pass on another replica, knowing only the stored traceparent, joins the 
   t.after(() => second.shutdown());
   // Whatever the timer that runs the pass happens to carry must not become its parent.
   await second.tracer.startActiveSpan('unrelated', async (unrelated) => {
-    await inPassSpan(rollout(stored), new StepClock(), async () => undefined);
+    await inPassSpan(rollout(stored), async () => undefined);
     unrelated.end();
   });
-  await inPassSpan(rollout(undefined), new StepClock(), async () => undefined);
+  await inPassSpan(rollout(undefined), async () => undefined);
   await second.shutdown();
 
   const passes = receiver.spans.filter((s) => s.name === 'rollout.reconcile');

@@ -34,8 +34,11 @@ import {
 import { contextOf, inSpan, traceparentOf } from '../common/spans.js';
 import type { AnalysisRun, Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
-import { phaseLabel, recordVerdict, verdictLabel, type StepClock } from './metrics.js';
-import type { AnalysisRequest, ApplyAction, ApplyOutcome } from './rollout/reconcile.js';
+import { recordStepEnds, recordVerdict } from './metrics.js';
+import type { ApplyAction, ApplyOutcome } from './rollout/apply-results.js';
+import { describe, type RolloutEvent } from './rollout/events.js';
+import type { AnalysisRequest } from './rollout/steps.js';
+import { phaseLabel, verdictName } from './rollout/vocabulary.js';
 
 export function rolloutAttributes(rollout: Rollout) {
   const spec = rollout.spec;
@@ -56,8 +59,7 @@ export function creationTraceparent(rollout: Rollout): string | undefined {
 }
 
 /** One controller pass over `rollout`, as a child of the request that created it. */
-export function inPassSpan<T>(rollout: Rollout, clock: StepClock, pass: () => Promise<T>): Promise<T> {
-  clock.seen(rollout);
+export function inPassSpan<T>(rollout: Rollout, pass: () => Promise<T>): Promise<T> {
   return inSpan('rollout.reconcile', {
     attributes: {
       ...rolloutAttributes(rollout),
@@ -68,12 +70,12 @@ export function inPassSpan<T>(rollout: Rollout, clock: StepClock, pass: () => Pr
 }
 
 /** Transitions a pass persisted: events on its span, step durations in the metrics. */
-export function recordTransitions(rollout: Rollout, events: readonly string[], clock: StepClock): void {
+export function recordTransitions(rollout: Rollout, events: readonly RolloutEvent[]): void {
   const span = trace.getActiveSpan();
   const attributes = { [ATTR_ROLLOUT_PHASE]: phaseLabel(rollout.status?.phase), [ATTR_ROLLOUT_STEP]: (rollout.status?.step ?? 0) + 1 };
   span?.setAttributes(attributes);
-  for (const event of events) span?.addEvent('rollout.transition', { ...attributes, 'bpfleet.event': event });
-  clock.persisted(rollout);
+  if (span) for (const event of events) span.addEvent('rollout.transition', { ...attributes, 'bpfleet.event': describe(event) });
+  recordStepEnds(events);
 }
 
 /** One apply the controller sends to a host, with what came of it. */
@@ -128,10 +130,10 @@ export function tracedAnalysis(
     links,
   }, (span) => {
     const run = analyze();
-    span.setAttributes({ [ATTR_VERDICT]: verdictLabel(run.verdict), 'bpfleet.analysis.summary': run.summary });
+    span.setAttributes({ [ATTR_VERDICT]: verdictName(run.verdict), 'bpfleet.analysis.summary': run.summary });
     for (const m of run.metrics) {
       span.addEvent('analysis.metric', {
-        [ATTR_METRIC]: m.metric, [ATTR_VERDICT]: verdictLabel(m.verdict),
+        [ATTR_METRIC]: m.metric, [ATTR_VERDICT]: verdictName(m.verdict),
         'bpfleet.analysis.canary': m.canary, 'bpfleet.analysis.baseline': m.baseline,
         'bpfleet.analysis.canary_samples': m.canarySamples, 'bpfleet.analysis.baseline_samples': m.baselineSamples,
         'bpfleet.analysis.reason': m.reason,

@@ -18,7 +18,7 @@ import { freePort } from '../../dev/ports.js';
 import { spawnManaged, type ManagedProcess } from '../../dev/processes.js';
 import { Rollout, RolloutPhase, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { PushModuleRequest } from '../../proto/gen/bpfleet/v1/control.js';
-import { isFinal } from '../../control/store/rollouts.js';
+import { isFinal } from '../../control/rollout/vocabulary.js';
 
 const TSX = [process.execPath, '--import', 'tsx'] as const;
 

@@ -6,13 +6,13 @@ import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from '../rollout/reconcile.js';
 import { checkRolloutSpec } from '../rollout/spec.js';
 import type { AuditLog } from '../store/audit.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { watchPrefix } from '../../common/etcd/watch.js';
-import { isFinal, type RolloutStore } from '../store/rollouts.js';
+import { emptyStatus, isFinal } from '../rollout/vocabulary.js';
+import type { RolloutStore } from '../store/rollouts.js';
 import { creationTraceparent } from '../tracing.js';
 import { actorOf, serverStream, unary } from './handler.js';
 

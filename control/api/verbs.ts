@@ -16,11 +16,12 @@ import type {
 } from '../../proto/gen/bpfleet/v1/control.js';
 import { RolloutVerb, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
-import { applyRequest, emptyStatus, pendingRequests, verbName } from '../rollout/reconcile.js';
+import { applyRequest, pendingRequests } from '../rollout/requests.js';
 import { undoSpec } from '../rollout/undo.js';
+import { emptyStatus, isFinal, verbName } from '../rollout/vocabulary.js';
 import type { AuditEntry, AuditLog } from '../store/audit.js';
 import type { RequestStore } from '../store/requests.js';
-import { isFinal, type RolloutStore } from '../store/rollouts.js';
+import type { RolloutStore } from '../store/rollouts.js';
 import { actorOf, unary } from './handler.js';
 import { requireId, startRollout } from './rollouts.js';
 

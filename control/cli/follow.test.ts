@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { BpfleetError } from '../../common/errors.js';
 import { RolloutPhase, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from '../rollout/reconcile.js';
+import { emptyStatus } from '../rollout/vocabulary.js';
 import type { Control } from './client.js';
 import { follow, MAX_FAILURES_IN_A_ROW } from './follow.js';
 

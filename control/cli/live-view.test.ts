@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from '../rollout/reconcile.js';
 import { toRolloutSpec } from '../rollout/spec.js';
+import { emptyStatus } from '../rollout/vocabulary.js';
 import { LivePainter, liveView, progressBar, statusKey, statusLine } from './live-view.js';
 
 const H = HostPhase;

@@ -2,7 +2,7 @@ import { shortDigest } from '../../common/digest.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { formatDuration } from '../rollout/duration.js';
 import { describeStep } from '../rollout/spec.js';
-import { phaseName, verdictName } from './rollout-view.js';
+import { phaseName, verdictName } from '../rollout/vocabulary.js';
 
 const H = HostPhase;
 const P = RolloutPhase;

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from '../rollout/reconcile.js';
 import { toRolloutSpec } from '../rollout/spec.js';
-import { changeLines, describeRollout, hostPhaseName, phaseName, verdictName } from './rollout-view.js';
+import { emptyStatus, hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
+import { changeLines, describeRollout } from './rollout-view.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 

@@ -1,11 +1,7 @@
 import { shortDigest } from '../../common/digest.js';
-import { HostPhase, RolloutPhase, Verdict, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describeStep } from '../rollout/spec.js';
-
-export const phaseName = (p: RolloutPhase | undefined): string =>
-  RolloutPhase[p ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED].replace('ROLLOUT_PHASE_', '').replace(/_/g, ' ').toLowerCase();
-export const hostPhaseName = (p: HostPhase): string => HostPhase[p].replace('HOST_PHASE_', '').replace(/_/g, ' ').toLowerCase();
-export const verdictName = (v: Verdict): string => Verdict[v].replace('VERDICT_', '').toLowerCase();
+import { hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
 
 const clockOf = (iso: string): string => (iso ? iso.slice(11, 19) : '--:--:--');
 

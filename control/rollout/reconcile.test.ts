@@ -1,110 +1,29 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { ModuleRef } from '../../proto/gen/bpfleet/v1/module.js';
+import { HostPhase, RolloutPhase, Verdict, type AnalysisRun, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { recordApply, type ApplyAction } from './apply-results.js';
+import { describe as describeEvent, endedStep } from './events.js';
+import { reconcile, type Decision } from './reconcile.js';
 import {
-  HostPhase,
-  RolloutPhase,
-  RolloutVerb,
-  Verdict,
-  type AnalysisRun,
-  type HostProgress,
-  type Rollout,
-  type RolloutRequest,
-} from '../../proto/gen/bpfleet/v1/rollout.js';
-import {
-  applyRequest,
-  emptyStatus,
-  pendingRequests,
-  verbName,
-  reconcile,
-  recordApply,
-  type AnalysisRequest,
-  type ApplyAction,
-  type Decision,
-  type HostView,
-} from './reconcile.js';
-import { toRolloutSpec, type RolloutSpecInput } from './spec.js';
+  analyzer,
+  canaryDone,
+  fleet,
+  hostOf,
+  hostsIn,
+  hostView,
+  neverAnalyze,
+  OLD,
+  recordAll,
+  rolloutOf,
+  step,
+  T0,
+  TARGET,
+} from './rollouts.fixture.js';
+import type { AnalysisRequest, HostView } from './steps.js';
 import { planWaves } from './waves.js';
 
 const H = HostPhase;
 const P = RolloutPhase;
-const T0 = Date.parse('2026-01-01T00:00:00.000Z');
-const OLD: ModuleRef = { name: 'pass-counter', version: '1.0.0', digest: `sha256:${'a'.repeat(64)}` };
-const TARGET: ModuleRef = { name: 'pass-counter', version: '2.0.0', digest: `sha256:${'b'.repeat(64)}` };
-
-function rolloutOf(spec: Partial<RolloutSpecInput> = {}, id = 'r-1'): Rollout {
-  return {
-    id,
-    spec: toRolloutSpec({ module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }], ...spec }),
-    status: undefined,
-    createdAt: new Date(T0).toISOString(),
-    createdBy: 'test',
-    undoOf: '',
-  };
-}
-
-function hostView(name: string, over: Partial<HostView> = {}): HostView {
-  return { name, labels: { role: 'edge' }, capabilities: ['xdp', 'tcx-ingress', 'tcx-egress'], running: OLD, ...over };
-}
-
-const fleet = (n: number, over: Partial<HostView> = {}): HostView[] =>
-  Array.from({ length: n }, (_, i) => hostView(`h${String(i + 1).padStart(2, '0')}`, over));
-
-function runOf(step: number, verdict: Verdict, at: number): AnalysisRun {
-  return { step, verdict, metrics: [], at: new Date(at).toISOString(), summary: `stub ${Verdict[verdict]}`, staleHosts: [] };
-}
-
-/** An analyze() that answers `verdicts` in turn and remembers what it was asked. */
-function analyzer(...verdicts: Verdict[]) {
-  const requests: AnalysisRequest[] = [];
-  let now = 0;
-  return {
-    requests,
-    at(t: number) {
-      now = t;
-    },
-    analyze: (req: AnalysisRequest): AnalysisRun => {
-      requests.push(req);
-      const v = verdicts.length > 1 ? verdicts.shift()! : verdicts[0] ?? Verdict.VERDICT_PASS;
-      return runOf(req.step, v, now || req.to);
-    },
-  };
-}
-
-const neverAnalyze = (): AnalysisRun => assert.fail('analyze must not be called here');
-
-interface Step {
-  rollout: Rollout;
-  hosts: HostView[];
-  now: number;
-  inFlight?: string[];
-  analyze?: (req: AnalysisRequest) => AnalysisRun;
-}
-
-function step({ rollout, hosts, now, inFlight = [], analyze = neverAnalyze }: Step): Decision {
-  return reconcile({ rollout, target: TARGET, hosts, inFlight: new Set(inFlight), now, analyze });
-}
-
-function recordAll(rollout: Rollout, actions: ApplyAction[], now: number, ok = true): Rollout {
-  let r = rollout;
-  actions.forEach((a, i) => {
-    r = recordApply(r, a, ok ? { ok: true, progId: 100 + i } : { ok: false, reason: 'VERIFIER_REJECTED', message: 'bad program' }, now).rollout;
-  });
-  return r;
-}
-
-const hostsIn = (r: Rollout, phase: HostPhase) => r.status!.hosts.filter((h) => h.phase === phase).map((h) => h.host);
-const hostOf = (r: Rollout, name: string): HostProgress => r.status!.hosts.find((h) => h.host === name)!;
-
-/** A rollout planned and with its canary wave updated: the state a bake step starts from. */
-function canaryDone(spec: Partial<RolloutSpecInput>, hosts: HostView[], now = T0): Rollout {
-  let r = step({ rollout: rolloutOf(spec), hosts, now }).rollout;
-  const d = step({ rollout: r, hosts, now });
-  r = recordAll(d.rollout, d.actions, now);
-  r = step({ rollout: r, hosts, now }).rollout;
-  assert.equal(r.status!.step, 1, 'canary step should be done');
-  return r;
-}
 
 describe('reconcile: planning', () => {
   it('selects only hosts whose labels contain every selector entry', () => {
@@ -125,7 +44,7 @@ describe('reconcile: planning', () => {
 
   it('names at most 20 hosts in the planning event, however large the fleet', () => {
     const d = step({ rollout: rolloutOf(), hosts: fleet(25), now: T0 });
-    const event = d.events.find((e) => e.startsWith('planned'))!;
+    const event = d.events.map(describeEvent).find((e) => e.startsWith('planned'))!;
     assert.match(event, /^planned 25 hosts: .* and 5 more \(wave sizes/);
     assert.equal(event.match(/→wave/g)?.length, 20);
     assert.equal(d.rollout.status!.hosts.length, 25, 'the status still holds every host');
@@ -231,16 +150,19 @@ describe('reconcile: update steps', () => {
     assert.deepEqual(hostsIn(d.rollout, H.HOST_PHASE_UPDATING).sort(), d.actions.map((a) => a.host).sort());
     assert.equal(hostsIn(d.rollout, H.HOST_PHASE_PENDING).length, 8);
 
-    // While both are still in flight the budget is used up: nothing new goes out.
-    const busy = step({ rollout: d.rollout, hosts, now: T0 + 1, inFlight: d.actions.map((a) => a.host) });
-    assert.deepEqual(busy.actions, []);
+    // Applies to hosts other than those already UPDATING (which a pass re-sends, see below).
+    const fresh = (x: Decision, updating: string[]) => x.actions.filter((a) => !updating.includes(a.host));
+
+    // While both are still updating the budget is used up: nothing new goes out.
+    const busy = step({ rollout: d.rollout, hosts, now: T0 + 1 });
+    assert.deepEqual(fresh(busy, d.actions.map((a) => a.host)), []);
 
     // One answers: exactly one more host of the canary wave, and still none of a later wave.
     const one = recordApply(d.rollout, d.actions[0]!, { ok: true, progId: 7 }, T0 + 2).rollout;
-    const next = step({ rollout: one, hosts, now: T0 + 2, inFlight: [d.actions[1]!.host] });
-    assert.equal(next.actions.length, 1);
+    const next = step({ rollout: one, hosts, now: T0 + 2 });
+    assert.equal(fresh(next, [d.actions[1]!.host]).length, 1);
     const third = wave0.find((h) => !d.actions.some((a) => a.host === h))!;
-    assert.equal(next.actions[0]!.host, third);
+    assert.equal(fresh(next, [d.actions[1]!.host])[0]!.host, third);
     assert.equal(next.rollout.status!.step, 0, 'the step is not done while a canary host is still updating');
   });
 
@@ -266,7 +188,7 @@ describe('reconcile: update steps', () => {
     const recorded = recordApply(d.rollout, d.actions[0]!, { ok: true, progId: 42 }, T0 + 100);
     assert.equal(hostOf(recorded.rollout, d.actions[0]!.host).phase, H.HOST_PHASE_UPDATED);
     assert.equal(hostOf(recorded.rollout, d.actions[0]!.host).progId, 42);
-    assert.match(recorded.event, /updated \(prog 42\)/);
+    assert.match(describeEvent(recorded.event), /updated \(prog 42\)/);
 
     const next = step({ rollout: recorded.rollout, hosts, now: T0 + 500 });
     assert.equal(next.rollout.status!.step, 1);
@@ -289,11 +211,6 @@ describe('reconcile: update steps', () => {
     assert.deepEqual(resent[0]!.module, TARGET);
     assert.equal(resent[0]!.expectedDigest, OLD.digest);
     assert.equal(d.actions.length, 2, 'plus one new host: the re-sent one counts against maxUnavailable');
-
-    // The same process still has that apply in flight: no duplicate.
-    const inFlight = step({ rollout: orphaned, hosts, now: T0, inFlight: [stuck!.host] });
-    assert.ok(!inFlight.actions.some((a) => a.host === stuck!.host));
-    assert.equal(inFlight.actions.length, 1);
   });
 
   it('an apply failure on update rolls back', () => {
@@ -303,7 +220,7 @@ describe('reconcile: update steps', () => {
     const canary = d.actions[0]!.host;
     const failed = recordApply(d.rollout, d.actions[0]!, { ok: false, reason: 'VERIFIER_REJECTED', message: 'R1 invalid mem access' }, T0 + 1);
     assert.equal(hostOf(failed.rollout, canary).phase, H.HOST_PHASE_FAILED);
-    assert.match(failed.event, /update failed: VERIFIER_REJECTED: R1 invalid mem access/);
+    assert.match(describeEvent(failed.event), /update failed: VERIFIER_REJECTED: R1 invalid mem access/);
 
     const rb = step({ rollout: failed.rollout, hosts, now: T0 + 2 });
     assert.equal(rb.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
@@ -367,7 +284,7 @@ describe('reconcile: bake and analysis', () => {
     assert.equal(d.rollout.status!.analyses.length, 1);
     assert.equal(d.rollout.status!.analyses[0]!.verdict, Verdict.VERDICT_PASS);
     assert.equal(d.requeueAfterMs, 0);
-    assert.ok(d.events.some((e) => e.startsWith('analysis at step 2: pass')));
+    assert.ok(d.events.map(describeEvent).some((e) => e.startsWith('analysis at step 2: pass')));
   });
 
   it('a fail rolls back: restores each touched host to its previous digest, expecting the target', () => {
@@ -394,7 +311,8 @@ describe('reconcile: bake and analysis', () => {
     const [first, ...rest] = rb.actions;
     const partly = recordApply(rb.rollout, first!, { ok: true, progId: 9 }, T0 + 10_002).rollout;
     assert.equal(hostOf(partly, first!.host).phase, H.HOST_PHASE_ROLLED_BACK);
-    const waiting = step({ rollout: partly, hosts, now: T0 + 10_003, inFlight: rest.map((a) => a.host) });
+    // The others are ROLLING_BACK with their results still to come; a pass meanwhile waits.
+    const waiting = step({ rollout: partly, hosts, now: T0 + 10_003 });
     assert.equal(waiting.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
     assert.deepEqual(waiting.actions, []);
 
@@ -499,33 +417,6 @@ describe('reconcile: final phases', () => {
   }
 });
 
-describe('recordApply', () => {
-  it('ignores results for hosts the rollout did not plan', () => {
-    const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
-    const out = recordApply(r, { kind: 'apply', host: 'stranger', module: TARGET, expectedDigest: '', purpose: 'update' }, { ok: true, progId: 1 }, T0);
-    assert.deepEqual(out.rollout.status!.hosts, r.status!.hosts);
-    assert.match(out.event, /unplanned host stranger/);
-  });
-
-  it('does not modify the rollout it is given', () => {
-    const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
-    const copy = structuredClone(r);
-    recordApply(r, { kind: 'apply', host: r.status!.hosts[0]!.host, module: TARGET, expectedDigest: '', purpose: 'update' }, { ok: true, progId: 1 }, T0 + 5);
-    assert.deepEqual(r, copy);
-  });
-
-  it('a successful rollback marks the host ROLLED_BACK and clears its message', () => {
-    const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
-    const h = r.status!.hosts[0]!;
-    h.phase = H.HOST_PHASE_ROLLING_BACK;
-    h.message = 'UNAVAILABLE: earlier attempt';
-    const out = recordApply(r, { kind: 'apply', host: h.host, module: OLD, expectedDigest: TARGET.digest, purpose: 'rollback' }, { ok: true, progId: 5 }, T0 + 5);
-    assert.equal(hostOf(out.rollout, h.host).phase, H.HOST_PHASE_ROLLED_BACK);
-    assert.equal(hostOf(out.rollout, h.host).message, '');
-    assert.equal(out.rollout.status!.updatedAt, new Date(T0 + 5).toISOString());
-  });
-});
-
 describe('reconcile: whole runs with a fake clock', () => {
   /** Drives reconcile like the controller does, with every apply landing on the fleet. */
   function drive(rollout: Rollout, hosts: HostView[], analyze: (req: AnalysisRequest) => AnalysisRun, maxUnavailable: number) {
@@ -535,7 +426,7 @@ describe('reconcile: whole runs with a fake clock', () => {
     let r = rollout;
     let now = T0;
     for (let pass = 0; pass < 200; pass++) {
-      const d = reconcile({ rollout: r, target: TARGET, hosts: view(), inFlight: new Set(), now, analyze });
+      const d = reconcile({ rollout: r, target: TARGET, hosts: view(), now, analyze });
       r = d.rollout;
       if (d.actions.length) {
         assert.ok(d.actions.length <= maxUnavailable || d.actions[0]!.purpose === 'rollback', `${d.actions.length} applies at once`);
@@ -595,206 +486,6 @@ describe('reconcile: whole runs with a fake clock', () => {
   });
 });
 
-describe('emptyStatus', () => {
-  it('starts pending at step 0', () => {
-    const s = emptyStatus();
-    assert.equal(s.phase, P.ROLLOUT_PHASE_PENDING);
-    assert.equal(s.step, 0);
-    assert.deepEqual(s.hosts, []);
-  });
-});
-
-describe('reconcile: operator requests', () => {
-  const spec = { steps: [{ canary: 1 }, { bake: '10s' }, { percent: 50 }, { pause: {} }, { percent: 100 }], analysis: { interval: '2s' } };
-  let seq = 0;
-  const req = (verb: RolloutVerb, actor = 'alice', reason = ''): RolloutRequest =>
-    ({ seq: ++seq, verb, actor, at: new Date(T0).toISOString(), reason });
-  const withRequests = (rollout: Rollout, hosts: HostView[], now: number, requests: RolloutRequest[], analyze: Step['analyze'] = neverAnalyze) =>
-    reconcile({ rollout, target: TARGET, hosts, inFlight: new Set(), now, analyze, requests });
-
-  it('pause stops new applies mid-wave; resume sends them again', () => {
-    const hosts = fleet(6);
-    const planned = step({ rollout: rolloutOf({ steps: [{ percent: 100 }], maxUnavailable: 2 }), hosts, now: T0 }).rollout;
-    const first = step({ rollout: planned, hosts, now: T0 });
-    assert.equal(first.actions.length, 2);
-    const halfway = recordAll(first.rollout, first.actions, T0 + 1);
-
-    const pause = req(RolloutVerb.ROLLOUT_VERB_PAUSE, 'alice', 'looks odd');
-    const paused = withRequests(halfway, hosts, T0 + 2, [pause]);
-    assert.equal(paused.rollout.status!.phase, P.ROLLOUT_PHASE_PAUSED);
-    assert.equal(paused.rollout.status!.observedRequest, pause.seq);
-    assert.equal(paused.rollout.status!.message, 'paused by alice (looks odd): resume to continue');
-    assert.deepEqual(paused.actions, []);
-    assert.deepEqual(paused.events, ['paused by alice (looks odd): resume to continue']);
-    // The same request is not acted on twice, and a paused rollout waits.
-    const still = withRequests(paused.rollout, hosts, T0 + 60_000, [pause]);
-    assert.deepEqual(still.rollout, paused.rollout);
-    assert.deepEqual(still.actions, []);
-
-    const resume = req(RolloutVerb.ROLLOUT_VERB_RESUME, 'bob');
-    const resumed = withRequests(paused.rollout, hosts, T0 + 60_001, [pause, resume]);
-    assert.equal(resumed.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(resumed.rollout.status!.observedRequest, resume.seq);
-    assert.equal(resumed.actions.length, 2, 'the next two hosts go out in the same pass');
-    assert.ok(resumed.actions.every((a) => hostOf(halfway, a.host).phase === H.HOST_PHASE_PENDING));
-  });
-
-  it('resume goes past a pause step; a pause step resumed is not paused again', () => {
-    const hosts = fleet(4);
-    let r = step({ rollout: rolloutOf({ steps: [{ canary: 1 }, { pause: {} }, { percent: 100 }] }), hosts, now: T0 }).rollout;
-    const d = step({ rollout: r, hosts, now: T0 });
-    r = recordAll(d.rollout, d.actions, T0);
-    r = step({ rollout: r, hosts, now: T0 }).rollout;
-    r = step({ rollout: r, hosts, now: T0 }).rollout;
-    assert.equal(r.status!.phase, P.ROLLOUT_PHASE_PAUSED);
-    assert.equal(r.status!.step, 1);
-    const resume = req(RolloutVerb.ROLLOUT_VERB_RESUME, 'carol');
-    const resumed = withRequests(r, hosts, T0 + 5000, [resume]);
-    assert.equal(resumed.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(resumed.rollout.status!.step, 2);
-    assert.equal(resumed.rollout.status!.stepStartedAt, new Date(T0 + 5000).toISOString());
-    assert.match(resumed.rollout.status!.message, /^resumed by carol; now step 3\/3: percent 100%/);
-    assert.equal(resumed.actions.length, 1, 'the last wave starts at once');
-  });
-
-  it('promote skips the remaining bake, analysis and pause steps but keeps maxUnavailable', () => {
-    const hosts = fleet(6);
-    const r = canaryDone(spec, hosts);
-    const promote = req(RolloutVerb.ROLLOUT_VERB_PROMOTE, 'dave', 'hotfix');
-    let d = withRequests(r, hosts, T0 + 1000, [promote]);
-    assert.equal(d.rollout.status!.promoted, true);
-    assert.ok(d.events.includes('promoted by dave (hotfix): remaining bake, analysis and pause steps are skipped'));
-    assert.equal(d.rollout.status!.step, 2, 'the bake at step 2 is skipped without waiting for it');
-    assert.ok(d.events.some((e) => e.startsWith('bake 10s skipped (promoted)')));
-    let now = T0 + 1000;
-    for (let pass = 0; pass < 50 && d.rollout.status!.phase === P.ROLLOUT_PHASE_PROGRESSING; pass++) {
-      assert.ok(d.actions.length <= 1, 'maxUnavailable still holds');
-      const next = recordAll(d.rollout, d.actions, now);
-      d = withRequests(next, hosts, ++now, [promote]);
-    }
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_SUCCEEDED);
-    assert.equal(d.rollout.status!.analyses.length, 0, 'no analysis ran');
-    assert.equal(now - T0 - 1000 < 50, true, 'nothing waited for a bake');
-  });
-
-  it('promote of a rollout paused at a pause step also resumes it', () => {
-    const hosts = fleet(3);
-    let r = step({ rollout: rolloutOf({ steps: [{ pause: {} }, { bake: '1h' }, { percent: 100 }] }), hosts, now: T0 }).rollout;
-    r = step({ rollout: r, hosts, now: T0 }).rollout;
-    assert.equal(r.status!.phase, P.ROLLOUT_PHASE_PAUSED);
-    const d = withRequests(r, hosts, T0 + 1, [req(RolloutVerb.ROLLOUT_VERB_PROMOTE)]);
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(d.rollout.status!.step, 2, 'past the pause and the bake');
-    assert.equal(d.requeueAfterMs, 0);
-    assert.equal(step({ rollout: d.rollout, hosts, now: T0 + 2 }).actions.length, 1, 'and the next pass starts the wave');
-  });
-
-  it('abort rolls back every updated host, then ends ABORTED rather than ROLLED_BACK', () => {
-    const hosts = fleet(6);
-    const r = canaryDone({ ...spec, steps: [{ canary: 2 }, { bake: '10s' }, { percent: 100 }], maxUnavailable: 2 }, hosts);
-    const updated = hostsIn(r, H.HOST_PHASE_UPDATED);
-    assert.equal(updated.length, 2);
-    const abort = req(RolloutVerb.ROLLOUT_VERB_ABORT, 'erin', 'wrong version');
-    const d = withRequests(r, hosts, T0 + 3000, [abort]);
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
-    assert.equal(d.rollout.status!.aborted, true);
-    assert.deepEqual(d.actions.map((a) => a.host).sort(), [...updated].sort(), 'rollback applies go out in the same pass');
-    for (const a of d.actions) assert.deepEqual([a.purpose, a.module, a.expectedDigest], ['rollback', OLD, TARGET.digest]);
-    const restored = recordAll(d.rollout, d.actions, T0 + 3001);
-    const done = withRequests(restored, hosts, T0 + 3002, [abort]);
-    assert.equal(done.rollout.status!.phase, P.ROLLOUT_PHASE_ABORTED);
-    assert.equal(done.rollout.status!.message, 'aborted by erin (wrong version)');
-    assert.equal(hostsIn(done.rollout, H.HOST_PHASE_ROLLED_BACK).length, 2);
-  });
-
-  it('abort before planning ends ABORTED without touching a host', () => {
-    const d = withRequests(rolloutOf(), fleet(3), T0, [req(RolloutVerb.ROLLOUT_VERB_ABORT, 'frank')]);
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_ABORTED);
-    assert.match(d.rollout.status!.message, /aborted by frank before any host was touched/);
-    assert.deepEqual(d.actions, []);
-    assert.deepEqual(d.rollout.status!.hosts, []);
-  });
-
-  it('a request that no longer applies is recorded as seen and changes nothing else', () => {
-    const hosts = fleet(3);
-    const r = step({ rollout: rolloutOf(), hosts, now: T0 }).rollout;
-    const resume = req(RolloutVerb.ROLLOUT_VERB_RESUME, 'gina');
-    const d = withRequests(r, hosts, T0 + 1, [resume]);
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(d.rollout.status!.observedRequest, resume.seq);
-    assert.ok(d.events.includes(`resume by gina changed nothing: rollout r-1 is not paused (progressing)`));
-
-    const finished = structuredClone(r);
-    finished.status!.phase = P.ROLLOUT_PHASE_SUCCEEDED;
-    const late = withRequests(finished, hosts, T0 + 2, [req(RolloutVerb.ROLLOUT_VERB_ABORT)]);
-    assert.equal(late.rollout.status!.phase, P.ROLLOUT_PHASE_SUCCEEDED, 'a final phase never moves');
-    assert.deepEqual(late.actions, []);
-  });
-
-  it('requests are acted on in sequence order, whatever order they are listed in', () => {
-    const hosts = fleet(3);
-    const r = step({ rollout: rolloutOf({ steps: [{ percent: 100 }] }), hosts, now: T0 }).rollout;
-    const pause = req(RolloutVerb.ROLLOUT_VERB_PAUSE);
-    const resume = req(RolloutVerb.ROLLOUT_VERB_RESUME);
-    const d = withRequests(r, hosts, T0 + 1, [resume, pause]);
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(d.rollout.status!.observedRequest, resume.seq);
-    assert.equal(d.events.length >= 2, true);
-    assert.match(d.events[0]!, /^paused by/);
-    assert.match(d.events[1]!, /^resumed by/);
-  });
-
-  it('a paused rollout whose in-flight apply failed still rolls back', () => {
-    const hosts = fleet(4);
-    const planned = step({ rollout: rolloutOf({ steps: [{ percent: 100 }] }), hosts, now: T0 }).rollout;
-    const first = step({ rollout: planned, hosts, now: T0 });
-    const paused = withRequests(first.rollout, hosts, T0 + 1, [req(RolloutVerb.ROLLOUT_VERB_PAUSE)]).rollout;
-    const failed = recordAll(paused, first.actions, T0 + 2, false);
-    const d = step({ rollout: failed, hosts, now: T0 + 3 });
-    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
-    assert.match(d.rollout.status!.message, /apply failed on/);
-  });
-});
-
-describe('applyRequest: what the API refuses up front', () => {
-  const req = (verb: RolloutVerb): RolloutRequest => ({ seq: 1, verb, actor: 'a', at: '', reason: '' });
-  const at = (phase: RolloutPhase) => {
-    const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
-    r.status!.phase = phase;
-    return r;
-  };
-  const cases: [RolloutPhase, RolloutVerb, string][] = [
-    [P.ROLLOUT_PHASE_SUCCEEDED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'refused:ROLLOUT_FINISHED'],
-    [P.ROLLOUT_PHASE_ABORTED, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLOUT_FINISHED'],
-    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLING_BACK'],
-    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_PROMOTE, 'refused:ROLLING_BACK'],
-    [P.ROLLOUT_PHASE_PROGRESSING, RolloutVerb.ROLLOUT_VERB_RESUME, 'refused:NOT_PAUSED'],
-    [P.ROLLOUT_PHASE_PAUSED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'unchanged'],
-    [P.ROLLOUT_PHASE_PAUSED, RolloutVerb.ROLLOUT_VERB_RESUME, 'applied'],
-    [P.ROLLOUT_PHASE_PROGRESSING, RolloutVerb.ROLLOUT_VERB_PAUSE, 'applied'],
-    [P.ROLLOUT_PHASE_PROGRESSING, RolloutVerb.ROLLOUT_VERB_ABORT, 'applied'],
-    [P.ROLLOUT_PHASE_PAUSED, RolloutVerb.ROLLOUT_VERB_ABORT, 'applied'],
-  ];
-  for (const [phase, verb, expected] of cases) {
-    it(`${verbName(verb)} when ${RolloutPhase[phase]}: ${expected}`, () => {
-      const outcome = applyRequest(at(phase), req(verb), T0);
-      assert.equal(outcome.kind === 'refused' ? `refused:${outcome.reason}` : outcome.kind, expected);
-    });
-  }
-
-  it('promote twice changes nothing the second time', () => {
-    const r = at(P.ROLLOUT_PHASE_PROGRESSING);
-    assert.equal(applyRequest(r, req(RolloutVerb.ROLLOUT_VERB_PROMOTE), T0).kind, 'applied');
-    assert.equal(applyRequest(r, req(RolloutVerb.ROLLOUT_VERB_PROMOTE), T0).kind, 'unchanged');
-  });
-
-  it('pendingRequests keeps only requests after the observed one, in order', () => {
-    const s = { ...emptyStatus(), observedRequest: 2 };
-    const rs = [3, 1, 5, 2, 4].map((n) => ({ ...req(RolloutVerb.ROLLOUT_VERB_PAUSE), seq: n }));
-    assert.deepEqual(pendingRequests(s, rs).map((r) => r.seq), [3, 4, 5]);
-  });
-});
-
 describe('reconcile: failureLimit', () => {
   const spec = { steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }], analysis: { interval: '2s', failureLimit: 1 } };
 
@@ -820,25 +511,43 @@ describe('reconcile: failureLimit', () => {
   });
 });
 
-describe('recordApply: the detail of a failure', () => {
-  const LOG = Array.from({ length: 60 }, (_, i) => `verifier line ${i + 1}`).join('\n');
+describe('reconcile: which step a transition ends', () => {
+  const spec = { steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }], analysis: { interval: '2s' } };
+  const ends = (d: Decision) => d.events.map(endedStep).filter((e) => e !== undefined);
 
-  it('keeps the last 30 lines of a failed update, through the rollback, and clears it on a later update', () => {
-    const r = step({ rollout: rolloutOf(), hosts: fleet(2), now: T0 }).rollout;
-    const host = r.status!.hosts[0]!.host;
-    const update: ApplyAction = { kind: 'apply', host, module: TARGET, expectedDigest: OLD.digest, purpose: 'update' };
-    const failed = recordApply(r, update, { ok: false, reason: 'VERIFIER_REJECTED', message: 'R1 offset is outside of the packet', detail: LOG }, T0 + 1).rollout;
-    const kept = hostOf(failed, host).detail.split('\n');
-    assert.equal(kept.length, 30);
-    assert.deepEqual([kept[0], kept[29]], ['verifier line 31', 'verifier line 60']);
+  it('a halt ends the step under way as failed', () => {
+    const r = canaryDone({ ...spec, onFailure: 'halt' }, fleet(3));
+    const d = step({ rollout: r, hosts: fleet(3), now: T0 + 10_000, analyze: analyzer(Verdict.VERDICT_FAIL).analyze });
+    assert.deepEqual(ends(d), [{ step: 1, kind: 'bake', outcome: 'failed', durationMs: 10_000 }]);
+  });
 
-    const rollback: ApplyAction = { kind: 'apply', host, module: OLD, expectedDigest: TARGET.digest, purpose: 'rollback' };
-    const unreachable = recordApply(failed, rollback, { ok: false, reason: 'UNAVAILABLE', message: 'agent down' }, T0 + 2).rollout;
-    assert.equal(hostOf(unreachable, host).detail, hostOf(failed, host).detail, 'a failure without a detail keeps the one there');
-    const rolledBack = recordApply(unreachable, rollback, { ok: true, progId: 9 }, T0 + 3).rollout;
-    assert.equal(hostOf(rolledBack, host).detail, hostOf(failed, host).detail, 'the rollback keeps why it happened');
+  it('a failed apply of a paused rollout rolls back without ending a step; the rollback\'s end ends none either', () => {
+    const hosts = fleet(2);
+    const planned = step({ rollout: rolloutOf({ steps: [{ percent: 100 }] }), hosts, now: T0 }).rollout;
+    const first = step({ rollout: planned, hosts, now: T0 });
+    const paused = structuredClone(first.rollout);
+    paused.status!.phase = P.ROLLOUT_PHASE_PAUSED;
+    const failed = recordAll(paused, first.actions, T0 + 1, false);
+    const rb = step({ rollout: failed, hosts, now: T0 + 2 });
+    assert.equal(rb.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
+    assert.deepEqual(ends(rb), []);
+    const restoring = step({ rollout: rb.rollout, hosts, now: T0 + 3 });
+    const done = step({ rollout: recordAll(restoring.rollout, restoring.actions, T0 + 4), hosts, now: T0 + 5 });
+    assert.equal(done.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLED_BACK);
+    assert.deepEqual(ends(done), []);
+  });
 
-    const updated = recordApply(rolledBack, update, { ok: true, progId: 10 }, T0 + 4).rollout;
-    assert.equal(hostOf(updated, host).detail, '');
+  it('each step of a whole run ends once, passed, in order', () => {
+    const hosts = fleet(2);
+    let r = step({ rollout: rolloutOf(spec), hosts, now: T0 }).rollout;
+    const ended: unknown[] = [];
+    const a = analyzer(Verdict.VERDICT_PASS);
+    for (let now = T0; r.status!.phase === P.ROLLOUT_PHASE_PROGRESSING && now < T0 + 60_000; now += 1000) {
+      const d = step({ rollout: r, hosts, now, analyze: a.analyze });
+      ended.push(...ends(d).map((e) => [e.step, e.kind, e.outcome]));
+      r = recordAll(d.rollout, d.actions, now);
+    }
+    assert.equal(r.status!.phase, P.ROLLOUT_PHASE_SUCCEEDED);
+    assert.deepEqual(ended, [[0, 'canary', 'passed'], [1, 'bake', 'passed'], [2, 'percent', 'passed'], [3, 'final_wave', 'passed']]);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from './reconcile.js';
+import { emptyStatus } from './vocabulary.js';
 import { toRolloutSpec } from './spec.js';
 import { undoSpec } from './undo.js';
 

@@ -1,7 +1,7 @@
 import { BpfleetError } from '../../common/errors.js';
 import { HostPhase, RolloutPhase, type Rollout, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { isFinalPhase } from './vocabulary.js';
 
-const FINAL = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, RolloutPhase.ROLLOUT_PHASE_FAILED, RolloutPhase.ROLLOUT_PHASE_ABORTED]);
 // Outcomes that leave hosts on the rollout's version.
 const LEFT_HOSTS_CHANGED = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_FAILED]);
 
@@ -18,7 +18,7 @@ export function undoSpec(original: Rollout, others: readonly Rollout[]): Rollout
   const spec = original.spec!;
   const status = original.status!;
   const id = original.id;
-  if (!FINAL.has(status.phase)) {
+  if (!isFinalPhase(status.phase)) {
     throw new BpfleetError('FAILED_PRECONDITION', 'ROLLOUT_ACTIVE', `rollout ${id} has not finished; to stop it and restore its hosts, abort it`);
   }
   const later = others.find((r) => r.id !== id && r.createdAt > original.createdAt

@@ -11,8 +11,8 @@ import { CleanupStack } from '../../dev/cleanup.js';
 import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { emptyStatus } from '../rollout/reconcile.js';
 import { toRolloutSpec } from '../rollout/spec.js';
+import { emptyStatus } from '../rollout/vocabulary.js';
 import { RolloutStore } from './rollouts.js';
 
 const spec = toRolloutSpec({ module: 'm', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }, { percent: 100 }] });

@@ -3,7 +3,6 @@ import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import {
   HostPhase,
-  RolloutPhase,
   type HostCounts,
   type HostProgress,
   type Rollout,
@@ -11,15 +10,7 @@ import {
 import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 import { codecs } from '../../common/etcd/codec.js';
 import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
-
-export const FINAL_PHASES: ReadonlySet<RolloutPhase> = new Set([
-  RolloutPhase.ROLLOUT_PHASE_SUCCEEDED,
-  RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK,
-  RolloutPhase.ROLLOUT_PHASE_FAILED,
-  RolloutPhase.ROLLOUT_PHASE_ABORTED,
-]);
-
-export const isFinal = (r: Rollout): boolean => FINAL_PHASES.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
+import { isFinal } from '../rollout/vocabulary.js';
 
 /** A rollout with the mod revision of its record: equal revisions mean nobody wrote it since. */
 export interface StoredRollout {

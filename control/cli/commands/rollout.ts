@@ -8,15 +8,14 @@ import {
 } from '../../../proto/gen/bpfleet/v1/control.js';
 import { Rollout, RolloutPhase } from '../../../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec, specToInput } from '../../rollout/spec.js';
+import { isFinal, phaseName } from '../../rollout/vocabulary.js';
 import type { Control } from '../client.js';
 import { EXIT, exitCodeFor } from '../exit-codes.js';
 import { follow } from '../follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
-import { changeLines, describeRollout, phaseName } from '../rollout-view.js';
+import { changeLines, describeRollout } from '../rollout-view.js';
 
-const FINAL = new Set([RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, RolloutPhase.ROLLOUT_PHASE_FAILED, RolloutPhase.ROLLOUT_PHASE_ABORTED]);
-const isFinal = (r: Rollout): boolean => FINAL.has(r.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED);
 const settled = (r: Rollout): boolean => isFinal(r) || r.status?.phase === RolloutPhase.ROLLOUT_PHASE_PAUSED;
 
 /**
