@@ -8,7 +8,7 @@ import { test, type TestContext } from 'node:test';
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import type { Attachment } from '../common/attachment.js';
 import { digestOf } from '../common/digest.js';
-import { BpfleetError } from '../common/errors.js';
+import { BpfleetError, type ErrorReason } from '../common/errors.js';
 import { startTelemetry, type Telemetry } from '../common/otel.js';
 import { traceparentOf } from '../common/spans.js';
 import { exportingTo, SPAN_KIND_CONSUMER, STATUS_CODE_ERROR, type OtlpReceiver, type ReceivedSpan } from '../e2e/support/otlp-receiver.js';
@@ -25,7 +25,7 @@ const DIGEST = digestOf(OBJECT);
 /** Installs succeed (first attach, then swaps) unless told to refuse with a reason. */
 class StandInDriver implements DataplaneDriver {
   readonly kind = 'sim' as const;
-  refuse: string | null = null;
+  refuse: ErrorReason | null = null;
   private running: string | null = null;
   capabilities() { return ['xdp']; }
   async observe() { return []; }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Metadata, status } from '@grpc/grpc-js';
-import { BpfleetError, fromServiceError, toServiceError, type ErrorCode } from './errors.js';
+import { BpfleetError, ERROR_REASONS, fromServiceError, toServiceError, type ErrorCode } from './errors.js';
 
 const CODES: ErrorCode[] = [
   'INVALID_ARGUMENT', 'NOT_FOUND', 'ALREADY_EXISTS', 'FAILED_PRECONDITION', 'ABORTED',
@@ -11,10 +11,10 @@ const CODES: ErrorCode[] = [
 describe('toServiceError → fromServiceError', () => {
   for (const code of CODES) {
     it(`keeps ${code}, the reason and the message`, () => {
-      const back = fromServiceError(toServiceError(new BpfleetError(code, 'SOME_REASON', `failed with ${code}`)));
+      const back = fromServiceError(toServiceError(new BpfleetError(code, 'STALE_EPOCH', `failed with ${code}`)));
       assert.ok(back instanceof BpfleetError);
       assert.equal(back.code, code);
-      assert.equal(back.reason, 'SOME_REASON');
+      assert.equal(back.reason, 'STALE_EPOCH');
       assert.equal(back.message, `failed with ${code}`);
       assert.equal(back.detail, undefined);
     });
@@ -22,7 +22,7 @@ describe('toServiceError → fromServiceError', () => {
 
   it('uses the gRPC status code of the same name on the wire', () => {
     assert.equal(toServiceError(new BpfleetError('FAILED_PRECONDITION', 'DRIFT', 'x')).code, status.FAILED_PRECONDITION);
-    assert.equal(toServiceError(new BpfleetError('NOT_FOUND', 'X', 'x')).code, status.NOT_FOUND);
+    assert.equal(toServiceError(new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', 'x')).code, status.NOT_FOUND);
   });
 
   it('keeps a long multi-line, non-ASCII detail such as a verifier log byte for byte', () => {
@@ -56,6 +56,17 @@ describe('fromServiceError', () => {
     assert.equal(back.reason, 'UNAVAILABLE');
     assert.equal(back.message, 'No connection established');
     assert.equal(back.cause, err);
+  });
+
+  it('reads a reason it does not know (a newer server\'s) as the error class, never as free text', () => {
+    const metadata = new Metadata();
+    metadata.set('bpfleet-reason', 'SOMETHING_NEW');
+    const back = fromServiceError({ code: status.FAILED_PRECONDITION, details: 'x', metadata });
+    assert.equal(back.reason, 'FAILED_PRECONDITION');
+  });
+
+  it('lists each reason once', () => {
+    assert.equal(new Set(ERROR_REASONS).size, ERROR_REASONS.length);
   });
 
   it('falls back to the message, then the code, when there are no details', () => {

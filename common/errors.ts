@@ -14,6 +14,45 @@ export type ErrorCode =
   | 'INTERNAL';
 
 /**
+ * Every reason bpfleet gives for an error, one word each: the machine-readable half of an
+ * error that tests and pipelines match on (sent as `bpfleet-reason` metadata). One list, so
+ * one condition has one name everywhere.
+ */
+export const ERROR_REASONS = [
+  // Requests: input that is malformed, missing or too large.
+  'USAGE', 'MISSING_ID', 'INVALID_SPEC', 'INVALID_MANIFEST', 'BAD_MANIFEST', 'BAD_ATTACHMENT',
+  'BAD_HOOK', 'BAD_DIGEST', 'BAD_NETNS', 'EMPTY_OBJECT', 'OBJECT_TOO_LARGE', 'TOO_MANY_REQUESTS',
+  'FORBIDDEN_TARGET', 'OTLP_PROTOCOL',
+  // Module objects: what the ELF gate, the verifier and the manifest checks refuse.
+  'NOT_ELF', 'NOT_BPF_ELF', 'BAD_OBJECT', 'NO_PROGRAM', 'WRONG_HOOK', 'NO_MAP', 'MAP_INCOMPATIBLE',
+  'VERIFIER_REJECTED', 'LOAD_FAILED', 'DIGEST_MISMATCH', 'REGISTRY_MISMATCH', 'ARTIFACT_MISSING',
+  // Signatures and keys.
+  'UNSIGNED', 'BAD_SIGNATURE', 'BAD_SIGNATURE_FILE', 'STALE_SIGNATURE', 'UNTRUSTED_KEY', 'BAD_KEY',
+  'BAD_TRUSTED_KEYS', 'KEY_EXISTS',
+  // Things named that do not exist, or exist already.
+  'MODULE_NOT_FOUND', 'ROLLOUT_NOT_FOUND', 'UNKNOWN_HOST', 'NO_MODULE', 'NO_INTENT', 'NO_INTERFACE',
+  'VERSION_EXISTS', 'ROLLOUT_ACTIVE',
+  // Rollouts and operator verbs.
+  'ROLLOUT_FINISHED', 'ROLLING_BACK', 'NOT_PAUSED', 'UNKNOWN_VERB', 'NOTHING_TO_UNDO',
+  'NO_PREVIOUS_VERSION', 'MIXED_PREVIOUS_VERSIONS',
+  // Agents: intents refused, fencing, drift.
+  'WRONG_HOST', 'HOOK_UNSUPPORTED', 'STALE_EPOCH', 'STALE_GENERATION', 'SUPERSEDED', 'DUPLICATE_INTENT',
+  'DRIFT', 'CONTENDED', 'HOST_GONE', 'TELEMETRY_RUNNING',
+  // The kernel.
+  'ATTACH_FAILED', 'SWAP_FAILED', 'LOST_LINK', 'KERNEL', 'CLOSED',
+  // The fleet PKI.
+  'CA_EXISTS', 'NO_CA', 'BAD_CA', 'CERTIFICATE_EXISTS', 'FOREIGN_CERTIFICATE',
+  'INVALID_CERTIFICATE_REQUEST', 'ROTATION_UNFINISHED', 'CANNOT_WRITE',
+  // The control plane's own state.
+  'NOT_LEADER', 'STORE_UNAVAILABLE', 'INTERNAL',
+] as const;
+
+/** One reason from ERROR_REASONS, or an error class's own name when nothing more is known. */
+export type ErrorReason = (typeof ERROR_REASONS)[number] | ErrorCode;
+
+const KNOWN_REASONS: ReadonlySet<string> = new Set<string>(ERROR_REASONS);
+
+/**
  * Every error bpfleet reports on purpose. `reason` is a stable machine-readable word
  * (NOT_BPF_ELF, VERIFIER_REJECTED, DRIFT, ...) that tests and pipelines can match on;
  * `detail` carries long text such as a verifier log.
@@ -22,7 +61,7 @@ export class BpfleetError extends Error {
   override readonly name = 'BpfleetError';
   constructor(
     readonly code: ErrorCode,
-    readonly reason: string,
+    readonly reason: ErrorReason,
     message: string,
     readonly detail?: string,
     options?: { cause?: unknown },
@@ -52,7 +91,9 @@ export function fromServiceError(err: unknown): BpfleetError {
     return new BpfleetError('INTERNAL', 'INTERNAL', err instanceof Error ? err.message : String(err), undefined, { cause: err });
   }
   const code = (GrpcStatus[se.code] ?? 'INTERNAL') as ErrorCode;
-  const reason = String(se.metadata?.get(REASON_KEY)[0] ?? code);
+  // A reason this client does not know (a newer server's) falls back to the error class.
+  const sent = String(se.metadata?.get(REASON_KEY)[0] ?? code);
+  const reason: ErrorReason = KNOWN_REASONS.has(sent) ? (sent as ErrorReason) : code;
   const detailRaw = se.metadata?.get(DETAIL_KEY)[0];
   const detail = detailRaw === undefined ? undefined : Buffer.isBuffer(detailRaw) ? detailRaw.toString() : String(detailRaw);
   return new BpfleetError(code, reason, se.details || se.message || code, detail, { cause: err });

@@ -72,7 +72,7 @@ describe('unary: the one error mapping', () => {
 
   it('logs a BpfleetError of code INTERNAL too', async () => {
     const { log, errors } = recordingLog();
-    await answer(log, () => Promise.reject(new BpfleetError('INTERNAL', 'CORRUPT_RECORD', 'cannot decode')));
+    await answer(log, () => Promise.reject(new BpfleetError('INTERNAL', 'INTERNAL', 'cannot decode')));
     assert.equal(errors.length, 1);
   });
 });

@@ -35,7 +35,7 @@ describe('exitCodeForError', () => {
     ['INTERNAL', 1],
   ];
   for (const [code, exit] of cases) {
-    it(`${code} → ${exit}`, () => assert.equal(exitCodeForError(new BpfleetError(code, 'X', 'm')), exit));
+    it(`${code} → ${exit}`, () => assert.equal(exitCodeForError(new BpfleetError(code, 'INTERNAL', 'm')), exit));
   }
 
   it('an error that is not a BpfleetError is a plain error (1)', () => {

@@ -2,6 +2,7 @@
  * Operators' requests (pause, resume, promote, abort): which ones the controller has yet to
  * act on, and what each does to a rollout.
  */
+import type { ErrorReason } from '../../common/errors.js';
 import { RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest, type RolloutStatus } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describe, requestedBy, type RequestBy, type RolloutEvent } from './events.js';
 import { endOfStep, moveOn } from './steps.js';
@@ -13,7 +14,7 @@ const P = RolloutPhase;
 export type RequestOutcome =
   | { kind: 'applied'; event: RolloutEvent }
   | { kind: 'unchanged'; why: string }
-  | { kind: 'refused'; reason: string; why: string };
+  | { kind: 'refused'; reason: ErrorReason; why: string };
 
 /** Requests the controller has not acted on yet, oldest first. */
 export function pendingRequests(status: RolloutStatus | undefined, requests: readonly RolloutRequest[]): RolloutRequest[] {

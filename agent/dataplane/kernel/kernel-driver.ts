@@ -253,7 +253,7 @@ function validate(attachment: Attachment, artifact: ModuleArtifact): string {
   requireBpfElf(artifact.object, what);
   const support = hookSupport(attachment.hook);
   if (!support.supported) {
-    throw new BpfleetError('UNIMPLEMENTED', 'HOOK_NOT_SUPPORTED', `attach ${linkKindOf(attachment.hook)} link: not supported: ${support.reason}`);
+    throw new BpfleetError('UNIMPLEMENTED', 'HOOK_UNSUPPORTED', `attach ${linkKindOf(attachment.hook)} link: not supported: ${support.reason}`);
   }
   return programs[0]!.name;
 }
