@@ -225,23 +225,26 @@ describe('observability: traces, metrics and the CI example on a local fleet', {
   test('a rollout stays one trace when the control plane restarts in the middle of it', async () => {
     const spec = [
       'module: pass-counter', 'version: 1.0.0', 'attachment: xdp:eth0', 'selector: {role: edge}',
-      'steps: [{canary: 1}, {bake: 4s}, {percent: 100}]',
+      'steps: [{canary: 1}, {pause: {}}, {bake: 2s}, {percent: 100}]',
       'analysis: {interval: 1s, minSamples: 4, inconclusiveLimit: 10, metrics: [{name: drop_rate, max: 0.05}]}', '',
     ].join('\n');
     const created = await fleet.cli(['rollout', 'create', '-f', '-', '-o', 'json'], { stdin: spec });
     assert.equal(created.code, 0, created.stderr);
     const id = (JSON.parse(created.stdout) as Summary).id;
     const firstControl = fleet.control.pid;
-    // Restart once the canary runs the new version, in the middle of the bake.
+    // Restart once the canary runs the new version, while the rollout waits at its pause:
+    // however slow the machine, the first replica cannot finish the rollout alone.
     for (const deadline = Date.now() + 30_000; ;) {
       const r = await fleet.cli(['rollout', 'get', id, '-o', 'json']);
-      const status = (JSON.parse(r.stdout) as { status: { step?: number } }).status;
-      if ((status.step ?? 0) >= 1) break;
-      assert.ok(Date.now() < deadline, `rollout ${id} never got past its canary step`);
+      const status = (JSON.parse(r.stdout) as { status: { phase?: string } }).status;
+      if (status.phase === 'ROLLOUT_PHASE_PAUSED') break;
+      assert.ok(Date.now() < deadline, `rollout ${id} never reached its pause step`);
       await new Promise((res) => setTimeout(res, 200));
     }
     await fleet.control.stop();
     await fleet.startControl();
+    const resumed = await fleet.cli(['rollout', 'resume', id]);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
     const done = await fleet.cli(['rollout', 'get', id, '--watch', '--timeout', '60s']);
     assert.equal(done.code, 0, done.stdout + done.stderr);
 
