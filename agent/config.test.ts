@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { BpfleetError } from '../common/errors.js';
 import { loadAgentConfig } from './config.js';
@@ -60,5 +61,13 @@ logLevel: warn
     const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']));
     assert.match(message(() => loadAgentConfig({ label: many }, {})), /host\.labels \(from --label\): at most 64 labels/);
     assert.match(message(() => loadAgentConfig({ label: { 'a b': 'c' } }, {})), /host\.labels\.a b \(from --label\): label keys/);
+  });
+});
+
+describe('infra/config/agent.yaml', () => {
+  it('is a valid agent config, as shipped in the package', () => {
+    const path = fileURLToPath(new URL('../infra/config/agent.yaml', import.meta.url));
+    const { config } = loadAgentConfig({ config: path }, {});
+    assert.deepEqual(config.host.labels, { zone: 'eu-1a', role: 'edge' });
   });
 });
