@@ -44,6 +44,8 @@ export interface AgentConfig {
 export interface RunningAgent {
   address: string;
   reconciler: Reconciler;
+  /** Re-registers the host with new labels (config reload). */
+  setLabels(labels: Record<string, string>): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   return {
     address,
     reconciler,
+    setLabels: (labels) => registration.relabel(labels),
     async stop() {
       telemetry.stop();
       await watch.stop();

@@ -1,76 +1,108 @@
-import { hostname } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { HOST_NAME_RE } from '../common/keys.js';
-import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
-import { createLogger } from '../common/log.js';
-import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
-import { startAgent } from './agent.js';
-import { crashHookFromEnv } from './crash-hook.js';
-import type { DataplaneDriver } from './dataplane/driver.js';
+import { addSharedOptions, changedFields, configuredFields, printableConfig } from '../common/config/daemon.js';
+import { parseLabels } from '../common/config/load.js';
+import { BpfleetError } from '../common/errors.js';
+import { createLogger, setLogLevel } from '../common/log.js';
+import { AGENT_CONFIG_PATH, AGENT_LIVE_FIELDS, AGENT_UNWIRED_FIELDS, loadAgentConfig, type AgentDaemonConfig, type AgentFlags } from './config.js';
 
-function labels(value: string, previous: Record<string, string>): Record<string, string> {
-  const out = { ...previous };
-  for (const pair of value.split(',').filter(Boolean)) {
-    const [k, v] = pair.split('=');
-    if (!k || v === undefined) throw new InvalidArgumentError(`label "${pair}" is not key=value`);
-    out[k] = v;
+function labels(value: string, previous: Record<string, string> | undefined): Record<string, string> {
+  try {
+    return parseLabels(value, previous);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
   }
-  return out;
 }
 
-const program = addMetricsOptions(new Command('bpfleet-agent'))
+const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH, '127.0.0.1:50061')
   .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
-  .option('--host <name>', 'host name in the fleet', hostname().toLowerCase().split('.')[0])
-  .option('--listen <addr>', 'AgentService gRPC address (keep it on loopback or a management network)', '127.0.0.1:50061')
-  .option('--advertise <addr>', 'address the control plane dials, if not --listen')
-  .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
-  .option('--nats <urls>', 'comma-separated NATS servers', process.env.BPFLEET_NATS ?? 'nats://127.0.0.1:4222')
-  .option('--label <k=v,...>', 'host labels used by rollout selectors (repeatable)', labels, {})
-  .option('--driver <kind>', 'dataplane: "kernel" (libbpf) or "sim" (in-memory, for scale tests only)', 'kernel')
-  .option('--pin-root <dir>', 'bpffs directory for this agent\'s pinned links, programs and maps', '/sys/fs/bpf/bpfleet')
+  .option('--host <name>', 'host name in the fleet (default: this machine\'s short host name; env BPFLEET_HOST)')
+  .option('--advertise <addr>', 'address the control plane dials, if not --listen (env BPFLEET_ADVERTISE)')
+  .option('--label <k=v,...>', 'host labels used by rollout selectors (repeatable; replaces the config file\'s labels; env BPFLEET_LABELS)', labels)
+  .option('--driver <kind>', 'dataplane: "kernel" (libbpf, the default) or "sim" (in-memory, for scale tests only)')
+  .option('--pin-root <dir>', 'bpffs directory for this agent\'s pinned links, programs and maps (default /sys/fs/bpf/bpfleet; env BPFLEET_PIN_ROOT)')
   .option('--netns <name>', 'network namespace whose interfaces this agent drives (the agent itself stays in its own)')
-  .option('--cache-dir <dir>', 'local artifact cache, by digest', '/var/cache/bpfleet')
-  .option('--telemetry-interval <ms>', 'telemetry report interval in ms', (v) => Number(v), 1000)
-  .option('--lease-ttl <s>', 'registration lease TTL in seconds', (v) => Number(v), 10)
+  .option('--cache-dir <dir>', 'local artifact cache, by digest (default /var/cache/bpfleet; env BPFLEET_CACHE_DIR)')
+  .option('--telemetry-interval <ms>', 'telemetry report interval in ms (default 1000)')
+  .option('--lease-ttl <s>', 'registration lease TTL in seconds (default 10)')
   .option('--require-signatures', 'refuse modules that are not signed by a key in --trusted-keys')
-  .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem, from bpfleet keys create); signed modules are checked against them')
-  .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)', (v) => Number(v), 0)
-  .action(async (opts) => {
-    if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
-    const log = createLogger('agent').child({ host: opts.host });
-    const telemetry = await startDaemonTelemetry('bpfleet-agent', opts.host, opts, log);
-    if (opts.requireSignatures && !opts.trustedKeys) throw new InvalidArgumentError('--require-signatures needs --trusted-keys <dir>');
-    const signatures: SignaturePolicy | undefined = opts.trustedKeys
-      ? { require: Boolean(opts.requireSignatures), trusted: TrustedKeys.fromDir(opts.trustedKeys) }
-      : undefined;
-    const checkpoint = crashHookFromEnv();
-    if (checkpoint) log.warn({ crashAt: process.env.BPFLEET_CRASH_AT }, 'test crash hook armed: this agent kills itself during its first swap at that point');
-    let driver: DataplaneDriver;
-    if (opts.driver === 'sim') {
-      const { SimDriver } = await import('./dataplane/sim/sim-driver.js');
-      driver = new SimDriver({ faults: { loadDelayMs: opts.simLoadDelay } });
-    } else if (opts.driver === 'kernel') {
-      const { KernelDriver } = await import('./dataplane/kernel/kernel-driver.js');
-      driver = new KernelDriver({ pinRoot: opts.pinRoot, netns: opts.netns, checkpoint });
-    } else {
-      throw new InvalidArgumentError(`driver "${opts.driver}": use kernel or sim`);
+  .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem, from bpfleet keys create); signed modules are checked against them (env BPFLEET_TRUSTED_KEYS)')
+  .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)')
+  .addHelpText('after', `
+Precedence: ${AGENT_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+SIGHUP (systemctl reload) re-reads the config: logLevel and host.labels apply live; other
+changes are reported and need a restart. Running programs stay pinned across restarts.`)
+  .action(async (opts: AgentFlags) => {
+    const { config, file } = loadAgentConfig(opts);
+    if (opts.printConfig) {
+      process.stdout.write(printableConfig(config));
+      return;
     }
-    const agent = await startAgent({
-      host: opts.host, listen: opts.listen, advertise: opts.advertise,
-      etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
-      labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
-      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint,
-    });
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'stopping; pinned programs keep running');
-      agent.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err) => {
-        log.error({ err }, 'unclean stop');
-        process.exit(1);
-      });
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+    const unwired = configuredFields(config, AGENT_UNWIRED_FIELDS);
+    if (unwired.length > 0) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'CONFIG_NOT_WIRED', `${unwired.join(', ')}: accepted in the config, but this build does not use them yet; refusing to run without them`);
+    }
+    setLogLevel(config.logLevel);
+    await run(config, file, opts);
   });
+
+program.command('version')
+  .description('print the bpfleet version and the git commit it was built from')
+  .action(async () => {
+    const { versionLine } = await import('../common/version.js');
+    process.stdout.write(`${versionLine('bpfleet-agent')}\n`);
+  });
+
+async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFlags): Promise<void> {
+  const [{ startDaemonTelemetry }, { TrustedKeys }, { startAgent }, { crashHookFromEnv }] = await Promise.all([
+    import('../common/daemon-telemetry.js'), import('../common/signing.js'), import('./agent.js'), import('./crash-hook.js'),
+  ]);
+  const log = createLogger('agent').child({ host: config.host.name });
+  if (file) log.info({ file }, 'config read');
+  const telemetry = await startDaemonTelemetry('bpfleet-agent', config.host.name, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
+  const { signatures: sig } = config;
+  const signatures = sig.trustedKeysDir ? { require: sig.require, trusted: TrustedKeys.fromDir(sig.trustedKeysDir) } : undefined;
+  const checkpoint = crashHookFromEnv();
+  if (checkpoint) log.warn({ crashAt: process.env.BPFLEET_CRASH_AT }, 'test crash hook armed: this agent kills itself during its first swap at that point');
+  const driver = config.driver === 'sim'
+    ? new (await import('./dataplane/sim/sim-driver.js')).SimDriver({ faults: { loadDelayMs: config.simLoadDelayMs } })
+    : new (await import('./dataplane/kernel/kernel-driver.js')).KernelDriver({ pinRoot: config.pinRoot, netns: config.netns, checkpoint });
+  const agent = await startAgent({
+    host: config.host.name, listen: config.listen, advertise: config.advertise,
+    etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers,
+    labels: config.host.labels, cacheDir: config.cacheDir, telemetryIntervalMs: config.telemetryIntervalMs,
+    leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint,
+  });
+
+  let running = config;
+  process.on('SIGHUP', () => {
+    let next: AgentDaemonConfig;
+    try {
+      next = loadAgentConfig(opts).config;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'config reload refused: the running config stays');
+      return;
+    }
+    const changed = changedFields(running, next);
+    const needRestart = changed.filter((f) => !AGENT_LIVE_FIELDS.has(f));
+    if (changed.includes('logLevel')) setLogLevel(next.logLevel);
+    if (changed.includes('host.labels')) {
+      agent.setLabels(next.host.labels).catch((err: unknown) => log.error({ err }, 're-registering with the new labels failed'));
+    }
+    running = { ...running, logLevel: next.logLevel, host: { ...running.host, labels: next.host.labels } };
+    log.info({ applied: changed.filter((f) => AGENT_LIVE_FIELDS.has(f)), needRestart }, needRestart.length > 0
+      ? 'config reloaded; some changes need a restart (systemctl restart bpfleet-agent) and were not applied'
+      : 'config reloaded');
+  });
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'stopping; pinned programs keep running');
+    agent.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), (err) => {
+      log.error({ err }, 'unclean stop');
+      process.exit(1);
+    });
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
 
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-agent: ${(err as Error).message}\n`);

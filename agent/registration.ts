@@ -13,11 +13,12 @@ import type { StateSink } from './reconciler.js';
 export class Registration implements StateSink {
   private readonly records: HostRecords;
   private lease: Lease | null = null;
+  private address: string | null = null;
   private stopped = false;
 
   constructor(
     private readonly etcd: Etcd3,
-    private readonly host: Omit<Host, 'attachments' | 'address'>,
+    private host: Omit<Host, 'attachments' | 'address'>,
     private readonly ttlSeconds: number,
     private readonly log: Logger,
   ) {
@@ -28,12 +29,22 @@ export class Registration implements StateSink {
   async start(address: string): Promise<void> {
     const lease = this.etcd.lease(this.ttlSeconds, { autoKeepAlive: true });
     this.lease = lease;
+    this.address = address;
     lease.on('lost', (err) => {
       if (this.stopped || lease !== this.lease) return;
       this.log.warn({ err: String(err) }, 'registration lease lost; registering again');
       setTimeout(() => void this.start(address).catch((e) => this.log.error({ err: e }, 're-registration failed')), 1000).unref();
     });
     await this.records.register(lease, { ...this.host, address, attachments: [] });
+  }
+
+  /**
+   * Registers again with new labels, on the same lease (a config reload): rollouts select
+   * hosts by labels, so the control plane sees the change at its next selection.
+   */
+  async relabel(labels: Record<string, string>): Promise<void> {
+    this.host = { ...this.host, labels };
+    if (this.lease && this.address !== null) await this.records.register(this.lease, { ...this.host, address: this.address, attachments: [] });
   }
 
   /** The state the previous agent process reported, to restore its fencing marks. */

@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx's loader, so the installed bin needs no build step.
-import { register } from 'tsx/esm/api';
+import { launch } from './launch.mjs';
 
-register();
-await import('../control/cli/main.ts');
+await launch('bpfleet', 'control/cli/main.ts');

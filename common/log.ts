@@ -25,6 +25,16 @@ export function createLogger(component: string, options?: LoggerOptions): Logger
   return base.child({ component });
 }
 
+/**
+ * Changes the level of every logger createLogger made and will make (children follow their
+ * root's level): how a daemon applies a new logLevel on SIGHUP. Throws on an unknown level.
+ */
+export function setLogLevel(level: string): void {
+  if (level !== 'silent' && !(level in pino.levels.values)) throw new Error(`log level "${level}" is not one of ${Object.keys(pino.levels.values).join(', ')}, silent`);
+  root ??= makeRoot({ level });
+  root.level = level;
+}
+
 function makeRoot(options: LoggerOptions): Logger {
   const requested = options.level ?? process.env.BPFLEET_LOG_LEVEL ?? 'info';
   const known = requested === 'silent' || requested in pino.levels.values;

@@ -1,30 +1,71 @@
-import { hostname } from 'node:os';
 import { Command } from 'commander';
-import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
-import { createLogger } from '../common/log.js';
-import { startControlPlane } from './control-plane.js';
+import { addSharedOptions, changedFields, configuredFields, printableConfig } from '../common/config/daemon.js';
+import { BpfleetError } from '../common/errors.js';
+import { createLogger, setLogLevel } from '../common/log.js';
+import { CONTROL_CONFIG_PATH, CONTROL_LIVE_FIELDS, CONTROL_UNWIRED_FIELDS, loadControlConfig, type ControlDaemonConfig, type ControlFlags } from './config.js';
 
-const program = addMetricsOptions(new Command('bpfleet-control'))
+const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_PATH, '127.0.0.1:50051')
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
-  .option('--listen <addr>', 'ControlService gRPC address (loopback by default)', process.env.BPFLEET_LISTEN ?? '127.0.0.1:50051')
-  .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
-  .option('--nats <urls>', 'comma-separated NATS servers', process.env.BPFLEET_NATS ?? 'nats://127.0.0.1:4222')
-  .option('--id <name>', 'replica identity for leader election', `${hostname()}-${process.pid}`)
-  .option('--leader-ttl <s>', 'leader lease TTL in seconds (failover takes about this long)', (v) => Number(v), 5)
-  .action(async (opts) => {
-    const log = createLogger('control').child({ replica: opts.id });
-    const telemetry = await startDaemonTelemetry('bpfleet-control', opts.id, opts, log);
-    const cp = await startControlPlane({
-      listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
-      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, log,
-    });
-    const shutdown = (signal: string) => {
-      log.info({ signal }, 'stopping');
-      cp.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), () => process.exit(1));
-    };
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
-    process.once('SIGINT', () => shutdown('SIGINT'));
+  .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
+  .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
+  .addHelpText('after', `
+Precedence: ${CONTROL_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+SIGHUP (systemctl reload) re-reads the config: logLevel applies live; other changes are
+reported and need a restart (replica by replica: another replica takes over leadership).`)
+  .action(async (opts: ControlFlags) => {
+    const { config, file } = loadControlConfig(opts);
+    if (opts.printConfig) {
+      process.stdout.write(printableConfig(config));
+      return;
+    }
+    const unwired = configuredFields(config, CONTROL_UNWIRED_FIELDS);
+    if (unwired.length > 0) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'CONFIG_NOT_WIRED', `${unwired.join(', ')}: accepted in the config, but this build does not use them yet; refusing to run without them`);
+    }
+    setLogLevel(config.logLevel);
+    await run(config, file, opts);
   });
+
+program.command('version')
+  .description('print the bpfleet version and the git commit it was built from')
+  .action(async () => {
+    const { versionLine } = await import('../common/version.js');
+    process.stdout.write(`${versionLine('bpfleet-control')}\n`);
+  });
+
+async function run(config: ControlDaemonConfig, file: string | null, opts: ControlFlags): Promise<void> {
+  const [{ startDaemonTelemetry }, { startControlPlane }] = await Promise.all([import('../common/daemon-telemetry.js'), import('./control-plane.js')]);
+  const log = createLogger('control').child({ replica: config.id });
+  if (file) log.info({ file }, 'config read');
+  const telemetry = await startDaemonTelemetry('bpfleet-control', config.id, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
+  const cp = await startControlPlane({
+    listen: config.listen, etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers,
+    identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, log,
+  });
+  let running = config;
+  process.on('SIGHUP', () => {
+    let next: ControlDaemonConfig;
+    try {
+      next = loadControlConfig(opts).config;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'config reload refused: the running config stays');
+      return;
+    }
+    const changed = changedFields(running, next);
+    const needRestart = changed.filter((f) => !CONTROL_LIVE_FIELDS.has(f));
+    if (changed.includes('logLevel')) setLogLevel(next.logLevel);
+    running = { ...running, logLevel: next.logLevel };
+    log.info({ applied: changed.filter((f) => CONTROL_LIVE_FIELDS.has(f)), needRestart }, needRestart.length > 0
+      ? 'config reloaded; some changes need a restart (systemctl restart bpfleet-control) and were not applied'
+      : 'config reloaded');
+  });
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    cp.stop().then(() => telemetry.shutdown()).then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
 
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-control: ${(err as Error).message}\n`);

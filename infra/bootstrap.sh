@@ -17,7 +17,8 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 command -v npm >/dev/null 2>&1 || fail "npm not found: install npm (it ships with Node.js)"
 
 # python3 runs the fastest benchmark traffic sender (dev/traffic.ts).
-packages=(etcd-server etcd-client nats-server clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 hping3 util-linux python3)
+# systemd brings systemd-analyze, which checks the units in infra/systemd/.
+packages=(etcd-server etcd-client nats-server clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 hping3 util-linux python3 systemd)
 missing=()
 for p in "${packages[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
@@ -30,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
     || fail "apt-get install ${missing[*]} failed: see the apt-get output above"
 fi
-for c in etcd etcdctl nats-server clang bpftool ip iperf3 hping3 nsenter timeout python3; do
+for c in etcd etcdctl nats-server clang bpftool ip iperf3 hping3 nsenter timeout python3 systemd-analyze; do
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || fail "$c not found after installing packages: check PATH (it should include /usr/sbin)"
 done
 

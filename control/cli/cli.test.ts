@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError, fromServiceError, toServiceError, type ErrorCode } from '../../common/errors.js';
 import { RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { exitCodeFor, exitCodeForError } from './cli.js';
+import { buildCli, invokedNoun, NOUNS } from './cli.js';
+import { exitCodeFor, exitCodeForError } from './exit-for.js';
 
 // The numbers themselves are the contract (README "Exit codes", `bpfleet --help`): pipelines
 // gate on them, so they are spelled out here rather than read back from EXIT.
@@ -46,5 +47,25 @@ describe('exitCodeForError', () => {
   it('a server error keeps its exit code across the wire', () => {
     const wire = fromServiceError(toServiceError(new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', 'no rollout r-1')));
     assert.equal(exitCodeForError(wire), 7);
+  });
+});
+
+describe('lazy nouns', () => {
+  it('finds the noun past global options and in `help <noun>`', () => {
+    const argv = (...a: string[]) => ['node', 'bpfleet', ...a];
+    assert.equal(invokedNoun(argv('-s', '127.0.0.1:1', 'rollout', 'get', 'r-1')), 'rollout');
+    assert.equal(invokedNoun(argv('--server', 'hosts', 'module', 'list')), 'module');
+    assert.equal(invokedNoun(argv('help', 'pki')), 'pki');
+    assert.equal(invokedNoun(argv('--help')), null);
+    assert.equal(invokedNoun(argv('version')), null);
+    assert.equal(invokedNoun(argv('constructor')), null);
+  });
+
+  // The overview lists the lazy entries: it must read exactly as with every noun loaded.
+  it('the overview help is the same with no noun loaded as with all of them', async () => {
+    const lazy = await buildCli([]);
+    const full = await buildCli('all');
+    assert.equal(lazy.helpInformation(), full.helpInformation());
+    assert.deepEqual(full.commands.map((c) => c.name()).sort(), [...Object.keys(NOUNS), 'version'].sort());
   });
 });

@@ -1,22 +1,52 @@
+/**
+ * The `bpfleet` program. Its nouns (module, rollout, hosts, keys, pki) are registered lazily:
+ * only the noun named on the command line is imported, so `bpfleet --help` and `bpfleet
+ * version` load commander and this file, not gRPC, protobuf, zod or X.509 (those cost about
+ * a second of start-up; bench/cli-start.ts measures it).
+ */
 import { Command } from 'commander';
-import { BpfleetError } from '../../common/errors.js';
-import { DEFAULT_SERVER } from './client.js';
-import { registerHostCommands } from './commands/hosts.js';
-import { registerKeyCommands } from './commands/keys.js';
-import { registerModuleCommands } from './commands/module.js';
-import { registerPkiCommands } from './commands/pki.js';
-import { registerRolloutCommands } from './commands/rollout.js';
-import { EXIT, exitCodeFor } from './exit-codes.js';
+import { EXIT } from './exit-codes.js';
 import { traceCommand } from './tracing.js';
 
-export { exitCodeFor };
+export const DEFAULT_SERVER = '127.0.0.1:50051';
 
-/** The `bpfleet` program: the global --server option, the overview help and every command by noun. */
-export function buildCli(): Command {
+type Register = (program: Command) => void;
+
+/** Each noun: its one-line description for the overview, and how to load its commands. */
+export const NOUNS: Record<string, { description: string; load: () => Promise<Register> }> = {
+  module: { description: 'push and list module versions', load: async () => (await import('./commands/module.js')).registerModuleCommands },
+  rollout: { description: 'create, follow and inspect rollouts', load: async () => (await import('./commands/rollout.js')).registerRolloutCommands },
+  hosts: { description: 'list registered hosts and the module version each one runs', load: async () => (await import('./commands/hosts.js')).registerHostCommands },
+  keys: { description: 'module signing keys (ed25519)', load: async () => (await import('./commands/keys.js')).registerKeyCommands },
+  pki: { description: 'fleet PKI for mutual TLS: the CA, and certificates for the control plane, agents and users', load: async () => (await import('./commands/pki.js')).registerPkiCommands },
+};
+
+/**
+ * The noun `argv` (process.argv shape) invokes, skipping global options: "rollout" for
+ * `bpfleet -s a:1 rollout get r-1` and for `bpfleet help rollout`; null for none.
+ */
+export function invokedNoun(argv: readonly string[]): string | null {
+  const words: string[] = [];
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-s' || a === '--server') i++;
+    else if (!a.startsWith('-')) words.push(a);
+  }
+  const noun = words[0] === 'help' ? words[1] : words[0];
+  return noun !== undefined && Object.hasOwn(NOUNS, noun) ? noun : null;
+}
+
+/**
+ * The `bpfleet` program with every noun's commands loaded when `nouns` is "all", else only
+ * `nouns` loaded and the others as one-line entries for the overview help.
+ */
+export async function buildCli(nouns: readonly string[] | 'all' = 'all'): Promise<Command> {
   const program = new Command('bpfleet')
     .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
     .option('-s, --server <addr>', 'control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
     .showHelpAfterError()
+    // Names only in the overview: a noun that is not loaded cannot say what it takes.
+    .configureHelp({ subcommandTerm: (cmd) => cmd.name() })
     .addHelpText('after', `
 Examples:
   bpfleet module push agent/bpf/pass-counter-v2.yaml
@@ -33,31 +63,30 @@ Exit codes: 0 ok/succeeded, 1 error or server unreachable, 2 usage or invalid in
 3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found.
 Every command takes -o json|yaml; \`bpfleet <command> --help\` has examples.`);
 
-  registerModuleCommands(program);
-  registerRolloutCommands(program);
-  registerHostCommands(program);
-  registerKeyCommands(program);
-  registerPkiCommands(program);
+  for (const [name, noun] of Object.entries(NOUNS)) {
+    if (nouns === 'all' || nouns.includes(name)) (await noun.load())(program);
+    else program.command(name).description(noun.description);
+  }
+  program.command('version')
+    .description('print the bpfleet version and the git commit it was built from')
+    .action(async () => {
+      const { versionLine } = await import('../../common/version.js');
+      process.stdout.write(`${versionLine('bpfleet')}\n`);
+    });
   return program;
-}
-
-/** Exit code for a command that failed with `err` (see exit-codes.ts). */
-export function exitCodeForError(err: unknown): number {
-  if (!(err instanceof BpfleetError)) return EXIT.ERROR;
-  if (err.code === 'INVALID_ARGUMENT' || err.code === 'ALREADY_EXISTS' || err.code === 'FAILED_PRECONDITION') return EXIT.USAGE;
-  if (err.code === 'NOT_FOUND') return EXIT.NOT_FOUND;
-  return EXIT.ERROR;
 }
 
 /** Runs the CLI on `argv` (process.argv shape); sets process.exitCode, prints errors to stderr. */
 export async function main(argv: string[]): Promise<void> {
-  const program = buildCli().exitOverride((err) => {
+  const noun = invokedNoun(argv);
+  const program = (await buildCli(noun ? [noun] : [])).exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : EXIT.USAGE);
   });
   await traceCommand(program, async () => {
     try {
       await program.parseAsync(argv);
     } catch (err) {
+      const [{ BpfleetError }, { exitCodeForError }] = await Promise.all([import('../../common/errors.js'), import('./exit-for.js')]);
       const e = err instanceof BpfleetError ? err : null;
       const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? DEFAULT_SERVER)}? set --server or BPFLEET_SERVER)` : '';
       process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);

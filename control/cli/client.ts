@@ -6,8 +6,6 @@ import { ControlServiceClient, type ControlServiceService } from '../../proto/ge
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { clientInterceptors } from './tracing.js';
 
-export const DEFAULT_SERVER = '127.0.0.1:50051';
-
 /** Who the audit log should name: BPFLEET_ACTOR, else user@host (CI sets BPFLEET_ACTOR). */
 export function actor(): string {
   if (process.env.BPFLEET_ACTOR) return process.env.BPFLEET_ACTOR;

@@ -1,5 +1,7 @@
-import { RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
-
+/**
+ * The CLI's exit codes, alone in a module without imports: `bpfleet --help` loads it and must
+ * stay quick (the mapping from outcomes to codes is in exit-for.ts).
+ */
 /** Documented exit codes of the `bpfleet` CLI (docs/CLI.md "Exit codes"); pipelines gate on them. */
 export const EXIT = {
   OK: 0,
@@ -18,13 +20,3 @@ export const EXIT = {
   /** Something named does not exist (module, rollout, host). */
   NOT_FOUND: 7,
 } as const;
-
-/** Exit code for a rollout that ended (or stopped moving) in `phase`. */
-export function exitCodeFor(phase: RolloutPhase | undefined): number {
-  switch (phase) {
-    case RolloutPhase.ROLLOUT_PHASE_SUCCEEDED: return EXIT.OK;
-    case RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK: return EXIT.ROLLED_BACK;
-    case RolloutPhase.ROLLOUT_PHASE_PAUSED: return EXIT.PAUSED;
-    default: return EXIT.FAILED;
-  }
-}

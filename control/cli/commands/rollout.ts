@@ -10,7 +10,8 @@ import { Rollout, RolloutPhase } from '../../../proto/gen/bpfleet/v1/rollout.js'
 import { parseRolloutSpec, specToInput } from '../../rollout/spec.js';
 import { isFinal, phaseName } from '../../rollout/vocabulary.js';
 import type { Control } from '../client.js';
-import { EXIT, exitCodeFor } from '../exit-codes.js';
+import { EXIT } from '../exit-codes.js';
+import { exitCodeFor } from '../exit-for.js';
 import { follow } from '../follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';

@@ -1,0 +1,102 @@
+/**
+ * What both daemons do with their config: the shared flags (--config, --print-config,
+ * --log-level, --etcd, --nats, --listen, --metrics-*) and variables, printing the effective
+ * config, and re-reading it on SIGHUP (`systemctl reload`).
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import YAML from 'yaml';
+import { commaList, parsePort, type EnvBinding, type FlagValue } from './load.js';
+import { redact } from './redact.js';
+import { LOG_LEVELS } from './schema.js';
+
+/** Variables both daemons read; each daemon adds its own. */
+export const SHARED_ENV: readonly EnvBinding[] = [
+  { name: 'BPFLEET_LISTEN', path: ['listen'] },
+  { name: 'BPFLEET_ETCD', path: ['etcd', 'endpoints'], parse: commaList },
+  { name: 'BPFLEET_ETCD_USERNAME', path: ['etcd', 'username'] },
+  { name: 'BPFLEET_ETCD_PASSWORD', path: ['etcd', 'password'] },
+  { name: 'BPFLEET_NATS', path: ['nats', 'servers'], parse: commaList },
+  { name: 'BPFLEET_NATS_TOKEN', path: ['nats', 'token'] },
+  { name: 'BPFLEET_METRICS_PORT', path: ['metrics', 'port'], parse: parsePort },
+  { name: 'BPFLEET_METRICS_HOST', path: ['metrics', 'host'] },
+  { name: 'BPFLEET_LOG_LEVEL', path: ['logLevel'] },
+];
+
+function portFlag(value: string): number {
+  try {
+    return parsePort(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/**
+ * Adds the shared flags to a daemon's command. No flag has a commander default: an absent
+ * flag leaves the file's (or the built-in) value, so defaults live in the schema alone.
+ */
+export function addSharedOptions(command: Command, defaultConfigPath: string, listenDefault: string): Command {
+  return command
+    .option('--config <file>', `YAML config file (default ${defaultConfigPath} when it exists; env BPFLEET_CONFIG)`)
+    .option('--print-config', 'print the effective config (file < env < flags, secrets redacted) as YAML and exit')
+    .addOption(new Option('--log-level <level>', 'log level (default info; env BPFLEET_LOG_LEVEL)').choices(LOG_LEVELS))
+    .option('--listen <addr>', `gRPC listen address (default ${listenDefault}; env BPFLEET_LISTEN)`)
+    .option('--etcd <urls>', 'comma-separated etcd endpoints (default http://127.0.0.1:2379; env BPFLEET_ETCD)')
+    .option('--nats <urls>', 'comma-separated NATS servers (default nats://127.0.0.1:4222; env BPFLEET_NATS)')
+    .option('--metrics-port <port>', 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: any free port); off unless given (env BPFLEET_METRICS_PORT)', portFlag)
+    .option('--metrics-host <addr>', 'address the metrics endpoint binds to (default 127.0.0.1; env BPFLEET_METRICS_HOST)');
+}
+
+export interface SharedFlags {
+  config?: string;
+  printConfig?: boolean;
+  logLevel?: string;
+  listen?: string;
+  etcd?: string;
+  nats?: string;
+  metricsPort?: number;
+  metricsHost?: string;
+}
+
+/** The shared flags that were given, as config fields. */
+export function sharedFlagValues(opts: SharedFlags): FlagValue[] {
+  const out: FlagValue[] = [];
+  const add = (flag: string, path: string[], value: unknown) => {
+    if (value !== undefined) out.push({ flag, path, value });
+  };
+  add('--log-level', ['logLevel'], opts.logLevel);
+  add('--listen', ['listen'], opts.listen);
+  add('--etcd', ['etcd', 'endpoints'], opts.etcd === undefined ? undefined : commaList(opts.etcd));
+  add('--nats', ['nats', 'servers'], opts.nats === undefined ? undefined : commaList(opts.nats));
+  add('--metrics-port', ['metrics', 'port'], opts.metricsPort);
+  add('--metrics-host', ['metrics', 'host'], opts.metricsHost);
+  return out;
+}
+
+/** A numeric flag's text as a number when it is one; else the text, for the schema to refuse by field name. */
+export const wholeFlag = (text: string | undefined): number | string | undefined => (text === undefined ? undefined : /^\d+$/.test(text) ? Number(text) : text);
+
+/** Which of `fields` (dotted names) are set in `config`: settings this build cannot honour yet. */
+export function configuredFields(config: object, fields: readonly string[]): string[] {
+  return fields.filter((f) => f.split('.').reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config) !== undefined);
+}
+
+/** --config, else BPFLEET_CONFIG, else undefined (the default path, if it exists). */
+export function explicitConfigPath(opts: SharedFlags, env: NodeJS.ProcessEnv): string | undefined {
+  return opts.config ?? (env.BPFLEET_CONFIG || undefined);
+}
+
+/** The effective config as YAML with secrets redacted: what --print-config writes. */
+export function printableConfig(config: object): string {
+  return YAML.stringify(redact(config));
+}
+
+/** Dotted names of the fields whose values differ between two configs (e.g. "host.labels"). */
+export function changedFields(before: unknown, after: unknown, path = ''): string[] {
+  const isMap = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  // A label map is one field: a changed label changes "host.labels".
+  if (isMap(before) && isMap(after) && path !== 'labels' && !path.endsWith('.labels')) {
+    const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+    return [...keys].flatMap((k) => changedFields(before[k], after[k], path ? `${path}.${k}` : k));
+  }
+  return JSON.stringify(before) === JSON.stringify(after) ? [] : [path];
+}

@@ -1,0 +1,73 @@
+/**
+ * The npm package: `npm pack` (which builds dist/ first) gives a tarball that installs with
+ * `npm install -g` into an empty prefix, with its dependencies and no dev dependency (no
+ * tsx, no TypeScript), and whose three commands run from there.
+ *
+ * Not in `npm test`: it takes 35-75 s on the 2-core machine, most of it npm install
+ * (dependencies from the npm cache, package metadata from the registry). Run it with
+ * `npm run test:package`; infra/package.test.ts is the quick check the suite runs.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+describe('the npm package', { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bpfleet-package-'));
+  const prefix = join(dir, 'prefix');
+  const installed = join(prefix, 'lib/node_modules/bpfleet');
+  let files: string[] = [];
+  // A clean environment: nothing may reach the checkout's node_modules or tsx.
+  const env = { PATH: `${join(prefix, 'bin')}:/usr/local/bin:/usr/bin:/bin`, HOME: process.env.HOME ?? dir };
+  const cmd = (name: string, ...args: string[]) => run(join(prefix, 'bin', name), args, { cwd: dir, env, encoding: 'utf8' });
+
+  before(async () => {
+    const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', dir], { cwd: REPO, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    const [pack] = JSON.parse(stdout.slice(stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[];
+    files = pack!.files.map((f) => f.path);
+    mkdirSync(prefix);
+    await run('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', '--loglevel=error', join(dir, pack!.filename)], { cwd: dir, encoding: 'utf8' });
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('holds the built commands, the .proto files and the units; no TypeScript, tests or BPF objects', () => {
+    for (const f of ['bin/bpfleet.mjs', 'bin/bpfleet-agent.mjs', 'bin/bpfleet-control.mjs', 'dist/bpfleet.js', 'dist/bpfleet-agent.js', 'dist/bpfleet-control.js',
+      'proto/bpfleet/v1/control.proto', 'infra/systemd/bpfleet-agent.service', 'infra/config/agent.yaml']) {
+      assert.ok(files.includes(f), `${f} is missing from the package`);
+    }
+    assert.deepEqual(files.filter((f) => f.endsWith('.ts') || f.endsWith('.o') || f.includes('test')), []);
+  });
+
+  it('installs without any dev dependency', () => {
+    const deps = readdirSync(join(installed, 'node_modules'));
+    for (const dev of ['tsx', 'typescript', 'esbuild', 'ts-proto', '@bufbuild/buf']) assert.ok(!deps.includes(dev) && !existsSync(join(installed, 'node_modules', dev)), `${dev} was installed`);
+    assert.ok(!existsSync(join(installed, 'control/cli/main.ts')), 'TypeScript sources were installed');
+  });
+
+  for (const name of ['bpfleet', 'bpfleet-agent', 'bpfleet-control']) {
+    it(`${name} --help and version run from the installed package`, async () => {
+      const help = await cmd(name, '--help');
+      assert.match(help.stdout, new RegExp(`^Usage: ${name} `));
+      const version = await cmd(name, 'version');
+      assert.match(version.stdout, new RegExp(`^${name} \\d+\\.\\d+\\.\\d+( \\(commit [0-9a-f]{12}(-dirty)?\\))?\\n$`));
+    });
+  }
+
+  it('the daemons load their config from the installed package (zod, yaml resolved there)', async () => {
+    const { stdout } = await cmd('bpfleet-agent', '--print-config', '--config', join(installed, 'infra/config/agent.yaml'), '--host', 'pkg-check');
+    assert.match(stdout, /^host:\n {2}name: pkg-check\n/);
+  });
+
+  it('koffi from the installed package finds the system libbpf', async () => {
+    const script = `const koffi = (await import(${JSON.stringify(join(installed, 'node_modules/koffi/index.js'))})).default; koffi.load('libbpf.so.1'); process.stdout.write('ok');`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: dir, env, encoding: 'utf8' });
+    assert.equal(stdout, 'ok');
+  });
+});

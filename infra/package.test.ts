@@ -1,0 +1,54 @@
+/**
+ * The quick check of the npm package that `npm test` runs (the full one, installing the
+ * tarball into an empty prefix, is infra/package-install.ts: `npm run test:package`):
+ * `npm pack --dry-run` lists what the tarball holds, and the built commands run through
+ * their bin launchers from a directory laid out like the installed package (no TypeScript
+ * sources beside them, so the launchers pick dist/).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { buildDist, packageName } from './build.js';
+
+const run = promisify(execFile);
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+
+describe('the npm package, quickly', { timeout: 120_000 }, () => {
+  const stage = mkdtempSync(join(tmpdir(), 'bpfleet-package-'));
+  before(async () => {
+    await buildDist(join(stage, 'dist'));
+    cpSync(join(REPO, 'bin'), join(stage, 'bin'), { recursive: true });
+    cpSync(join(REPO, 'package.json'), join(stage, 'package.json'));
+    symlinkSync(join(REPO, 'node_modules'), join(stage, 'node_modules'));
+  });
+  after(() => rmSync(stage, { recursive: true, force: true }));
+
+  it('npm pack would ship the launchers, dist/, the .proto files, units and example configs; no TypeScript or tests', async () => {
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: REPO, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
+    const files = (JSON.parse(stdout) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+    for (const f of ['bin/bpfleet.mjs', 'bin/bpfleet-agent.mjs', 'bin/bpfleet-control.mjs', 'bin/launch.mjs', 'proto/bpfleet/v1/control.proto',
+      'infra/systemd/bpfleet-agent.service', 'infra/systemd/bpfleet-control.service', 'infra/config/agent.yaml', 'infra/config/control.yaml']) {
+      assert.ok(files.includes(f), `${f} is missing from the package`);
+    }
+    assert.deepEqual(files.filter((f) => f.endsWith('.ts') || f.endsWith('.o') || f.includes('test')), []);
+  });
+
+  for (const name of ['bpfleet', 'bpfleet-agent', 'bpfleet-control']) {
+    it(`${name}: --help and version from dist/`, async () => {
+      const bin = join(stage, 'bin', `${name}.mjs`);
+      assert.match((await run(process.execPath, [bin, '--help'], { cwd: stage, encoding: 'utf8' })).stdout, new RegExp(`^Usage: ${name} `));
+      assert.match((await run(process.execPath, [bin, 'version'], { cwd: stage, encoding: 'utf8' })).stdout, new RegExp(`^${name} \\d+\\.\\d+\\.\\d+`));
+    });
+  }
+
+  it('packageName: the npm package a bare import comes from', () => {
+    assert.equal(packageName('@grpc/grpc-js/build/src/x'), '@grpc/grpc-js');
+    assert.equal(packageName('yaml'), 'yaml');
+    assert.equal(packageName('zod/v4/core'), 'zod');
+  });
+});
