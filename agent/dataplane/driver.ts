@@ -38,6 +38,30 @@ export interface ProgramStats {
   stackRxPackets?: bigint;
 }
 
+/** Why an attachment bpfleet installed runs nothing now (AttachmentState.reason). */
+export type BrokenReason = 'NO_INTERFACE' | 'IFACE_RENAMED' | 'NETNS_GONE' | 'NOT_ATTACHED' | 'MTU_TOO_LARGE' | 'REATTACH_FAILED';
+
+/** One attachment bpfleet installed, as check() found it in the kernel (or the sim). */
+export type AttachmentHealth =
+  | {
+    attachment: string;
+    status: 'running';
+    running: RunningModule;
+    /** True when check() itself re-attached the module (its interface came back). */
+    reattached: boolean;
+  }
+  | {
+    attachment: string;
+    status: 'broken';
+    /** The module bpfleet installed there, which the kernel no longer runs on it. */
+    digest: string;
+    name: string;
+    version: string;
+    reason: BrokenReason;
+    /** What was seen, for operators ("interface eth0 is gone (ifindex 3)"). */
+    message: string;
+  };
+
 /** Time spent in each phase of an install, in milliseconds. */
 export interface InstallTiming {
   loadMs: number;
@@ -67,6 +91,14 @@ export interface DataplaneDriver {
   /** Modules found running (e.g. pinned by a previous agent process): adopt them. */
   observe(): Promise<RunningModule[]>;
   install(attachment: Attachment, artifact: ModuleArtifact, expectedDigest: string | null): Promise<InstallResult>;
+  /**
+   * Compares every attachment bpfleet installed with what the kernel runs on it now: the
+   * interface may be gone, renamed or re-created, the network namespace gone. A module whose
+   * interface exists again under the attachment's name is attached again (the same program,
+   * its persistent maps intact); the rest is reported broken with a reason. Never reports
+   * running what the kernel does not run.
+   */
+  check(): Promise<AttachmentHealth[]>;
   stats(attachment: Attachment): Promise<ProgramStats | null>;
   /** Detaches and unpins; a no-op when nothing is attached. */
   remove(attachment: Attachment): Promise<void>;
