@@ -30,10 +30,12 @@ export interface ProgramStats {
   ifaceRxPackets?: bigint;
   ifaceTxPackets?: bigint;
   /**
-   * IPv4 + IPv6 packets that reached the IP layer of the attachment's network namespace
-   * (Ip/Ip6 InReceives): past XDP and tc ingress, so a drop there never counts. Unlike
-   * ifaceRxPackets, which on veth (native XDP, kernel 6.18) counts XDP_DROP'ped packets too.
-   * Namespace-wide: it witnesses one interface only where that is the namespace's only one.
+   * Packets that got past the module, which a drop never adds to (unlike ifaceRxPackets,
+   * which on veth with native XDP, kernel 6.18, counts XDP_DROP'ped packets too). At an XDP
+   * attachment: what bpfleet's drop witness at tcx ingress of the same interface counted,
+   * that interface only. Otherwise (tcx-ingress, or no witness): IPv4 + IPv6 packets that
+   * reached the IP layer of the attachment's network namespace (Ip/Ip6 InReceives), which
+   * witnesses one interface only where that is the namespace's only one.
    */
   stackRxPackets?: bigint;
 }
