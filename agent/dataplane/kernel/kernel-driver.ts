@@ -90,7 +90,10 @@ export class KernelDriver implements DataplaneDriver {
         const pins = new AttachmentPins(this.pinRoot, attachment);
         const state = this.inspect(pins);
         collectGarbage(pins, state);
-        if (state.running) found.push(state.running);
+        if (!state.running) continue;
+        // Pins of an agent that predates the witness, or a witness someone removed.
+        this.ensureWitness(pins);
+        found.push(state.running);
       }
       return found;
     });
@@ -251,6 +254,7 @@ export class KernelDriver implements DataplaneDriver {
     if (netnsGone) return broken('NETNS_GONE', `${netnsGone}; restart the agent with a namespace that exists`);
     const ifindex = this.ifindexOf(iface);
     if (link.ifindex !== 0 && link.ifindex === ifindex) {
+      this.ensureWitness(pins);
       return { attachment: key, status: 'running', running: this.inspect(pins).running!, reattached: false };
     }
     if (ifindex === null) {
