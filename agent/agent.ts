@@ -39,7 +39,14 @@ export interface AgentConfig {
   signatures?: SignaturePolicy;
   /** Test hook (see crash-hook.ts). */
   checkpoint?: SwapCheckpoint;
+  /**
+   * How often the agent compares what it reports with what the kernel runs (interfaces
+   * deleted, renamed, re-created; the namespace gone), in ms. Default 2000.
+   */
+  checkIntervalMs?: number;
 }
+
+const DEFAULT_CHECK_INTERVAL_MS = 2000;
 
 export interface RunningAgent {
   address: string;
@@ -85,6 +92,15 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   await watch.start();
   const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a));
   telemetry.start();
+  let checking: Promise<void> | null = null;
+  const checker = setInterval(() => {
+    // One check at a time: a slow one (a busy kernel lock) is not stacked on.
+    checking ??= reconciler.recheck().then(
+      (changed) => { if (changed.length) log.warn({ attachments: changed, state: reconciler.state().attachments.filter((a) => changed.includes(a.attachment)) }, 'kernel state changed under running programs'); },
+      (err: unknown) => log.error({ err }, 'check of running programs failed'),
+    ).finally(() => { checking = null; });
+  }, cfg.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS);
+  checker.unref();
   log.info({ host: cfg.host, address, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
 
   return {
@@ -92,6 +108,8 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     reconciler,
     setLabels: (labels) => registration.relabel(labels),
     async stop() {
+      clearInterval(checker);
+      await checking;
       telemetry.stop();
       await watch.stop();
       standard.drain();

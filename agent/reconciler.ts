@@ -2,10 +2,10 @@ import { parseAttachment } from '../common/attachment.js';
 import { digestOf } from '../common/digest.js';
 import { BpfleetError } from '../common/errors.js';
 import { enforceSignaturePolicy, type SignaturePolicy } from '../common/signing.js';
-import type { ApplyRecord, AttachmentState, GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, type ApplyRecord, type AttachmentState, type GetStateResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Module } from '../proto/gen/bpfleet/v1/module.js';
 import type { SwapCheckpoint } from './crash-hook.js';
-import type { DataplaneDriver, RunningModule } from './dataplane/driver.js';
+import type { AttachmentHealth, DataplaneDriver, RunningModule } from './dataplane/driver.js';
 
 /** Where an agent gets what an intent names. */
 export interface ModuleSource {
@@ -46,6 +46,10 @@ export class Reconciler {
   // Kept apart from `states` because they must outlive a removal: otherwise a late intent
   // older than the removal would find no marks and re-install what was removed.
   private readonly fences = new Map<string, Pick<AttachmentState, 'generation' | 'leaderEpoch'>>();
+  // Bumped by every apply that sets or drops a state: a recheck() that read the kernel before
+  // an apply landed must not overwrite what the apply reported.
+  private stateSeq = 0;
+  private readonly stateSeqOf = new Map<string, number>();
   /** One record per apply that changed the dataplane: tests and audits count them. */
   readonly history: ApplyRecord[] = [];
   private readonly changeListeners = new Set<(attachment: string) => void>();
@@ -121,14 +125,16 @@ export class Reconciler {
           `remove ${intent.attachment}: attachment runs ${running.digest}, expected ${intent.expectedDigest || 'nothing'}`);
       }
       const updatedAt = this.clock().toISOString();
+      // Also when nothing runs: a module whose interface is gone keeps its pins until removed.
+      await this.driver.remove(attachment);
       if (running) {
-        await this.driver.remove(attachment);
         this.history.push({ at: updatedAt, attachment: intent.attachment, digest: '', generation: intent.generation, rolloutId: intent.rolloutId });
       }
       this.states.delete(intent.attachment);
+      this.stateSeqOf.set(intent.attachment, ++this.stateSeq);
       this.fences.set(intent.attachment, { generation: intent.generation, leaderEpoch: intent.leaderEpoch });
       await this.publish();
-      return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt }, changed: Boolean(running), fetchMs: 0, loadMs: 0, swapMs: 0 };
+      return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt, status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED, reason: '', message: '' }, changed: Boolean(running), fetchMs: 0, loadMs: 0, swapMs: 0 };
     }
     const t0 = performance.now();
     const module = await this.source.module(ref.name, ref.version);
@@ -159,7 +165,60 @@ export class Reconciler {
     return { state, changed: result.changed, fetchMs, loadMs: result.timing.loadMs, swapMs: result.timing.swapMs };
   }
 
+  /**
+   * Compares what this agent reports with what the kernel runs (driver.check()), and
+   * publishes when they differ: an attachment the kernel no longer runs is reported BROKEN
+   * with the driver's reason (or NOT_ATTACHED when the driver knows nothing of it), one the
+   * driver attached again is RUNNING with its new link. The fencing marks stay. Returns the
+   * attachments whose report changed.
+   */
+  async recheck(): Promise<string[]> {
+    const started = this.stateSeq;
+    const found = new Map((await this.driver.check()).map((h) => [h.attachment, h]));
+    const changed: string[] = [];
+    for (const [key, state] of this.states) {
+      if ((this.stateSeqOf.get(key) ?? 0) > started) continue;
+      const next = this.rechecked(state, found.get(key));
+      if (next) {
+        this.states.set(key, next);
+        changed.push(key);
+      }
+    }
+    // Pinned by an earlier agent process, but not running when this one adopted what runs.
+    for (const [key, health] of found) {
+      if (this.states.has(key) || (this.stateSeqOf.get(key) ?? 0) > started) continue;
+      const module = health.status === 'running' ? health.running : health;
+      const unknown = this.stateOf({ attachment: key, digest: module.digest, name: module.name, version: module.version, progId: 0, linkId: 0, progTag: '' }, null);
+      const next = this.rechecked({ ...unknown, status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED }, health);
+      if (next) {
+        this.states.set(key, next);
+        changed.push(key);
+      }
+    }
+    if (changed.length) await this.publish();
+    return changed;
+  }
+
+  /** The state `health` calls for, or null when `state` already says it. */
+  private rechecked(state: AttachmentState, health: AttachmentHealth | undefined): AttachmentState | null {
+    const marks = { generation: state.generation, leaderEpoch: state.leaderEpoch, rolloutId: state.rolloutId };
+    if (health?.status === 'running') {
+      const r = health.running;
+      const same = state.status !== AttachmentStatus.ATTACHMENT_STATUS_BROKEN && state.progId === r.progId && state.linkId === r.linkId &&
+        state.module?.digest === r.digest;
+      return same ? null : this.stateOf(r, marks);
+    }
+    const reason = health?.reason ?? 'NOT_ATTACHED';
+    const message = health?.message ?? `${state.attachment}: the kernel runs nothing bpfleet pinned here`;
+    if (state.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN && state.reason === reason && state.message === message) return null;
+    return {
+      ...state, progId: 0, linkId: 0, progTag: '', updatedAt: this.clock().toISOString(),
+      status: AttachmentStatus.ATTACHMENT_STATUS_BROKEN, reason, message,
+    };
+  }
+
   private setState(state: AttachmentState): void {
+    this.stateSeqOf.set(state.attachment, ++this.stateSeq);
     this.states.set(state.attachment, state);
     this.fences.set(state.attachment, { generation: state.generation, leaderEpoch: state.leaderEpoch });
   }
@@ -175,6 +234,9 @@ export class Reconciler {
       leaderEpoch: marks?.leaderEpoch ?? 0,
       rolloutId: marks?.rolloutId ?? '',
       updatedAt: this.clock().toISOString(),
+      status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING,
+      reason: '',
+      message: '',
     };
   }
 

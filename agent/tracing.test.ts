@@ -29,6 +29,7 @@ class StandInDriver implements DataplaneDriver {
   private running: string | null = null;
   capabilities() { return ['xdp']; }
   async observe() { return []; }
+  async check() { return []; }
   async install(attachment: Attachment, artifact: ModuleArtifact): Promise<InstallResult> {
     if (this.refuse) throw new BpfleetError('FAILED_PRECONDITION', this.refuse, 'refused');
     const changed = this.running !== artifact.digest;

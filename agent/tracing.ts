@@ -36,7 +36,7 @@ import {
 import { childSpan, contextOf, errorType, inSpan } from '../common/spans.js';
 import type { GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { ArtifactCache } from './artifact-cache.js';
-import type { DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from './dataplane/driver.js';
+import type { AttachmentHealth, DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from './dataplane/driver.js';
 import { agentMetrics } from './metrics.js';
 import type { ApplyResult, ModuleSource, StateSink } from './reconciler.js';
 
@@ -145,6 +145,10 @@ export class TracedDriver implements DataplaneDriver {
       }
       return result;
     });
+  }
+
+  check(): Promise<AttachmentHealth[]> {
+    return this.inner.check();
   }
 
   stats(attachment: Attachment): Promise<ProgramStats | null> {

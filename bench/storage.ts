@@ -28,7 +28,7 @@ import { HostDirectory } from '../common/etcd/hosts.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import { RolloutStore } from '../control/store/rollouts.js';
 import { startEtcd } from '../dev/etcd.js';
-import { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { Host } from '../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { NaiveHostDirectory, NaiveIntentStore, NaiveRolloutStore } from './control/naive.js';
@@ -138,7 +138,7 @@ async function fleetReads(etcd: Etcd3, endpoint: string, n: number) {
     host: '', attachments: [{
       attachment: 'xdp:eth0', module: { name: v1.manifest.name, version: v1.manifest.version, digest: v1.digest },
       progId: 1_000_001, linkId: 1_000_001, progTag: v1.digest.slice(7, 23), generation: 1, rolloutId: 'storage-probe-260101000000-abcd',
-      leaderEpoch: 1, updatedAt: new Date().toISOString(),
+      leaderEpoch: 1, updatedAt: new Date().toISOString(), status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '',
     }],
   }) as Record<string, unknown>;
   await mapLimit(chunk(Array.from({ length: n }, (_, i) => hostName(i + 1)), 64), 8, (names) => etcd.kv.txn({

@@ -30,13 +30,39 @@ export interface ProgramStats {
   ifaceRxPackets?: bigint;
   ifaceTxPackets?: bigint;
   /**
-   * IPv4 + IPv6 packets that reached the IP layer of the attachment's network namespace
-   * (Ip/Ip6 InReceives): past XDP and tc ingress, so a drop there never counts. Unlike
-   * ifaceRxPackets, which on veth (native XDP, kernel 6.18) counts XDP_DROP'ped packets too.
-   * Namespace-wide: it witnesses one interface only where that is the namespace's only one.
+   * Packets that got past the module, which a drop never adds to (unlike ifaceRxPackets,
+   * which on veth with native XDP, kernel 6.18, counts XDP_DROP'ped packets too). At an XDP
+   * attachment: what bpfleet's drop witness at tcx ingress of the same interface counted,
+   * that interface only. Otherwise (tcx-ingress, or no witness): IPv4 + IPv6 packets that
+   * reached the IP layer of the attachment's network namespace (Ip/Ip6 InReceives), which
+   * witnesses one interface only where that is the namespace's only one.
    */
   stackRxPackets?: bigint;
 }
+
+/** Why an attachment bpfleet installed runs nothing now (AttachmentState.reason). */
+export type BrokenReason = 'NO_INTERFACE' | 'IFACE_RENAMED' | 'NETNS_GONE' | 'NOT_ATTACHED' | 'MTU_TOO_LARGE' | 'REATTACH_FAILED';
+
+/** One attachment bpfleet installed, as check() found it in the kernel (or the sim). */
+export type AttachmentHealth =
+  | {
+    attachment: string;
+    status: 'running';
+    running: RunningModule;
+    /** True when check() itself re-attached the module (its interface came back). */
+    reattached: boolean;
+  }
+  | {
+    attachment: string;
+    status: 'broken';
+    /** The module bpfleet installed there, which the kernel no longer runs on it. */
+    digest: string;
+    name: string;
+    version: string;
+    reason: BrokenReason;
+    /** What was seen, for operators ("interface eth0 is gone (ifindex 3)"). */
+    message: string;
+  };
 
 /** Time spent in each phase of an install, in milliseconds. */
 export interface InstallTiming {
@@ -67,6 +93,14 @@ export interface DataplaneDriver {
   /** Modules found running (e.g. pinned by a previous agent process): adopt them. */
   observe(): Promise<RunningModule[]>;
   install(attachment: Attachment, artifact: ModuleArtifact, expectedDigest: string | null): Promise<InstallResult>;
+  /**
+   * Compares every attachment bpfleet installed with what the kernel runs on it now: the
+   * interface may be gone, renamed or re-created, the network namespace gone. A module whose
+   * interface exists again under the attachment's name is attached again (the same program,
+   * its persistent maps intact); the rest is reported broken with a reason. Never reports
+   * running what the kernel does not run.
+   */
+  check(): Promise<AttachmentHealth[]>;
   stats(attachment: Attachment): Promise<ProgramStats | null>;
   /** Detaches and unpins; a no-op when nothing is attached. */
   remove(attachment: Attachment): Promise<void>;

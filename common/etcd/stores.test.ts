@@ -10,7 +10,7 @@ import { Etcd3 } from 'etcd3';
 import { CleanupStack } from '../../dev/cleanup.js';
 import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
-import { GetStateResponse, type Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, GetStateResponse, type Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { keys } from '../keys.js';
@@ -77,7 +77,7 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     await register('late');
     await until('the late host', async () => (await directory.list()).length === 2);
     await etcd.put(keys.observed('late')).value(JSON.stringify(GetStateResponse.toJSON({
-      host: 'late', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '' }],
+      host: 'late', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     })));
     await until('the late host\'s report', async () => (await directory.get('late'))?.attachments[0]?.version === '2.0.0');
     await etcd.delete().key(keys.host('early'));
@@ -118,7 +118,7 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
       name: 'leased', labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [],
     });
     const state: GetStateResponse = {
-      host: 'leased', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '' }],
+      host: 'leased', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     };
     await records.report('leased', state);
     assert.deepEqual(await records.lastReported('leased'), state);

@@ -24,6 +24,10 @@ export interface DriverFixture {
   reopen(): Promise<DataplaneDriver>;
   /** Makes the attachment run `digest` (one of the fixture's artifacts) behind the driver's back. */
   driftTo?(digest: string): Promise<void>;
+  /** Deletes the interface of `attachment`, as `ip link del` does. */
+  deleteInterface?(): Promise<void>;
+  /** Creates an interface named as `attachment`'s again, with nothing attached. */
+  createInterface?(): Promise<void>;
   /** Removes everything the test left behind, whichever driver it ended with. */
   cleanup(): Promise<void>;
 }
@@ -205,6 +209,32 @@ export function runDriverConformance(label: string, makeFixture: () => Promise<D
       const recovered = await driver.install(attachment, v1, v2.digest);
       assert.equal(recovered.changed, true);
       assert.equal(recovered.running.digest, v1.digest);
+    });
+
+    it('check(): an interface deleted is broken NO_INTERFACE, and the module returns with it', async (t) => {
+      const fx = await fixture(t);
+      if (!fx.deleteInterface || !fx.createInterface) return t.skip('fixture cannot delete interfaces');
+      const { driver, attachment, artifacts: { v1, v2 } } = fx;
+      const key = formatAttachment(attachment);
+      const installed = await driver.install(attachment, v1, null);
+      assert.deepEqual(await driver.check(), [{ attachment: key, status: 'running', running: installed.running, reattached: false }]);
+
+      await fx.deleteInterface();
+      const [gone, ...more] = await driver.check();
+      assert.deepEqual(more, []);
+      assert.ok(gone?.status === 'broken', JSON.stringify(gone));
+      assert.deepEqual([gone.reason, gone.digest, gone.name, gone.version], ['NO_INTERFACE', v1.digest, v1.manifest.name, v1.manifest.version]);
+      assert.deepEqual(await driver.observe(), [], 'nothing runs');
+      assert.equal(await driver.stats(attachment), null);
+      await assertBpfleetError(driver.install(attachment, v2, null), { code: 'NOT_FOUND', reason: 'NO_INTERFACE' });
+
+      await fx.createInterface();
+      const [back] = await driver.check();
+      assert.ok(back?.status === 'running', JSON.stringify(back));
+      assert.deepEqual([back.reattached, back.running.progId, back.running.digest], [true, installed.running.progId, v1.digest]);
+      assert.notEqual(back.running.linkId, installed.running.linkId);
+      assert.deepEqual(await driver.observe(), [back.running]);
+      assert.equal((await driver.install(attachment, v2, v1.digest)).running.digest, v2.digest, 'and upgrades as before');
     });
   });
 }

@@ -2,6 +2,7 @@ import { describe } from 'node:test';
 import { runDriverConformance, type DriverFixture } from '../../../e2e/support/driver-conformance.js';
 import { buildModules, createSandbox, modules } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
+import { run } from '../../../dev/processes.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
 if (!skip) buildModules();
@@ -36,6 +37,14 @@ async function kernelFixture(): Promise<DriverFixture> {
         if (!target) throw new Error(`driftTo: no artifact with digest ${digest}`);
         await other.install(attachment, target, running?.digest ?? null);
         await other.close();
+      },
+      deleteInterface: async () => {
+        await run('ip', ['-n', sandbox.host.netns, 'link', 'del', sandbox.host.iface]);
+      },
+      // As dev/netns.ts made it, minus the addresses: only the name matters here.
+      createInterface: async () => {
+        await run('ip', ['link', 'add', sandbox.host.peerIface, 'type', 'veth', 'peer', 'name', sandbox.host.iface, 'netns', sandbox.host.netns]);
+        await run('ip', ['-n', sandbox.host.netns, 'link', 'set', sandbox.host.iface, 'up']);
       },
       cleanup: () => sandbox.destroy(),
     };

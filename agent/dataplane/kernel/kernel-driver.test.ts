@@ -17,6 +17,7 @@ import type { DataplaneDriver, ModuleArtifact, ProgramStats } from '../driver.js
 import { UNKNOWN_DIGEST } from './kernel-driver.js';
 import * as bpf from './libbpf.js';
 import { NetnsSwitch } from './netns.js';
+import { ipInReceives } from './counters.js';
 import { AttachmentPins, pinCard } from './pins.js';
 
 const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
@@ -325,6 +326,34 @@ describe('KernelDriver on the real kernel', { skip }, () => {
     assert.equal(drop.after.ifaceRxPackets! - drop.before.ifaceRxPackets!, drop.runs, 'veth rx_packets counts XDP drops');
   });
 
+  it('stats: the drop witness counts the attached interface only, so loopback traffic hides no drops', async (t) => {
+    const sb = await sandbox(t);
+    const driver = sb.driver();
+    const attachment = sb.attachment('xdp');
+    await driver.install(attachment, modules.dropAll(), null);
+    const witness = new AttachmentPins(sb.pinRoot.path, attachment).witness;
+    assert.ok(existsSync(witness), 'the witness is pinned beside the link');
+
+    const before = await settledStats(driver, attachment);
+    const blaster = startBlaster({ target: sb.host.hostAddr, port: DISCARD_PORT, durationMs: 400, tool: 'node' });
+    // Meanwhile the namespace receives on another interface (lo): the IP layer counts those.
+    await run('python3', ['-c', 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3000): s.sendto(b"x",("127.0.0.1",9))'],
+      { netns: sb.host.netns });
+    await blaster.done;
+    const after = await settledStats(driver, attachment);
+
+    const runs = after.runCount - before.runCount;
+    assert.ok(runs > 1000n, `drop-all ran (${runs})`);
+    assert.equal(after.stackRxPackets! - before.stackRxPackets!, 0n, 'nothing got past drop-all on eth0');
+    const snmp = await run('cat', ['/proc/net/snmp'], { netns: sb.host.netns });
+    assert.ok(ipInReceives(snmp.stdout) >= 3000n, 'the namespace-wide counter would have hidden the drops');
+
+    await driver.remove(attachment);
+    assert.equal(existsSync(witness), false);
+    const [net] = JSON.parse((await run('bpftool', ['-j', 'net', 'show'], { netns: sb.host.netns })).stdout) as Array<{ tc: unknown[] }>;
+    assert.deepEqual(net?.tc ?? [], [], 'the witness left with the module');
+  });
+
   it('remove() detaches and unpins; pins of other attachments stay', async (t) => {
     const sb = await sandbox(t);
     const driver = sb.driver();
@@ -362,7 +391,9 @@ describe('KernelDriver on the real kernel', { skip }, () => {
 
     await delVeth();
     assert.deepEqual(await driver.observe(), []);
-    assert.deepEqual(readdirSync(sb.pinRoot.path), [], 'observe() unpinned the defunct link');
+    assert.deepEqual((await driver.check()).map((h) => h.status === 'broken' && h.reason), ['NO_INTERFACE'], 'kept for when vx0 returns');
+    await driver.remove(attachment);
+    assert.deepEqual(readdirSync(sb.pinRoot.path), [], 'remove() unpinned the defunct link');
   });
 
   it('netns: an unknown interface is NOT_FOUND, checked before loading', async (t) => {

@@ -5,13 +5,14 @@ import { requireBpfElf } from '../../../common/elf.js';
 import { BpfleetError } from '../../../common/errors.js';
 import { childSpan } from '../../../common/spans.js';
 import type { SwapCheckpoint } from '../../crash-hook.js';
-import type { DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from '../driver.js';
+import type { AttachmentHealth, BrokenReason, DataplaneDriver, InstallResult, ModuleArtifact, ProgramStats, RunningModule } from '../driver.js';
 import { enableRunTimeStats, netCounters, programStats } from './counters.js';
 import { hookSupport } from './features.js';
 import * as bpf from './libbpf.js';
 import { BpfLink, linkKind } from './link.js';
 import { NetnsSwitch } from './netns.js';
 import { AttachmentPins, pinCard, pinnedAttachments, readCard, unpin, type ModuleCard } from './pins.js';
+import { ensureWitness, witnessPackets } from './witness.js';
 
 export interface KernelDriverOptions {
   /** bpffs directory this agent owns; agents sharing a host need one each. */
@@ -89,7 +90,22 @@ export class KernelDriver implements DataplaneDriver {
         const pins = new AttachmentPins(this.pinRoot, attachment);
         const state = this.inspect(pins);
         collectGarbage(pins, state);
-        if (state.running) found.push(state.running);
+        if (!state.running) continue;
+        // Pins of an agent that predates the witness, or a witness someone removed.
+        this.ensureWitness(pins);
+        found.push(state.running);
+      }
+      return found;
+    });
+  }
+
+  check(): Promise<AttachmentHealth[]> {
+    return this.exclusive('check', () => {
+      const netnsGone = this.netns?.gone() ?? null;
+      const found: AttachmentHealth[] = [];
+      for (const attachment of pinnedAttachments(this.pinRoot)) {
+        const health = this.checkOne(new AttachmentPins(this.pinRoot, attachment), netnsGone);
+        if (health) found.push(health);
       }
       return found;
     });
@@ -131,6 +147,7 @@ export class KernelDriver implements DataplaneDriver {
         unpinReplaced(pins, artifact.digest);
         const after = this.inspect(pins).running;
         if (!after) throw new BpfleetError('INTERNAL', 'LOST_LINK', `install ${formatAttachment(attachment)}: link gone right after attaching`);
+        this.ensureWitness(pins);
         return { running: after, changed: true, timing: { loadMs, swapMs } };
       } finally {
         obj.close();
@@ -146,7 +163,9 @@ export class KernelDriver implements DataplaneDriver {
     return guard('stats', () => {
       const state = this.inspect(new AttachmentPins(this.pinRoot, attachment));
       if (!state.running) return null;
-      return { ...programStats(state.running.progId, state.card?.counters ?? []), ...netCounters(attachment.iface, this.netns) };
+      const net = netCounters(attachment.iface, this.netns);
+      const witnessed = attachment.hook === 'xdp' ? witnessPackets(new AttachmentPins(this.pinRoot, attachment).witness) : null;
+      return { ...programStats(state.running.progId, state.card?.counters ?? []), ...net, stackRxPackets: witnessed ?? net.stackRxPackets };
     });
   }
 
@@ -183,10 +202,21 @@ export class KernelDriver implements DataplaneDriver {
     }
   }
 
+  /** The interface's ifindex in the driver's namespace; null when no interface has that name. */
+  private ifindexOf(iface: string): number | null {
+    try {
+      return this.inNetns(() => bpf.ifNameToIndex(iface));
+    } catch (err) {
+      if (err instanceof bpf.SysError && err.code === 'ENODEV') return null;
+      throw err;
+    }
+  }
+
   private inspect(pins: AttachmentPins): Inspection {
     const link = readLink(pins.link);
     // A link whose device went away is defunct (ifindex 0): it runs nothing and never will.
-    if (!link || link.ifindex === 0) return { link, running: null, card: null };
+    // One whose device was renamed runs, but not on the interface the attachment names.
+    if (!link || link.ifindex === 0 || link.ifindex !== this.ifindexOf(pins.attachment.iface)) return { link, running: null, card: null };
     const digest = pins.progDigests().find((d) => pinnedProgId(pins.prog(d)) === link.progId);
     const card = digest ? readCard(pins.card(digest)) : null;
     const prog = bpf.withFd(bpf.progFdById(link.progId), bpf.progInfo);
@@ -205,19 +235,78 @@ export class KernelDriver implements DataplaneDriver {
     };
   }
 
+  /**
+   * One attachment against the kernel; null when it has no link pin (an install that never
+   * attached: observe() collects it). What bpfleet installed is the pinned program the link
+   * holds, defunct or not.
+   */
+  private checkOne(pins: AttachmentPins, netnsGone: string | null): AttachmentHealth | null {
+    const link = readLink(pins.link);
+    if (!link) return null;
+    const key = formatAttachment(pins.attachment);
+    const { iface } = pins.attachment;
+    const digest = pins.progDigests().find((d) => pinnedProgId(pins.prog(d)) === link.progId) ?? null;
+    const card = digest ? readCard(pins.card(digest)) : null;
+    const broken = (reason: BrokenReason, message: string): AttachmentHealth => ({
+      attachment: key, status: 'broken', digest: digest ?? UNKNOWN_DIGEST, name: card?.name ?? '', version: card?.version ?? '', reason,
+      message: `${key}: ${message}`,
+    });
+    if (netnsGone) return broken('NETNS_GONE', `${netnsGone}; restart the agent with a namespace that exists`);
+    const ifindex = this.ifindexOf(iface);
+    if (link.ifindex !== 0 && link.ifindex === ifindex) {
+      this.ensureWitness(pins);
+      return { attachment: key, status: 'running', running: this.inspect(pins).running!, reattached: false };
+    }
+    if (ifindex === null) {
+      if (link.ifindex === 0) return broken('NO_INTERFACE', `interface ${iface} is gone; the module is attached again when it comes back`);
+      const now = this.inNetns(() => bpf.ifIndexToName(link.ifindex)) ?? `ifindex ${link.ifindex}`;
+      return broken('IFACE_RENAMED', `interface ${iface} was renamed to ${now}, where the program still runs; ` +
+        `it moves back when an interface is named ${iface} again`);
+    }
+    if (!digest) return broken('NOT_ATTACHED', `the link holds program ${link.progId}, which bpfleet did not pin`);
+    // The name is back (re-created, or renamed back, or another interface took it): the same
+    // program, with its persistent maps, goes on the interface that has the name now.
+    try {
+      bpf.withFd(bpf.objGet(pins.prog(digest)), (progFd) => this.attach(pins, progFd));
+    } catch (err) {
+      const reason = err instanceof BpfleetError && err.reason === 'MTU_TOO_LARGE' ? 'MTU_TOO_LARGE' : 'REATTACH_FAILED';
+      return broken(reason, `attach again on ${iface} (ifindex ${ifindex}): ${(err as Error).message}`);
+    }
+    const running = this.inspect(pins).running;
+    if (!running) return broken('REATTACH_FAILED', `attached again on ${iface}, but the link runs nothing`);
+    this.ensureWitness(pins);
+    return { attachment: key, status: 'running', running, reattached: true };
+  }
+
+  /**
+   * XDP attachments get a drop witness (witness.ts). Without one (tcx older than 6.6, say)
+   * stats() falls back to the namespace's IP counters, so a failure here fails no install.
+   */
+  private ensureWitness(pins: AttachmentPins): void {
+    if (pins.attachment.hook !== 'xdp') return;
+    try {
+      ensureWitness(pins.witness, pins.attachment.iface, this.netns);
+    } catch (err) {
+      process.emitWarning(`${formatAttachment(pins.attachment)}: no drop witness, stats fall back to the namespace's IP counters: ${(err as Error).message}`);
+    }
+  }
+
   /** The one step that changes what runs: a new pinned link, or an update of the pinned one. */
   private async updateLink(pins: AttachmentPins, replaced: RunningModule | null, progFd: number): Promise<void> {
     if (replaced) await childSpan('bpf.swap', { 'bpfleet.prog.replaced_id': replaced.progId }, () => swap(pins, replaced, progFd));
     else childSpan('bpf.attach', {}, () => this.attach(pins, progFd));
   }
 
-  /** First install: a new link, pinned; its fd closes either way, so a failed pin detaches it. */
+  /**
+   * A new link, pinned; its fd closes either way, so a failed pin detaches it. It replaces the
+   * pinned link, if any, only once it is attached: that one is defunct (its interface went
+   * away) or runs on an interface renamed since, which is no longer the attachment's.
+   */
   private attach(pins: AttachmentPins, progFd: number): void {
     const { hook, iface } = pins.attachment;
     const link = BpfLink.create(progFd, { attachType: HOOKS[hook].attachType, iface }, { netns: this.netns });
     try {
-      // Replaces the pin of a defunct link, if any.
-      unpin(pins.link);
+      retireLink(pins.link);
       link.pin(pins.link);
     } finally {
       link.close();
@@ -305,27 +394,77 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
     throw new BpfleetError('INVALID_ARGUMENT', 'WRONG_HOOK',
       `load ${what}: program ${programName} is of type ${progTypeName(prog.type)}, hook ${attachment.hook} needs ${progTypeName(want)}`);
   }
+  const inUse = pinnedMapIds(pins);
   for (const name of persistentMaps) {
     const map = obj.map(name);
     if (!map) throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP', `load ${what}: persistent map ${name} is not in the object`);
-    requireReusable(pins.map(name), name, map.spec, what);
-    map.setPinPath(pins.map(name));
+    const fd = pinnedMapInUse(pins.map(name), inUse, what);
+    if (fd === null) {
+      // libbpf creates it and pins it here.
+      map.setPinPath(pins.map(name));
+      continue;
+    }
+    // Reused by fd, not by pin path: libbpf 1.1 would compare every map_flags bit itself,
+    // kernel-added ones included, and refuse a map this check accepts.
+    try {
+      requireReusable(fd, name, map.spec, what);
+      map.reuseFd(fd);
+    } finally {
+      bpf.closeFd(fd);
+    }
   }
   return prog;
 }
 
 /**
- * libbpf refuses an incompatible pinned map too, but only with EINVAL and a log line;
- * checking first names the mismatch and keeps it apart from verifier failures.
+ * Ids of the maps of the program the attachment's link holds (running, or kept for when its
+ * interface returns): the only maps a persistent map pin may stand for.
  */
-function requireReusable(path: string, name: string, wanted: bpf.MapSpec, what: string): void {
+function pinnedMapIds(pins: AttachmentPins): Set<number> {
+  const link = readLink(pins.link);
+  if (!link) return new Set();
+  return new Set(bpf.withFd(bpf.progFdById(link.progId), bpf.progInfo).mapIds);
+}
+
+/**
+ * An fd of the map pinned at `path` when a pinned program uses it; null when nothing is
+ * pinned there, or when what is pinned is left over from an install that never swapped (an
+ * upgrade that crashed after load): the linked program does not use that map, so a later version must not
+ * be judged against it. The leftover is unpinned.
+ */
+function pinnedMapInUse(path: string, inUse: Set<number>, what: string): number | null {
   const fd = bpf.objGetIfPinned(path);
-  if (fd === null) return;
-  const pinned = bpf.withFd(fd, bpf.mapInfo);
+  if (fd === null) return null;
+  const { id } = bpf.mapInfo(fd);
+  if (inUse.has(id)) return fd;
+  bpf.closeFd(fd);
+  process.emitWarning(`load ${what}: unpinned ${path} (map ${id}), which the attached program does not use: left by an install that never swapped`);
+  unpin(path);
+  return null;
+}
+
+/**
+ * Flags the kernel sets on a map of its own accord, which a module's definition never has:
+ * devmaps are read-only to programs (kernel/bpf/devmap.c, dev_map_alloc_check/init).
+ */
+function kernelAddedFlags(type: number): number {
+  return type === bpf.BPF_MAP_TYPE_DEVMAP || type === bpf.BPF_MAP_TYPE_DEVMAP_HASH ? bpf.BPF_F_RDONLY_PROG : 0;
+}
+
+/**
+ * A pinned map can stand for the module's definition when the fields that make a map what
+ * it is agree: type, key and value size, max entries, and the flags the module asked for
+ * (map_flags without those the kernel adds). Checked here rather than left to libbpf, which
+ * says only EINVAL and a log line, so the mismatch is named apart from verifier failures.
+ */
+function requireReusable(fd: number, name: string, wanted: bpf.MapSpec, what: string): void {
+  const info = bpf.mapInfo(fd);
+  const pinned = { ...info, flags: info.flags & ~kernelAddedFlags(info.type) };
+  const module = { ...wanted, flags: wanted.flags & ~kernelAddedFlags(wanted.type) };
   const fields: Array<[string, keyof bpf.MapSpec]> = [
     ['type', 'type'], ['key_size', 'keySize'], ['value_size', 'valueSize'], ['max_entries', 'maxEntries'], ['map_flags', 'flags'],
   ];
-  const diffs = fields.filter(([, k]) => pinned[k] !== wanted[k]).map(([label, k]) => `${label} ${pinned[k]} pinned, ${wanted[k]} in module`);
+  const diffs = fields.filter(([, k]) => pinned[k] !== module[k]).map(([label, k]) => `${label} ${pinned[k]} pinned, ${module[k]} in module`);
   if (diffs.length) {
     throw new BpfleetError('INVALID_ARGUMENT', 'MAP_INCOMPATIBLE', `load ${what}: persistent map ${name} cannot be reused: ${diffs.join(', ')}`);
   }
@@ -411,10 +550,32 @@ function unpinReplaced(pins: AttachmentPins, digest: string): void {
   }
 }
 
-/** After a crash mid-install or mid-remove: pins of programs that no longer run. */
+/** Detaches and unpins the link pinned at `path`, if any. */
+function retireLink(path: string): void {
+  const old = BpfLink.openIfPinned(path);
+  if (!old) return;
+  try {
+    if (old.info().ifindex !== 0) old.detach();
+    old.unpin();
+  } finally {
+    old.close();
+  }
+}
+
+/**
+ * After a crash mid-install or mid-remove: pins of programs that no longer run. An
+ * attachment whose link is pinned but runs nothing here (its interface is gone or renamed)
+ * keeps the program the link holds, for check() to attach again.
+ */
 function collectGarbage(pins: AttachmentPins, state: Inspection): void {
-  if (!state.running) {
+  if (!state.link) {
     pins.removeAll();
+    return;
+  }
+  if (!state.running) {
+    const held = pins.progDigests().filter((d) => pinnedProgId(pins.prog(d)) === state.link!.progId);
+    for (const digest of pins.progDigests()) if (!held.includes(digest)) pins.unpinModule(digest);
+    pins.unpinOrphanCards();
     return;
   }
   for (const digest of pins.progDigests()) if (digest !== state.running.digest) pins.unpinModule(digest);

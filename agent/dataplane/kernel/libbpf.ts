@@ -23,6 +23,9 @@ export const BPF_PROG_TYPE_SCHED_CLS = 3;
 export const BPF_PROG_TYPE_XDP = 6;
 export const BPF_MAP_TYPE_ARRAY = 2;
 export const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+export const BPF_MAP_TYPE_DEVMAP = 14;
+export const BPF_MAP_TYPE_DEVMAP_HASH = 25;
+export const BPF_F_RDONLY_PROG = 1 << 7;
 export const BPF_XDP = 37;
 export const BPF_TCX_INGRESS = 46;
 export const BPF_TCX_EGRESS = 47;
@@ -71,6 +74,9 @@ const c = {
   open: libc.func('int open(const char *path, int flags)'),
   setns: libc.func('int setns(int fd, int nstype)'),
   ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
+  ifIndexToName: libc.func('const char *if_indextoname(unsigned int ifindex, _Out_ uint8_t *ifname)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)'),
 };
 
 const OpenOpts = koffi.struct('bpf_object_open_opts', {
@@ -160,6 +166,7 @@ const api = {
   mapMaxEntries: libbpf.func('uint32_t bpf_map__max_entries(void *map)'),
   mapFlags: libbpf.func('uint32_t bpf_map__map_flags(void *map)'),
   mapSetPinPath: libbpf.func('int bpf_map__set_pin_path(void *map, const char *path)'),
+  mapReuseFd: libbpf.func('int bpf_map__reuse_fd(void *map, int fd)'),
   objPin: libbpf.func('int bpf_obj_pin(int fd, const char *pathname)'),
   objGet: libbpf.func('int bpf_obj_get(const char *pathname)'),
   progInfo: libbpf.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ bpf_prog_info *info, _Inout_ uint32_t *info_len)'),
@@ -271,6 +278,10 @@ export class BpfMap {
   setPinPath(path: string): void {
     check('bpf_map__set_pin_path', api.mapSetPinPath(this.ptr, path));
   }
+  /** At load, libbpf uses the map behind `fd` (it keeps a dup: close yours) and creates none. */
+  reuseFd(fd: number): void {
+    check('bpf_map__reuse_fd', api.mapReuseFd(this.ptr, fd));
+  }
   /** Owned by the object: do not close it. */
   get fd(): number {
     return check('bpf_map__fd', api.mapFd(this.ptr));
@@ -378,9 +389,15 @@ export function objGetIfPinned(path: string): number | null {
   }
 }
 
-/** Attaches `progFd` at `ifindex` (in the calling thread's netns); the caller owns the link fd. */
-export function linkCreate(progFd: number, ifindex: number, attachType: number): number {
-  const opts = { sz: LinkCreateOpts.size, flags: 0, iter_info: null, iter_info_len: 0, target_btf_id: 0, attach_union: [0n, 0n, 0n, 0n] };
+/** tcx: place the new program before `relative_fd`'s, or first in the chain when that is 0. */
+export const BPF_F_BEFORE = 1 << 3;
+
+/**
+ * Attaches `progFd` at `ifindex` (in the calling thread's netns) with link_create `flags`;
+ * the caller owns the link fd.
+ */
+export function linkCreate(progFd: number, ifindex: number, attachType: number, flags = 0): number {
+  const opts = { sz: LinkCreateOpts.size, flags, iter_info: null, iter_info_len: 0, target_btf_id: 0, attach_union: [0n, 0n, 0n, 0n] };
   return check('bpf_link_create', api.linkCreate(progFd, ifindex, attachType, opts));
 }
 
@@ -544,6 +561,47 @@ export function enableRunTimeStats(): number {
 // r0 = 0; exit
 const RETURN_ZERO = Buffer.from([0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
 
+// Offset of gso_segs in struct __sk_buff (uapi linux/bpf.h; checked with offsetof).
+const SKB_GSO_SEGS = 164;
+const TCX_NEXT = -1;
+
+function insn(code: number, dst: number, src: number, off: number, imm: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt8(code, 0);
+  b.writeUInt8((src << 4) | dst, 1);
+  b.writeInt16LE(off, 2);
+  b.writeInt32LE(imm, 4);
+  return b;
+}
+
+/**
+ * Loads bpfleet's drop witness, a sched_cls program for tcx ingress that adds each packet
+ * (max(1, gso_segs): GRO may have merged several wire packets into one skb) to slot 0 of
+ * `mapFd`, a per-CPU array of one u64, and returns TCX_NEXT, so the chain goes on as if it
+ * were not there. The caller owns the fd.
+ */
+export function loadWitnessProgram(mapFd: number): number {
+  const insns = Buffer.concat([
+    insn(0xbf, 6, 1, 0, 0), //              r6 = r1 (ctx)
+    insn(0x61, 7, 6, SKB_GSO_SEGS, 0), //   r7 = skb->gso_segs
+    insn(0x55, 7, 0, 1, 0), //              if r7 != 0 goto +1
+    insn(0xb7, 7, 0, 0, 1), //              r7 = 1
+    insn(0x62, 10, 0, -4, 0), //            *(u32 *)(r10 - 4) = 0
+    insn(0x18, 1, 1, 0, mapFd), //          r1 = map (BPF_PSEUDO_MAP_FD), ld_imm64 ...
+    insn(0x00, 0, 0, 0, 0), //              ... its upper half
+    insn(0xbf, 2, 10, 0, 0), //             r2 = r10
+    insn(0x07, 2, 0, 0, -4), //             r2 += -4
+    insn(0x85, 0, 0, 0, 1), //              call bpf_map_lookup_elem
+    insn(0x15, 0, 0, 3, 0), //              if r0 == 0 goto +3
+    insn(0x79, 1, 0, 0, 0), //              r1 = *(u64 *)(r0 + 0)
+    insn(0x0f, 1, 7, 0, 0), //              r1 += r7
+    insn(0x7b, 0, 1, 0, 0), //              *(u64 *)(r0 + 0) = r1
+    insn(0xb7, 0, 0, 0, TCX_NEXT), //       r0 = TCX_NEXT
+    insn(0x95, 0, 0, 0, 0), //              exit
+  ]);
+  return check('bpf_prog_load (witness)', api.progLoad(BPF_PROG_TYPE_SCHED_CLS, 'bpfleet_witness', 'GPL', insns, insns.length / 8, null));
+}
+
 /** Loads the smallest valid program of `progType`, for feature probes; the caller owns the fd. */
 export function loadTrivialProgram(progType: number): number {
   return check('bpf_prog_load', api.progLoad(progType, 'bpfleet_probe', 'GPL', RETURN_ZERO, RETURN_ZERO.length / 8, null));
@@ -567,6 +625,34 @@ export function ifNameToIndex(name: string): number {
   const index = c.ifNameToIndex(name) as number;
   if (index === 0) throw new SysError(`if_nametoindex ${name}`, koffi.errno());
   return index;
+}
+
+const IFNAMSIZ = 16;
+
+/** The name of `ifindex` in the calling thread's network namespace; null when there is none. */
+export function ifIndexToName(ifindex: number): string | null {
+  const buf = Buffer.alloc(IFNAMSIZ);
+  if (!c.ifIndexToName(ifindex, buf)) return null;
+  return buf.toString('utf8', 0, Math.max(0, buf.indexOf(0)));
+}
+
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SIOCGIFMTU = 0x8921;
+
+/** The MTU of `name` in the calling thread's network namespace (SIOCGIFMTU on a socket made there). */
+export function interfaceMtu(name: string): number {
+  const sock = c.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0) as number;
+  if (sock < 0) throw new SysError('socket', koffi.errno());
+  try {
+    // struct ifreq: ifr_name[IFNAMSIZ], then the union where ifr_mtu is an int.
+    const ifreq = Buffer.alloc(40);
+    ifreq.write(name.slice(0, IFNAMSIZ - 1), 0, 'utf8');
+    if ((c.ioctl(sock, SIOCGIFMTU, ifreq) as number) < 0) throw new SysError(`ioctl SIOCGIFMTU ${name}`, koffi.errno());
+    return ifreq.readInt32LE(IFNAMSIZ);
+  } finally {
+    closeFd(sock);
+  }
 }
 
 /** Opens a namespace file (/run/netns/x, /proc/thread-self/ns/net) for setns. */

@@ -81,6 +81,7 @@ export class BpfLink {
         throw new BpfleetError('FAILED_PRECONDITION', 'DRIFT',
           `${context}: ${target.iface} already has a program bpfleet did not attach`, undefined, { cause: err });
       }
+      if (kind === 'xdp' && err instanceof bpf.SysError && err.code === 'ERANGE') throw mtuTooLarge(context, target.iface, inNetns, err);
       throw new BpfleetError('INTERNAL', 'ATTACH_FAILED', `${context}: ${message(err)}`, undefined, { cause: err });
     }
   }
@@ -196,6 +197,26 @@ export class BpfLink {
     if (this.fd === null) throw new BpfleetError('FAILED_PRECONDITION', 'CLOSED', `${context}: link is closed`);
     return this.fd;
   }
+}
+
+/**
+ * A driver's native XDP takes a packet in one page unless the program says it can read
+ * fragments (BPF_F_XDP_HAS_FRAGS, libbpf's SEC("xdp.frags")); with an MTU too large for one
+ * page it refuses the attach with ERANGE (veth: "Peer MTU is too large to set XDP", where
+ * the peer's MTU counts; measured on kernel 6.18 with MTU 9000).
+ */
+function mtuTooLarge(context: string, iface: string, inNetns: <T>(fn: () => T) => T, err: bpf.SysError): BpfleetError {
+  let mtu = '';
+  try {
+    mtu = ` (MTU ${inNetns(() => bpf.interfaceMtu(iface))})`;
+  } catch {
+    // The MTU only illustrates the message; the refusal stands without it.
+  }
+  return new BpfleetError('FAILED_PRECONDITION', 'MTU_TOO_LARGE',
+    `${context}: ${iface}${mtu} has an MTU too large for native XDP with a program that does not take fragments ` +
+      '(the driver answered ERANGE; on a veth the peer\'s MTU counts too): use a frags-aware program (SEC("xdp.frags"), ' +
+      `which reads packets larger than a page with bpf_xdp_load_bytes) or lower the MTU (ip link set dev ${iface} mtu 1500, and its veth peer)`,
+    undefined, { cause: err });
 }
 
 function kernelError(context: string, err: unknown): BpfleetError {

@@ -1,3 +1,4 @@
+import { fstatSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeFd, openNamespace, setNetns } from './libbpf.js';
 
@@ -7,13 +8,14 @@ import { closeFd, openNamespace, setNetns } from './libbpf.js';
  * moves one thread, so the libuv pool, other threads and sockets already open stay put.
  */
 export class NetnsSwitch {
-  private constructor(private readonly target: number, private readonly home: number) {}
+  private constructor(readonly path: string, private readonly target: number, private readonly home: number) {}
 
   /** `netns`: a name under /run/netns (as `ip netns add` makes) or a path to a netns file. */
   static open(netns: string): NetnsSwitch {
-    const target = openNamespace(netns.includes('/') ? netns : join('/run/netns', netns));
+    const path = netns.includes('/') ? netns : join('/run/netns', netns);
+    const target = openNamespace(path);
     try {
-      return new NetnsSwitch(target, openNamespace('/proc/thread-self/ns/net'));
+      return new NetnsSwitch(path, target, openNamespace('/proc/thread-self/ns/net'));
     } catch (err) {
       closeFd(target);
       throw err;
@@ -31,6 +33,23 @@ export class NetnsSwitch {
     } finally {
       setNetns(this.home);
     }
+  }
+
+  /**
+   * Null while `path` still names the namespace this switch entered; otherwise why not. The
+   * switch's own fd keeps a deleted namespace (and its interfaces) alive, unreachable by
+   * anyone else, so the kernel alone cannot tell: the path is compared by inode.
+   */
+  gone(): string | null {
+    let now;
+    try {
+      now = statSync(this.path);
+    } catch (err) {
+      return `network namespace ${this.path} is gone (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    }
+    const held = fstatSync(this.target);
+    if (now.ino !== held.ino || now.dev !== held.dev) return `network namespace ${this.path} was deleted and created again`;
+    return null;
   }
 
   close(): void {

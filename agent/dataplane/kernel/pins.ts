@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { formatAttachment, parseAttachment, type Attachment } from '../../../common/attachment.js';
 import * as bpf from './libbpf.js';
 import { BpfLink } from './link.js';
+import { removeWitness } from './witness.js';
 
 /**
  * Everything the kernel driver remembers lives in bpffs under its pinRoot, so that what it
@@ -12,6 +13,7 @@ import { BpfLink } from './link.js';
  *   <pinRoot>/<attachment>/progs/<hex>    a loaded program, by module digest
  *   <pinRoot>/<attachment>/cards/<hex>    its module card: name, version, counter names
  *   <pinRoot>/<attachment>/maps/<name>    the manifest's persistent maps
+ *   <pinRoot>/<attachment>/witness        xdp only: the drop witness's tcx link (witness.ts)
  *
  * The module card is the sidecar that maps a digest back to what the module calls itself.
  * bpffs holds no regular files, and a pin name is too small for it (at most 255 bytes, no
@@ -26,6 +28,7 @@ export class AttachmentPins {
   readonly progsDir: string;
   readonly cardsDir: string;
   readonly mapsDir: string;
+  readonly witness: string;
 
   constructor(readonly pinRoot: string, readonly attachment: Attachment) {
     this.dir = join(pinRoot, dirName(attachment));
@@ -33,6 +36,7 @@ export class AttachmentPins {
     this.progsDir = join(this.dir, 'progs');
     this.cardsDir = join(this.dir, 'cards');
     this.mapsDir = join(this.dir, 'maps');
+    this.witness = join(this.dir, 'witness');
   }
 
   prog(digest: string): string {
@@ -81,6 +85,7 @@ export class AttachmentPins {
         link.close();
       }
     }
+    removeWitness(this.witness);
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

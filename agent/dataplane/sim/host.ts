@@ -59,6 +59,10 @@ export class SimHostState {
   readonly links = new Map<string, SimLink>();
   /** By interface name; an interface starts counting when something is first attached to it. */
   readonly interfaces = new Map<string, SimInterface>();
+  /** Links whose interface was deleted, by formatted attachment: they run nothing. */
+  readonly defunct = new Map<string, SimLink>();
+  /** Interfaces deleted (and not created again) since something was attached to them. */
+  readonly deletedInterfaces = new Set<string>();
   /** Simulated time up to which traffic has been accounted; null before any attach. */
   clockMs: number | null = null;
 
@@ -94,6 +98,22 @@ export class SimHostState {
 
   detach(attachment: Attachment): void {
     this.links.delete(formatAttachment(attachment));
+    this.defunct.delete(formatAttachment(attachment));
+  }
+
+  /** As `ip link del`: the links on `iface` turn defunct, keeping the program they held. */
+  deleteInterface(iface: string): void {
+    this.deletedInterfaces.add(iface);
+    for (const [key, link] of this.links) {
+      if (link.attachment.iface !== iface) continue;
+      this.links.delete(key);
+      this.defunct.set(key, link);
+    }
+  }
+
+  /** As `ip link add`: the name exists again, with nothing attached. */
+  createInterface(iface: string): void {
+    this.deletedInterfaces.delete(iface);
   }
 
   running(attachment: Attachment): SimLink | undefined {

@@ -30,6 +30,12 @@ async function simFixture(): Promise<DriverFixture> {
     async driftTo(digest) {
       driver.driftNow(attachment, digest);
     },
+    async deleteInterface() {
+      driver.host.deleteInterface(attachment.iface);
+    },
+    async createInterface() {
+      driver.host.createInterface(attachment.iface);
+    },
     async cleanup() {
       await driver.close();
     },

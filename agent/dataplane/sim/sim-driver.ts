@@ -5,6 +5,7 @@ import { requireBpfElf } from '../../../common/elf.js';
 import { BpfleetError } from '../../../common/errors.js';
 import { childSpan } from '../../../common/spans.js';
 import type {
+  AttachmentHealth,
   DataplaneDriver,
   InstallResult,
   ModuleArtifact,
@@ -78,6 +79,9 @@ export class SimDriver implements DataplaneDriver {
     const before = this.host.running(attachment);
     if (before?.program.digest === artifact.digest) return unchanged(before, 0);
     requireRunning(before, expectedDigest, context);
+    if (!before && this.host.deletedInterfaces.has(attachment.iface)) {
+      throw new BpfleetError('NOT_FOUND', 'NO_INTERFACE', `${context}: no interface ${attachment.iface}`);
+    }
 
     this.crashAt('before-load', attachment);
     const loadStart = performance.now();
@@ -97,6 +101,23 @@ export class SimDriver implements DataplaneDriver {
     const swapMs = performance.now() - swapStart;
     this.crashAt('after-swap', attachment);
     return { running: runningModule(link), changed: true, timing: { loadMs, swapMs } };
+  }
+
+  async check(): Promise<AttachmentHealth[]> {
+    this.requireAlive();
+    const found: AttachmentHealth[] = this.host.observe().map((running) => ({ attachment: running.attachment, status: 'running', running, reattached: false }));
+    for (const [key, link] of [...this.host.defunct]) {
+      const { digest, name, version } = link.program;
+      if (this.host.deletedInterfaces.has(link.attachment.iface)) {
+        found.push({ attachment: key, status: 'broken', digest, name, version, reason: 'NO_INTERFACE',
+          message: `${key}: interface ${link.attachment.iface} is gone; the module is attached again when it comes back` });
+        continue;
+      }
+      this.host.defunct.delete(key);
+      const running = runningModule(this.host.attach(link.attachment, link.program));
+      found.push({ attachment: key, status: 'running', running, reattached: true });
+    }
+    return found.sort((a, b) => a.attachment.localeCompare(b.attachment));
   }
 
   async stats(attachment: Attachment): Promise<ProgramStats | null> {

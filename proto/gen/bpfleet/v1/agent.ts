@@ -24,6 +24,59 @@ export const protobufPackage = "bpfleet.v1";
 
 export const protobufFileName = "bpfleet/v1/agent.proto";
 
+export enum AttachmentStatus {
+  ATTACHMENT_STATUS_UNSPECIFIED = "ATTACHMENT_STATUS_UNSPECIFIED",
+  ATTACHMENT_STATUS_RUNNING = "ATTACHMENT_STATUS_RUNNING",
+  ATTACHMENT_STATUS_BROKEN = "ATTACHMENT_STATUS_BROKEN",
+  UNRECOGNIZED = "UNRECOGNIZED",
+}
+
+export function attachmentStatusFromJSON(object: any): AttachmentStatus {
+  switch (object) {
+    case 0:
+    case "ATTACHMENT_STATUS_UNSPECIFIED":
+      return AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED;
+    case 1:
+    case "ATTACHMENT_STATUS_RUNNING":
+      return AttachmentStatus.ATTACHMENT_STATUS_RUNNING;
+    case 2:
+    case "ATTACHMENT_STATUS_BROKEN":
+      return AttachmentStatus.ATTACHMENT_STATUS_BROKEN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AttachmentStatus.UNRECOGNIZED;
+  }
+}
+
+export function attachmentStatusToJSON(object: AttachmentStatus): string {
+  switch (object) {
+    case AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED:
+      return "ATTACHMENT_STATUS_UNSPECIFIED";
+    case AttachmentStatus.ATTACHMENT_STATUS_RUNNING:
+      return "ATTACHMENT_STATUS_RUNNING";
+    case AttachmentStatus.ATTACHMENT_STATUS_BROKEN:
+      return "ATTACHMENT_STATUS_BROKEN";
+    case AttachmentStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function attachmentStatusToNumber(object: AttachmentStatus): number {
+  switch (object) {
+    case AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED:
+      return 0;
+    case AttachmentStatus.ATTACHMENT_STATUS_RUNNING:
+      return 1;
+    case AttachmentStatus.ATTACHMENT_STATUS_BROKEN:
+      return 2;
+    case AttachmentStatus.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 /** The desired module for one host and attachment, as the rollout controller writes it. */
 export interface Intent {
   host: string;
@@ -76,6 +129,19 @@ export interface AttachmentState {
   rolloutId: string;
   leaderEpoch: number;
   updatedAt: string;
+  /**
+   * Whether the kernel runs the module now. An older agent leaves it UNSPECIFIED: read that
+   * as RUNNING. BROKEN: bpfleet installed `module` here, but the kernel does not run it on
+   * the attachment (the interface was deleted or renamed, the network namespace went away);
+   * prog_id and link_id are then 0.
+   */
+  status: AttachmentStatus;
+  /**
+   * When BROKEN: a stable UPPER_SNAKE word (NO_INTERFACE, IFACE_RENAMED, NETNS_GONE,
+   * NOT_ATTACHED, MTU_TOO_LARGE, REATTACH_FAILED) and what the agent saw, for operators.
+   */
+  reason: string;
+  message: string;
 }
 
 export interface GetStateRequest {
@@ -534,6 +600,9 @@ function createBaseAttachmentState(): AttachmentState {
     rolloutId: "",
     leaderEpoch: 0,
     updatedAt: "",
+    status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
+    reason: "",
+    message: "",
   };
 }
 
@@ -565,6 +634,15 @@ export const AttachmentState: MessageFns<AttachmentState> = {
     }
     if (message.updatedAt !== "") {
       writer.uint32(74).string(message.updatedAt);
+    }
+    if (message.status !== AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED) {
+      writer.uint32(80).int32(attachmentStatusToNumber(message.status));
+    }
+    if (message.reason !== "") {
+      writer.uint32(90).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(98).string(message.message);
     }
     return writer;
   },
@@ -654,6 +732,30 @@ export const AttachmentState: MessageFns<AttachmentState> = {
             message.updatedAt = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.status = attachmentStatusFromJSON(reader.int32());
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -701,6 +803,11 @@ export const AttachmentState: MessageFns<AttachmentState> = {
         : isSet(object.updated_at)
         ? globalThis.String(object.updated_at)
         : "",
+      status: isSet(object.status)
+        ? attachmentStatusFromJSON(object.status)
+        : AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
     };
   },
 
@@ -733,6 +840,15 @@ export const AttachmentState: MessageFns<AttachmentState> = {
     if (message.updatedAt !== "") {
       obj.updatedAt = message.updatedAt;
     }
+    if (message.status !== AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED) {
+      obj.status = attachmentStatusToJSON(message.status);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
     return obj;
   },
 
@@ -752,6 +868,9 @@ export const AttachmentState: MessageFns<AttachmentState> = {
     message.rolloutId = object.rolloutId ?? "";
     message.leaderEpoch = object.leaderEpoch ?? 0;
     message.updatedAt = object.updatedAt ?? "";
+    message.status = object.status ?? AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };

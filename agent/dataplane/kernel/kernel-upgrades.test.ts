@@ -1,0 +1,110 @@
+/**
+ * Persistent state across versions (issue 11, kind 7): what a crashed upgrade leaves pinned
+ * must not block a later version, and flags the kernel adds to a map must not make the same
+ * map "incompatible". The kernel's map ids are the witness.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { describe, it, type TestContext } from 'node:test';
+import { artifact, buildModules, createSandbox, modules, type Sandbox } from '../../../e2e/support/kernel-sandbox.js';
+import { prereqSkip } from '../../../e2e/support/prereqs.js';
+import { BpfleetError } from '../../../common/errors.js';
+import { KernelDriver } from './kernel-driver.js';
+import * as bpf from './libbpf.js';
+import { AttachmentPins } from './pins.js';
+
+const skip = await prereqSkip(['root', 'bpffs', 'bpf', 'netns', 'nsenter', 'clang']);
+if (!skip) buildModules();
+
+async function sandbox(t: TestContext): Promise<Sandbox> {
+  const sb = await createSandbox();
+  t.after(() => sb.destroy());
+  return sb;
+}
+
+const stateModule = (v: 1 | 2) =>
+  artifact({ file: `testdata/state-v${v}.bpf.o`, name: 'state', version: `${v}.0.0`, persistentMaps: ['bpfleet_counters', 'state'] });
+const devmapModule = (v: 1 | 2) =>
+  artifact({ file: `testdata/devmap-v${v}.bpf.o`, name: 'devmap', version: `${v}.0.0`, persistentMaps: ['bpfleet_counters', 'tx_ports'] });
+
+function pinnedMap(path: string): bpf.MapInfo {
+  return bpf.withFd(bpf.objGet(path), bpf.mapInfo);
+}
+
+function mapIdsOf(progId: number): number[] {
+  return bpf.withFd(bpf.progFdById(progId), bpf.progInfo).mapIds;
+}
+
+describe('kernel driver: persistent state across versions', { skip }, () => {
+  it('a map pin left by an upgrade that died after load does not block a later version', async (t) => {
+    const sb = await sandbox(t);
+    const attachment = sb.attachment('xdp');
+    const pins = new AttachmentPins(sb.pinRoot.path, attachment);
+    const v1 = modules.passV1();
+    await sb.driver().install(attachment, v1, null);
+
+    // The upgrade to state 1.0.0 stops right after the load: its new map "state" (4 entries)
+    // is pinned, and no program that runs uses it.
+    const crashing = new KernelDriver({
+      pinRoot: sb.pinRoot.path, netns: sb.host.netns,
+      checkpoint: (point) => {
+        if (point === 'after-load') throw new Error('crash after load');
+      },
+    });
+    t.after(() => crashing.close());
+    await assert.rejects(crashing.install(attachment, stateModule(1), v1.digest), /crash after load/);
+    assert.equal(pinnedMap(pins.map('state')).maxEntries, 4, 'the upgrade left its map pinned');
+
+    // state 2.0.0 defines "state" with 8 entries: the leftover must not stand in its way.
+    const driver = sb.driver();
+    const v2 = await driver.install(attachment, stateModule(2), v1.digest);
+    const state = pinnedMap(pins.map('state'));
+    assert.equal(state.maxEntries, 8);
+    assert.ok(mapIdsOf(v2.running.progId).includes(state.id), 'the running program uses the map pinned now');
+  });
+
+  it('a map pin left by a first install that never attached does not block the next one', async (t) => {
+    const sb = await sandbox(t);
+    const attachment = sb.attachment('xdp');
+    const pins = new AttachmentPins(sb.pinRoot.path, attachment);
+    pins.ensureDirs();
+    const fd = bpf.mapCreate(bpf.BPF_MAP_TYPE_ARRAY, 'state', 4, 8, 2);
+    try {
+      bpf.objPin(fd, pins.map('state'));
+    } finally {
+      bpf.closeFd(fd);
+    }
+    const installed = await sb.driver().install(attachment, stateModule(1), null);
+    assert.equal(pinnedMap(pins.map('state')).maxEntries, 4);
+    assert.ok(mapIdsOf(installed.running.progId).includes(pinnedMap(pins.map('state')).id));
+  });
+
+  it('a map the running program uses is still refused when the next version redefines it', async (t) => {
+    const sb = await sandbox(t);
+    const attachment = sb.attachment('xdp');
+    const driver = sb.driver();
+    const v1 = await driver.install(attachment, stateModule(1), null);
+    await assert.rejects(driver.install(attachment, stateModule(2), v1.running.digest), (err) => {
+      assert.ok(err instanceof BpfleetError);
+      assert.deepEqual([err.reason, err.message.includes('max_entries 4 pinned, 8 in module')], ['MAP_INCOMPATIBLE', true]);
+      return true;
+    });
+    assert.deepEqual((await driver.observe()).map((r) => r.progId), [v1.running.progId]);
+  });
+
+  it('a devmap (the kernel adds BPF_F_RDONLY_PROG to it) keeps one map id across an upgrade', async (t) => {
+    const sb = await sandbox(t);
+    const attachment = sb.attachment('xdp');
+    const pins = new AttachmentPins(sb.pinRoot.path, attachment);
+    const driver = sb.driver();
+    const v1 = await driver.install(attachment, devmapModule(1), null);
+    const before = pinnedMap(pins.map('tx_ports'));
+    assert.equal(before.flags & bpf.BPF_F_RDONLY_PROG, bpf.BPF_F_RDONLY_PROG, 'the kernel added the flag');
+
+    const v2 = await driver.install(attachment, devmapModule(2), v1.running.digest);
+
+    assert.equal(pinnedMap(pins.map('tx_ports')).id, before.id);
+    assert.ok(mapIdsOf(v2.running.progId).includes(before.id), 'v2 uses the same devmap');
+    assert.ok(existsSync(pins.map('bpfleet_counters')));
+  });
+});
