@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { HOST_NAME_RE } from '../common/keys.js';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
+import { addStoreTlsOptions, storeTlsFromOptions, warnPlainStores } from '../common/store-clients.js';
 import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
 import { startAgent } from './agent.js';
 import { crashHookFromEnv } from './crash-hook.js';
@@ -18,7 +19,7 @@ function labels(value: string, previous: Record<string, string>): Record<string,
   return out;
 }
 
-const program = addMetricsOptions(new Command('bpfleet-agent'))
+const program = addStoreTlsOptions(addMetricsOptions(new Command('bpfleet-agent')))
   .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
   .option('--host <name>', 'host name in the fleet', hostname().toLowerCase().split('.')[0])
   .option('--listen <addr>', 'AgentService gRPC address (keep it on loopback or a management network)', '127.0.0.1:50061')
@@ -37,7 +38,9 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
   .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)', (v) => Number(v), 0)
   .action(async (opts) => {
     if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
+    const storeTls = storeTlsFromOptions(opts);
     const log = createLogger('agent').child({ host: opts.host });
+    warnPlainStores(storeTls, log);
     const telemetry = await startDaemonTelemetry('bpfleet-agent', opts.host, opts, log);
     if (opts.requireSignatures && !opts.trustedKeys) throw new InvalidArgumentError('--require-signatures needs --trusted-keys <dir>');
     const signatures: SignaturePolicy | undefined = opts.trustedKeys
@@ -57,7 +60,7 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
     }
     const agent = await startAgent({
       host: opts.host, listen: opts.listen, advertise: opts.advertise,
-      etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
+      etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','), storeTls,
       labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
       leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint,
     });
