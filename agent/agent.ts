@@ -1,12 +1,13 @@
 import { release } from 'node:os';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
 import type { Logger } from '../common/log.js';
 import type { SignaturePolicy } from '../common/signing.js';
+import { etcdClient, natsTls, type StoreTls } from '../common/store-clients.js';
+import { subjects } from '../common/keys.js';
 import { AgentServiceService } from '../proto/gen/bpfleet/v1/agent.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ArtifactCache } from './artifact-cache.js';
@@ -29,6 +30,8 @@ export interface AgentConfig {
   advertise?: string;
   etcdEndpoints: string[];
   natsServers: string[];
+  /** Client certificates for etcd and NATS; plain connections without. */
+  storeTls?: StoreTls;
   labels: Record<string, string>;
   cacheDir: string;
   telemetryIntervalMs: number;
@@ -59,13 +62,19 @@ export interface RunningAgent {
 /** Wires one host's agent: registration, adoption of pinned programs, gRPC, intents, telemetry. */
 export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   const { log, driver } = cfg;
-  const etcd = new Etcd3({ hosts: cfg.etcdEndpoints });
+  const etcd = etcdClient(cfg.etcdEndpoints, cfg.storeTls?.etcd);
   const nc: NatsConnection = await connect({
-    servers: cfg.natsServers, name: `bpfleet-agent-${cfg.host}`,
+    servers: cfg.natsServers, name: `bpfleet-agent-${cfg.host}`, tls: natsTls(cfg.storeTls?.nats),
+    // Its NATS user may subscribe only under its own inbox prefix (no one else's replies).
+    inboxPrefix: subjects.inboxPrefix(cfg.host),
     maxReconnectAttempts: -1, waitOnFirstConnect: true, reconnectTimeWait: 500,
   });
   let store: Promise<ArtifactStore> | null = null;
-  const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= ArtifactStore.open(nc)));
+  const openStore = (): Promise<ArtifactStore> => ArtifactStore.open(nc, { create: false }).catch((err: unknown) => {
+    store = null; // a bucket not there yet is not missing for good: the next fetch opens it again
+    throw err;
+  });
+  const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= openStore()));
   const registry = new ModuleRegistry(etcd);
   const source: ModuleSource = {
     module: (name, version) => registry.get(name, version),

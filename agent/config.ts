@@ -118,4 +118,4 @@ export function loadAgentConfig(opts: AgentFlags, env: NodeJS.ProcessEnv = proce
 export const AGENT_LIVE_FIELDS: ReadonlySet<string> = new Set(['logLevel', 'host.labels']);
 
 /** Config fields this build accepts and validates but does not use yet (mutual TLS and credentials land separately). */
-export const AGENT_UNWIRED_FIELDS = ['etcd.tls', 'etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.tls', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;
+export const AGENT_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;

@@ -58,6 +58,9 @@ async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFl
   ]);
   const log = createLogger('agent').child({ host: config.host.name });
   if (file) log.info({ file }, 'config read');
+  const { storeTlsFromConfig, warnPlainStores } = await import('../common/store-clients.js');
+  const storeTls = storeTlsFromConfig(config);
+  warnPlainStores(storeTls, log);
   const telemetry = await startDaemonTelemetry('bpfleet-agent', config.host.name, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
   const { signatures: sig } = config;
   const signatures = sig.trustedKeysDir ? { require: sig.require, trusted: TrustedKeys.fromDir(sig.trustedKeysDir) } : undefined;
@@ -68,7 +71,7 @@ async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFl
     : new (await import('./dataplane/kernel/kernel-driver.js')).KernelDriver({ pinRoot: config.pinRoot, netns: config.netns, checkpoint });
   const agent = await startAgent({
     host: config.host.name, listen: config.listen, advertise: config.advertise,
-    etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers,
+    etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
     labels: config.host.labels, cacheDir: config.cacheDir, telemetryIntervalMs: config.telemetryIntervalMs,
     leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint,
   });

@@ -12,10 +12,17 @@ import { ARTIFACT_BUCKET } from './keys.js';
 export class ArtifactStore {
   private constructor(private readonly store: ObjectStore) {}
 
-  static async open(nc: NatsConnection): Promise<ArtifactStore> {
+  /**
+   * Opens the bucket. The control plane creates it if missing (`create`, the default);
+   * agents only open it, since their NATS users may read objects but not create streams
+   * (docs/SECURITY.md); opening a missing bucket then fails with "object store not found".
+   */
+  static async open(nc: NatsConnection, { create = true }: { create?: boolean } = {}): Promise<ArtifactStore> {
     const objm = new Objm(nc);
     // create() is idempotent for an existing bucket with the same config.
-    const store = await objm.create(ARTIFACT_BUCKET, { description: 'bpfleet module objects by digest' });
+    const store = create
+      ? await objm.create(ARTIFACT_BUCKET, { description: 'bpfleet module objects by digest' })
+      : await objm.open(ARTIFACT_BUCKET);
     return new ArtifactStore(store);
   }
 

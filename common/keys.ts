@@ -50,6 +50,8 @@ export const keys = {
 export const subjects = {
   telemetry: (host: string) => `bpfleet.telemetry.${host}`,
   telemetryAll: 'bpfleet.telemetry.*',
+  /** Where replies to a host's requests arrive; its NATS user may subscribe only under it. */
+  inboxPrefix: (host: string) => `_INBOX_${host}`,
 };
 
 /** JetStream object store bucket holding module objects, named by digest hex. */

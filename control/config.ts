@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { loadConfig, type EnvBinding, type FlagValue, type LoadedConfig } from '../common/config/load.js';
 import { SHARED_ENV, explicitConfigPath, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
 import { etcdSchema, grpcSchema, hostPort, logLevel, metricsSchema, natsSchema } from '../common/config/schema.js';
+import { DEFAULT_TELEMETRY_MAX_SKEW_MS } from './analysis/ingest.js';
 
 export const CONTROL_CONFIG_PATH = '/etc/bpfleet/control.yaml';
 
@@ -23,6 +24,8 @@ export const controlConfigSchema = z.strictObject({
   logLevel: logLevel.default('info'),
   /** Leader lease TTL, s (failover takes about this long): 1 s to 10 min. */
   leaderTtlSeconds: z.number().int().min(1).max(600).default(5),
+  /** Telemetry stamped further ahead of this replica's clock than this is dropped, ms: 0 to 1 h. */
+  telemetryMaxSkewMs: z.number().int().min(0).max(3_600_000).default(DEFAULT_TELEMETRY_MAX_SKEW_MS),
 });
 
 export type ControlDaemonConfig = z.output<typeof controlConfigSchema>;
@@ -35,12 +38,14 @@ export const CONTROL_ENV: readonly EnvBinding[] = [
 export interface ControlFlags extends SharedFlags {
   id?: string;
   leaderTtl?: string;
+  telemetryMaxSkew?: string;
 }
 
 function controlFlagValues(opts: ControlFlags): FlagValue[] {
   const out = sharedFlagValues(opts);
   if (opts.id !== undefined) out.push({ flag: '--id', path: ['id'], value: opts.id });
   if (opts.leaderTtl !== undefined) out.push({ flag: '--leader-ttl', path: ['leaderTtlSeconds'], value: wholeFlag(opts.leaderTtl) });
+  if (opts.telemetryMaxSkew !== undefined) out.push({ flag: '--telemetry-max-skew', path: ['telemetryMaxSkewMs'], value: wholeFlag(opts.telemetryMaxSkew) });
   return out;
 }
 
@@ -56,4 +61,4 @@ export function loadControlConfig(opts: ControlFlags, env: NodeJS.ProcessEnv = p
 export const CONTROL_LIVE_FIELDS: ReadonlySet<string> = new Set(['logLevel']);
 
 /** Config fields this build accepts and validates but does not use yet (mutual TLS and credentials land separately). */
-export const CONTROL_UNWIRED_FIELDS = ['etcd.tls', 'etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.tls', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;
+export const CONTROL_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;

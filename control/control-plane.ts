@@ -1,9 +1,9 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Etcd3 } from 'etcd3';
 import { ArtifactStore } from '../common/artifacts.js';
 import { CONTROL_MAX_MESSAGE_BYTES } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
+import { etcdClient, natsTls, type StoreTls } from '../common/store-clients.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
 import { AgentClients } from './agent-clients.js';
@@ -24,6 +24,10 @@ export interface ControlPlaneConfig {
   listen: string;
   etcdEndpoints: string[];
   natsServers: string[];
+  /** Client certificates for etcd and NATS; plain connections without. */
+  storeTls?: StoreTls;
+  /** Telemetry stamped further ahead of this replica's clock is dropped (ms; default 10 s). */
+  telemetryMaxSkewMs?: number;
   /** Unique per replica: shows in the election and the logs. */
   identity: string;
   leaderTtlSeconds: number;
@@ -39,14 +43,14 @@ export interface RunningControlPlane {
 /** One control-plane replica: API always, rollout controller while it leads. */
 export async function startControlPlane(cfg: ControlPlaneConfig): Promise<RunningControlPlane> {
   const { log } = cfg;
-  const etcd = new Etcd3({ hosts: cfg.etcdEndpoints });
+  const etcd = etcdClient(cfg.etcdEndpoints, cfg.storeTls?.etcd);
   const nc: NatsConnection = await connect({
-    servers: cfg.natsServers, name: `bpfleet-control-${cfg.identity}`,
+    servers: cfg.natsServers, name: `bpfleet-control-${cfg.identity}`, tls: natsTls(cfg.storeTls?.nats),
     maxReconnectAttempts: -1, waitOnFirstConnect: true, reconnectTimeWait: 500,
   });
   const artifacts = await ArtifactStore.open(nc);
   const telemetry = new TelemetryStore();
-  const ingest = new TelemetryIngest(telemetry, log);
+  const ingest = new TelemetryIngest(telemetry, log, { maxSkewMs: cfg.telemetryMaxSkewMs });
   ingest.start(nc);
 
   const modules = new ModuleRegistry(etcd);

@@ -8,6 +8,7 @@ const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
+  .option('--telemetry-max-skew <ms>', 'drop telemetry stamped more than this far ahead of this replica\'s clock (default 10000)')
   .addHelpText('after', `
 Precedence: ${CONTROL_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
 SIGHUP (systemctl reload) re-reads the config: logLevel applies live; other changes are
@@ -34,13 +35,17 @@ program.command('version')
   });
 
 async function run(config: ControlDaemonConfig, file: string | null, opts: ControlFlags): Promise<void> {
-  const [{ startDaemonTelemetry }, { startControlPlane }] = await Promise.all([import('../common/daemon-telemetry.js'), import('./control-plane.js')]);
+  const [{ startDaemonTelemetry }, { startControlPlane }, { storeTlsFromConfig, warnPlainStores }] = await Promise.all([
+    import('../common/daemon-telemetry.js'), import('./control-plane.js'), import('../common/store-clients.js'),
+  ]);
   const log = createLogger('control').child({ replica: config.id });
   if (file) log.info({ file }, 'config read');
+  const storeTls = storeTlsFromConfig(config);
+  warnPlainStores(storeTls, log);
   const telemetry = await startDaemonTelemetry('bpfleet-control', config.id, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
   const cp = await startControlPlane({
-    listen: config.listen, etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers,
-    identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, log,
+    listen: config.listen, etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
+    telemetryMaxSkewMs: config.telemetryMaxSkewMs, identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, log,
   });
   let running = config;
   process.on('SIGHUP', () => {

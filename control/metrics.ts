@@ -35,7 +35,7 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
   }),
   telemetryReports: meter.createCounter('bpfleet.telemetry.reports', {
     unit: '{report}',
-    description: 'Telemetry reports received from agents over NATS (error.type set when one could not be decoded)',
+    description: 'Telemetry reports received from agents over NATS (error.type set when one was dropped: undecodable, HOST_MISMATCH, FUTURE_TIMESTAMP)',
   }),
   telemetryLag: meter.createHistogram('bpfleet.telemetry.report.lag', {
     unit: 's',
@@ -67,6 +67,11 @@ export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: n
 
 export function recordTelemetryDropped(err: unknown): void {
   controlMetrics().telemetryReports.add(1, { 'error.type': err instanceof Error ? err.name : 'unknown' });
+}
+
+/** A decoded report the ingest refused to store (a forged host or a timestamp from the future). */
+export function recordTelemetryRefused(reason: 'HOST_MISMATCH' | 'FUTURE_TIMESTAMP'): void {
+  controlMetrics().telemetryReports.add(1, { 'error.type': reason });
 }
 
 /**

@@ -1,6 +1,9 @@
 /**
  * Real etcd (the Debian `etcd` binary, 3.4) on loopback, one member or a cluster, with the
  * fault injection the HA tests need: kill a member, restart it on the same ports and data.
+ * With `tls`, clients and peers talk TLS and must present a certificate from the CA (the
+ * client's CN is its etcd user once auth is on); health and metrics stay on a plain-HTTP
+ * loopback port of their own, so readiness needs no certificate.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -14,19 +17,30 @@ const PORT_RETRIES = 3;
 // etcd 3.4 refuses to start on an architecture other than amd64/ppc64le unless this names it.
 const GOARCH: Partial<Record<NodeJS.Architecture, string>> = { arm64: 'arm64', arm: 'arm', ia32: '386', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
 
+/** PEM files: the CA that signs clients and peers, and this server's certificate and key. */
+export interface EtcdTls {
+  caPath: string;
+  certPath: string;
+  keyPath: string;
+}
+
 export interface EtcdOptions {
   /** Kept on stop(): pass one to keep data across servers. Default: a temp dir that stop() removes. */
   dataDir?: string;
   /** Echo the server's log lines on stderr. */
   echo?: boolean;
+  /** Client and peer TLS with mandatory client certificates; plain HTTP without. */
+  tls?: EtcdTls;
 }
 
 export interface EtcdMember {
   readonly name: string;
-  /** http://127.0.0.1:<clientPort> */
+  /** http://127.0.0.1:<clientPort>, https:// with TLS */
   readonly endpoint: string;
   readonly clientPort: number;
   readonly peerPort: number;
+  /** http://127.0.0.1:<port>: /health and /metrics, plain HTTP even with TLS. */
+  readonly metricsUrl: string;
   readonly dataDir: string;
   readonly running: boolean;
   /** The current server process; a new one after restart(). */
@@ -52,12 +66,16 @@ interface MemberSpec {
   name: string;
   clientPort: number;
   peerPort: number;
+  metricsPort: number;
   initialCluster: string;
   token: string;
   dataDir: string;
   ownsDataDir: boolean;
   echo: boolean;
+  tls: EtcdTls | undefined;
 }
+
+const scheme = (tls: EtcdTls | undefined): string => (tls ? 'https' : 'http');
 
 function etcdBinary(): string {
   const bin = findExecutable('etcd');
@@ -75,7 +93,10 @@ class Member implements EtcdMember {
     return this.spec.name;
   }
   get endpoint(): string {
-    return `http://${LOOPBACK}:${this.spec.clientPort}`;
+    return `${scheme(this.spec.tls)}://${LOOPBACK}:${this.spec.clientPort}`;
+  }
+  get metricsUrl(): string {
+    return `http://${LOOPBACK}:${this.spec.metricsPort}`;
   }
   get clientPort(): number {
     return this.spec.clientPort;
@@ -91,9 +112,9 @@ class Member implements EtcdMember {
   }
 
   spawn(): void {
-    const { name, clientPort, peerPort, initialCluster, token, dataDir } = this.spec;
-    const client = `http://${LOOPBACK}:${clientPort}`;
-    const peer = `http://${LOOPBACK}:${peerPort}`;
+    const { name, clientPort, peerPort, initialCluster, token, dataDir, tls } = this.spec;
+    const client = `${scheme(tls)}://${LOOPBACK}:${clientPort}`;
+    const peer = `${scheme(tls)}://${LOOPBACK}:${peerPort}`;
     const env: Record<string, string | undefined> = Object.fromEntries(
       Object.keys(process.env).filter((k) => k.startsWith('ETCD')).map((k) => [k, undefined]),
     );
@@ -112,8 +133,13 @@ class Member implements EtcdMember {
         '--initial-cluster', initialCluster,
         '--initial-cluster-state', 'new',
         '--initial-cluster-token', token,
+        '--listen-metrics-urls', this.metricsUrl,
         '--logger', 'zap',
         '--log-outputs', 'stderr',
+        ...(tls ? [
+          '--client-cert-auth', '--trusted-ca-file', tls.caPath, '--cert-file', tls.certPath, '--key-file', tls.keyPath,
+          '--peer-client-cert-auth', '--peer-trusted-ca-file', tls.caPath, '--peer-cert-file', tls.certPath, '--peer-key-file', tls.keyPath,
+        ] : []),
       ],
       env,
       echo: this.spec.echo,
@@ -125,14 +151,14 @@ class Member implements EtcdMember {
     if (!proc) throw new Error(`etcd ${this.name} is not running`);
     // /health is true only once the member sees a leader and can serve requests.
     await waitUntilReady(proc, `etcd ${this.name}`, async () => {
-      const body = (await getJson(`${this.endpoint}/health`)) as { health?: string } | undefined;
+      const body = (await getJson(`${this.metricsUrl}/health`)) as { health?: string } | undefined;
       return body?.health === 'true';
     }, READY_TIMEOUT_MS);
   }
 
   async isLeader(): Promise<boolean> {
     try {
-      const res = await fetch(`${this.endpoint}/metrics`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`${this.metricsUrl}/metrics`, { signal: AbortSignal.timeout(1_000) });
       return /^etcd_server_is_leader 1$/m.test(await res.text());
     } catch {
       return false;
@@ -174,16 +200,18 @@ function dataDirFor(opts: EtcdOptions): { dataDir: string; ownsDataDir: boolean 
 /** One etcd member on random loopback ports; resolves once it is healthy. */
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   for (let attempt = 1; ; attempt++) {
-    const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+    const [clientPort, peerPort, metricsPort] = (await freePorts(3)) as [number, number, number];
     const name = 'etcd0';
     const member = new Member({
       name,
       clientPort,
       peerPort,
-      initialCluster: `${name}=http://${LOOPBACK}:${peerPort}`,
+      metricsPort,
+      initialCluster: `${name}=${scheme(opts.tls)}://${LOOPBACK}:${peerPort}`,
       token: newToken(),
       ...dataDirFor(opts),
       echo: opts.echo ?? false,
+      tls: opts.tls,
     });
     try {
       member.spawn();
@@ -198,20 +226,22 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
 }
 
 /** A cluster of `size` members on loopback, each with its own temp data dir; resolves once all are healthy. */
-export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo'> = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo' | 'tls'> = {}): Promise<EtcdCluster> {
   for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(2 * size);
+    const ports = await freePorts(3 * size);
     const names = Array.from({ length: size }, (_, i) => `etcd${i}`);
-    const initialCluster = names.map((n, i) => `${n}=http://${LOOPBACK}:${ports[2 * i + 1]}`).join(',');
+    const initialCluster = names.map((n, i) => `${n}=${scheme(opts.tls)}://${LOOPBACK}:${ports[3 * i + 1]}`).join(',');
     const token = newToken();
     const members = names.map((name, i) => new Member({
       name,
-      clientPort: ports[2 * i]!,
-      peerPort: ports[2 * i + 1]!,
+      clientPort: ports[3 * i]!,
+      peerPort: ports[3 * i + 1]!,
+      metricsPort: ports[3 * i + 2]!,
       initialCluster,
       token,
       ...dataDirFor({}),
       echo: opts.echo ?? false,
+      tls: opts.tls,
     }));
     // One by one, leader first: a leader stopping hands leadership to a connected peer and
     // waits for it, so stopping all at once makes it wait seconds for a peer that is also leaving.

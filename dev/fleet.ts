@@ -5,6 +5,10 @@
  * the root namespace into it. Used by the e2e tests, `npm run demo` and the benchmarks.
  */
 import { spawn } from 'node:child_process';
+import type { Etcd3, IOptions } from 'etcd3';
+import type { ConnectionOptions } from '@nats-io/transport-node';
+import { subjects } from '../common/keys.js';
+import { etcdClient, natsTls, type ClientTls } from '../common/store-clients.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { CleanupStack } from './cleanup.js';
@@ -13,6 +17,8 @@ import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from '
 import { startNats, type NatsServer } from './nats.js';
 import { createHostNetns, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
+import { createFleetPki, type FleetPki } from './pki.js';
+import { clientTls, enableEtcdAccess, storeServerTls, storeTlsFlags } from './secure-stores.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
 import { startTraffic, type TrafficSource } from './traffic.js';
@@ -37,6 +43,11 @@ export interface FleetOptions {
   agentArgs?: (host: string) => string[];
   /** OTEL_EXPORTER_OTLP_ENDPOINT for the control plane, the agents and `cli()`; none by default. */
   otlpEndpoint?: string;
+  /**
+   * etcd and NATS without TLS, users or permissions (every daemon may do everything): only
+   * for benchmarks that measure what security costs. Default false.
+   */
+  insecure?: boolean;
 }
 
 export interface FleetHost {
@@ -71,6 +82,10 @@ export class LocalFleet {
   /** Set when the fleet runs an etcd cluster (etcdMembers > 1); `etcd` is then its first member. */
   etcdCluster: EtcdCluster | null = null;
   nats!: NatsServer;
+  /** The fleet's certificates; created once, at boot, unless the fleet is insecure. */
+  pki: FleetPki | null = null;
+  /** etcd's root password (auth on), for changing users and roles; null when insecure. */
+  etcdRootPassword: string | null = null;
   private readonly cleanup = new CleanupStack();
 
   private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>) {}
@@ -78,7 +93,7 @@ export class LocalFleet {
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
       hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
-      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, ...options,
+      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, insecure: false, ...options,
     });
     try {
       await fleet.boot();
@@ -91,20 +106,60 @@ export class LocalFleet {
 
   private async boot(): Promise<void> {
     const { opts, cleanup } = this;
+    const hostNames = Array.from({ length: opts.hosts }, (_, i) => `h${i + 1}`);
+    const pki = opts.insecure ? null : await this.ensurePki(hostNames);
+    const tls = pki ? await storeServerTls(pki, hostNames) : undefined;
     if (opts.etcdMembers > 1) {
-      const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo });
+      const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo, tls: tls?.etcd });
       this.etcdCluster = cluster;
       this.etcd = cluster.members[0]!;
       cleanup.defer(() => cluster.stop(), 'stop etcd cluster');
     } else {
-      this.etcd = await startEtcd({ echo: opts.echo });
+      this.etcd = await startEtcd({ echo: opts.echo, tls: tls?.etcd });
       cleanup.defer(() => this.etcd.stop(), 'stop etcd');
     }
-    this.nats = await startNats({ echo: opts.echo });
+    if (pki) this.etcdRootPassword = await enableEtcdAccess(this.etcdEndpoints.split(','), pki, hostNames);
+    this.nats = await startNats({ echo: opts.echo, tls: tls?.nats });
     cleanup.defer(() => this.nats.stop(), 'stop nats');
     await this.startControl();
     for (let i = 1; i <= opts.hosts; i++) await this.addHost(i);
     await this.waitForHosts(opts.hosts);
+  }
+
+  /** The fleet's PKI, created on first use (one CA per fleet, whoever asks first). */
+  private async ensurePki(hosts: readonly string[]): Promise<FleetPki> {
+    if (this.pki) return this.pki;
+    const dir = makeTempDir(`${this.opts.name}-pki`);
+    this.cleanup.defer(() => removeTempDir(dir), `remove ${dir}`);
+    this.pki = await createFleetPki(dir, { hosts });
+    return this.pki;
+  }
+
+  /** The flags that present the control plane's or host `as`'s certificate to etcd and NATS; none when insecure. */
+  private storeFlags(as?: string): string[] {
+    const tls = this.clientTls(as);
+    return tls ? storeTlsFlags(tls) : [];
+  }
+
+  /**
+   * An etcd client of this fleet, as the control plane (default: may read and write
+   * /bpfleet/) or as host `as` (that host's permissions). The caller closes it.
+   */
+  etcdClient(as?: string, options: Omit<IOptions, 'hosts' | 'credentials'> = {}): Etcd3 {
+    return etcdClient(this.etcdEndpoints.split(','), this.clientTls(as), options);
+  }
+
+  /** NATS connection options of this fleet, as the control plane or as host `as` (its inbox prefix included). */
+  natsOptions(as?: string): ConnectionOptions {
+    const tls = this.clientTls(as);
+    return { servers: this.nats.url, ...(tls ? { tls: natsTls(tls) } : {}), ...(as ? { inboxPrefix: subjects.inboxPrefix(as) } : {}) };
+  }
+
+  private clientTls(as: string | undefined): ClientTls | undefined {
+    if (!this.pki) return undefined;
+    const cert = as === undefined ? this.pki.control : this.pki.hosts.get(as);
+    if (!cert) throw new Error(`no certificate for host ${as} in fleet ${this.opts.name}`);
+    return clientTls(this.pki, cert);
   }
 
   async startControl(): Promise<ManagedProcess> {
@@ -115,7 +170,8 @@ export class LocalFleet {
       name: `${this.opts.name}-control`,
       command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
-        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort)],
+        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort),
+        ...this.storeFlags()],
       env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
     });
     const proc = this.control;
@@ -175,7 +231,7 @@ export class LocalFleet {
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--driver', this.opts.driver,
         '--netns', h.netns.netns, '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
         '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5',
-        '--metrics-port', new URL(h.metricsUrl).port,
+        '--metrics-port', new URL(h.metricsUrl).port, ...this.storeFlags(name),
         ...(this.opts.agentArgs?.(name) ?? []), ...(extra.args ?? [])],
       env: { ...this.telemetryEnv(), ...extra.env }, cwd: REPO, echo: this.opts.echo,
     });

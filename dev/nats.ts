@@ -1,8 +1,11 @@
 /**
  * Real nats-server (Debian, 2.9) with JetStream on loopback. restart() keeps the client port
  * and the store, so a test can take NATS away mid-analysis and bring the same server back.
+ * With `tls`, clients must present a certificate from the CA, and each is the user its
+ * certificate maps to (`verify_and_map`), with that user's permissions.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { freePorts, LOOPBACK } from './ports.js';
 import { findExecutable, getJson, spawnManaged, waitUntilReady, type ManagedProcess } from './processes.js';
@@ -10,15 +13,25 @@ import { findExecutable, getJson, spawnManaged, waitUntilReady, type ManagedProc
 const READY_TIMEOUT_MS = 20_000;
 const PORT_RETRIES = 3;
 
+/** TLS with mandatory client certificates, each mapped to one of `authorization`'s users. */
+export interface NatsTls {
+  caPath: string;
+  certPath: string;
+  keyPath: string;
+  /** An `authorization { users = [...] }` block (control/access/nats-access.ts writes one). */
+  authorization: string;
+}
+
 export interface NatsOptions {
   /** JetStream store; kept on stop(). Default: a temp dir that stop() removes. */
   storeDir?: string;
   /** Echo the server's log lines on stderr. */
   echo?: boolean;
+  tls?: NatsTls;
 }
 
 export interface NatsServer {
-  /** nats://127.0.0.1:<port> */
+  /** nats://127.0.0.1:<port> (the client's `tls` option decides TLS, not the scheme) */
   readonly url: string;
   readonly port: number;
   /** http://127.0.0.1:<monitorPort> (varz, jsz, healthz). */
@@ -45,6 +58,7 @@ class Server implements NatsServer {
     readonly storeDir: string,
     private readonly ownsStoreDir: boolean,
     private readonly echo: boolean,
+    private readonly tls: NatsTls | undefined,
   ) {}
 
   get url(): string {
@@ -63,7 +77,8 @@ class Server implements NatsServer {
     this.process = spawnManaged({
       name: 'nats',
       command: bin,
-      args: ['-a', LOOPBACK, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir],
+      args: ['-a', LOOPBACK, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir,
+        ...(this.tls ? ['-c', this.writeConfig(this.tls)] : [])],
       echo: this.echo,
     });
     // healthz answers ok only once JetStream is up (and, after a restart, has recovered its store).
@@ -71,6 +86,14 @@ class Server implements NatsServer {
       const body = (await getJson(`${this.monitorUrl}/healthz`)) as { status?: string } | undefined;
       return body?.status === 'ok';
     }, READY_TIMEOUT_MS);
+  }
+
+  /** TLS and users go in a config file (flags cannot give permissions); the flags above still set the rest. */
+  private writeConfig(tls: NatsTls): string {
+    const path = join(this.storeDir, 'bpfleet-nats.conf');
+    const q = JSON.stringify;
+    writeFileSync(path, `tls {\n  cert_file: ${q(tls.certPath)}\n  key_file: ${q(tls.keyPath)}\n  ca_file: ${q(tls.caPath)}\n  verify_and_map: true\n}\n${tls.authorization}`);
+    return path;
   }
 
   portInUse(): boolean {
@@ -101,7 +124,7 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
     const owns = opts.storeDir === undefined;
     const storeDir = opts.storeDir ?? makeTempDir('nats');
     mkdirSync(storeDir, { recursive: true });
-    const server = new Server(port, monitorPort, storeDir, owns, opts.echo ?? false);
+    const server = new Server(port, monitorPort, storeDir, owns, opts.echo ?? false, opts.tls);
     try {
       await server.start();
       return server;

@@ -73,8 +73,8 @@ describe('errors that help: refused modules say why and change nothing', { skip 
 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'errs', hosts: 2, trafficPps: 500 });
-    etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
-    nc = await connect({ servers: fleet.nats.url });
+    etcd = fleet.etcdClient();
+    nc = await connect(fleet.natsOptions());
     artifacts = await ArtifactStore.open(nc);
     agent = new AgentServiceClient(fleet.host('h2').listen, credentials.createInsecure());
     for (const m of ['pass-counter-v1.yaml', 'pass-counter-v2.yaml', 'testdata/verifier-reject.yaml']) {

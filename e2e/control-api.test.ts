@@ -135,7 +135,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'api', hosts: 3, driver: 'sim', trafficPps: 0, telemetryIntervalMs: 250 });
-    etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
+    etcd = fleet.etcdClient();
     api = new ControlServiceClient(fleet.controlAddress, credentials.createInsecure());
     for (const m of ['pass-counter-v1', 'pass-counter-v2', 'drop-all']) {
       const pushed = await cliJson<{ module: { manifest: { version: string }; digest: string } }>(['module', 'push', `agent/bpf/${m}.yaml`]);

@@ -86,7 +86,7 @@ describe('crash safety: an agent killed at any point of a swap leaves old or new
 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'crash', hosts: 1, trafficPps: 1000 });
-    etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
+    etcd = fleet.etcdClient();
     for (const m of ['pass-counter-v1', 'pass-counter-v2']) {
       const r = await fleet.cli(['module', 'push', `agent/bpf/${m}.yaml`, '-o', 'json']);
       assert.equal(r.code, 0, r.stderr);

@@ -176,8 +176,8 @@ analysis: {interval: 500ms, minSamples: 2, inconclusiveLimit: 100, staleAfter: 1
 
   test('an etcd member killed (the etcd leader): the rollout carries on', async () => {
     const cluster = fleet.etcdCluster!;
-    const isLeader = async (endpoint: string) => /^etcd_server_is_leader 1$/m.test(await (await fetch(`${endpoint}/metrics`)).text());
-    const flags = await Promise.all(cluster.members.map((m) => isLeader(m.endpoint)));
+    const isLeader = async (metricsUrl: string) => /^etcd_server_is_leader 1$/m.test(await (await fetch(`${metricsUrl}/metrics`)).text());
+    const flags = await Promise.all(cluster.members.map((m) => isLeader(m.metricsUrl)));
     const victim = cluster.members[Math.max(0, flags.indexOf(true))]!;
     const id = await create(`module: pass-counter
 version: 2.0.0

@@ -34,7 +34,7 @@ describe('walking skeleton: canary rollouts on a local fleet', { skip }, () => {
 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'e2e', hosts: 3, trafficPps: 1000 });
-    etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
+    etcd = fleet.etcdClient();
   });
 
   after(async () => {

@@ -1,6 +1,7 @@
 /**
  * What both daemons do with their config: the shared flags (--config, --print-config,
- * --log-level, --etcd, --nats, --listen, --metrics-*) and variables, printing the effective
+ * --log-level, --etcd, --nats, --etcd-ca/cert/key, --nats-ca/cert/key, --listen,
+ * --metrics-*) and variables, printing the effective
  * config, and re-reading it on SIGHUP (`systemctl reload`).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -17,6 +18,7 @@ export const SHARED_ENV: readonly EnvBinding[] = [
   { name: 'BPFLEET_ETCD_PASSWORD', path: ['etcd', 'password'] },
   { name: 'BPFLEET_NATS', path: ['nats', 'servers'], parse: commaList },
   { name: 'BPFLEET_NATS_TOKEN', path: ['nats', 'token'] },
+  ...(['etcd', 'nats'] as const).flatMap((store) => (['ca', 'cert', 'key'] as const).map((part) => ({ name: `BPFLEET_${store.toUpperCase()}_${part.toUpperCase()}`, path: [store, 'tls', part] }))),
   { name: 'BPFLEET_METRICS_PORT', path: ['metrics', 'port'], parse: parsePort },
   { name: 'BPFLEET_METRICS_HOST', path: ['metrics', 'host'] },
   { name: 'BPFLEET_LOG_LEVEL', path: ['logLevel'] },
@@ -42,6 +44,12 @@ export function addSharedOptions(command: Command, defaultConfigPath: string, li
     .option('--listen <addr>', `gRPC listen address (default ${listenDefault}; env BPFLEET_LISTEN)`)
     .option('--etcd <urls>', 'comma-separated etcd endpoints (default http://127.0.0.1:2379; env BPFLEET_ETCD)')
     .option('--nats <urls>', 'comma-separated NATS servers (default nats://127.0.0.1:4222; env BPFLEET_NATS)')
+    .option('--etcd-ca <file>', 'CA bundle (PEM) that signs the etcd servers\' certificates (env BPFLEET_ETCD_CA)')
+    .option('--etcd-cert <file>', 'client certificate (PEM) this daemon presents to etcd; its CN is the etcd user (env BPFLEET_ETCD_CERT)')
+    .option('--etcd-key <file>', 'its private key (PEM) (env BPFLEET_ETCD_KEY)')
+    .option('--nats-ca <file>', 'CA bundle (PEM) that signs the NATS servers\' certificates (env BPFLEET_NATS_CA)')
+    .option('--nats-cert <file>', 'client certificate (PEM) this daemon presents to NATS; its SPIFFE ID is the NATS user (env BPFLEET_NATS_CERT)')
+    .option('--nats-key <file>', 'its private key (PEM) (env BPFLEET_NATS_KEY)')
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: any free port); off unless given (env BPFLEET_METRICS_PORT)', portFlag)
     .option('--metrics-host <addr>', 'address the metrics endpoint binds to (default 127.0.0.1; env BPFLEET_METRICS_HOST)');
 }
@@ -53,6 +61,12 @@ export interface SharedFlags {
   listen?: string;
   etcd?: string;
   nats?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  natsCa?: string;
+  natsCert?: string;
+  natsKey?: string;
   metricsPort?: number;
   metricsHost?: string;
 }
@@ -67,6 +81,12 @@ export function sharedFlagValues(opts: SharedFlags): FlagValue[] {
   add('--listen', ['listen'], opts.listen);
   add('--etcd', ['etcd', 'endpoints'], opts.etcd === undefined ? undefined : commaList(opts.etcd));
   add('--nats', ['nats', 'servers'], opts.nats === undefined ? undefined : commaList(opts.nats));
+  add('--etcd-ca', ['etcd', 'tls', 'ca'], opts.etcdCa);
+  add('--etcd-cert', ['etcd', 'tls', 'cert'], opts.etcdCert);
+  add('--etcd-key', ['etcd', 'tls', 'key'], opts.etcdKey);
+  add('--nats-ca', ['nats', 'tls', 'ca'], opts.natsCa);
+  add('--nats-cert', ['nats', 'tls', 'cert'], opts.natsCert);
+  add('--nats-key', ['nats', 'tls', 'key'], opts.natsKey);
   add('--metrics-port', ['metrics', 'port'], opts.metricsPort);
   add('--metrics-host', ['metrics', 'host'], opts.metricsHost);
   return out;

@@ -52,3 +52,32 @@ test('an undecodable message is counted by error type, logged with its subject a
   assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'RangeError' }), 1);
   assert.equal(m.sum('bpfleet_telemetry_report_lag_count'), 1);
 });
+
+test('a report naming another host than its subject is dropped, counted and logged once a minute per subject', async (t) => {
+  const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });
+  t.after(() => telemetry.shutdown());
+  const { store, lines, ingest } = setUp();
+  const forged = { subject: subjects.telemetry('h3'), data: TelemetryReport.encode({ host: 'h1', sequence: 1, timestampMs: Date.now(), attachments: [] }).finish(), headers: undefined };
+  assert.equal(ingest.receive(forged), null);
+  assert.equal(ingest.receive(forged), null);
+  assert.deepEqual(store.reports('h1'), []);
+  assert.deepEqual(store.reports('h3'), []);
+  assert.deepEqual(lines.map((l) => [l.reason, l.subject, l.claimedHost]), [['HOST_MISMATCH', 'bpfleet.telemetry.h3', 'h1']]);
+  const m = await scrape(telemetry.metricsUrl!);
+  assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'HOST_MISMATCH' }), 2);
+});
+
+test('a report stamped further ahead than the skew is dropped; one within it is kept', async (t) => {
+  const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });
+  t.after(() => telemetry.shutdown());
+  const store = new TelemetryStore();
+  const now = 1_000_000;
+  const ingest = new TelemetryIngest(store, createLogger('test', { level: 'error' }), { maxSkewMs: 10_000, now: () => now });
+  const kept = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: now + 10_000, attachments: [] }));
+  assert.equal(ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: now + 10_001, attachments: [] })), null);
+  assert.equal(ingest.receive(message({ host: 'h1', sequence: 3, timestampMs: now + 3_600_000, attachments: [] })), null);
+  assert.deepEqual(store.reports('h1'), [kept]);
+  const m = await scrape(telemetry.metricsUrl!);
+  assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'FUTURE_TIMESTAMP' }), 2);
+  assert.throws(() => new TelemetryIngest(store, createLogger('test'), { maxSkewMs: -1 }), /max skew -1 ms/);
+});

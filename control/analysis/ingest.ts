@@ -1,19 +1,37 @@
 import { isSpanContextValid, trace, type SpanContext } from '@opentelemetry/api';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { BpfleetError } from '../../common/errors.js';
 import { subjects } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import { extractContext } from '../../common/trace-nats.js';
 import { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
-import { recordTelemetryDropped, recordTelemetryReceived } from '../metrics.js';
+import { recordTelemetryDropped, recordTelemetryReceived, recordTelemetryRefused } from '../metrics.js';
 import type { TelemetryStore } from './telemetry-store.js';
 
 /** What ingest reads of a NATS message. */
 export type TelemetryMessage = Pick<Msg, 'subject' | 'data' | 'headers'>;
 
+/** How far ahead of the control plane's clock a report may be stamped, by default (ms). */
+export const DEFAULT_TELEMETRY_MAX_SKEW_MS = 10_000;
+/** A refused report is logged at most this often per subject and reason (forgers can be fast). */
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+export interface IngestOptions {
+  /** Reports stamped later than now + this are dropped (ms, ≥ 0; default 10 s). */
+  maxSkewMs?: number;
+  /** The clock (ms since the epoch); tests pin it. */
+  now?: () => number;
+}
+
 /**
  * Agents' telemetry into the TelemetryStore: every host's reports over NATS, decoded and
  * counted in the metrics, each with the trace context it carries in its headers (the agent
  * install that put the measured program in place), which the analysis span links to.
+ *
+ * A report is filed under its subject's host, which NATS lets only that host publish on
+ * (docs/SECURITY.md): one whose payload names another host is dropped, and so is one stamped
+ * further ahead than `maxSkewMs`, which would otherwise push every real report of its host
+ * out of the store's retention window and blind the analysis to that host.
  */
 export class TelemetryIngest {
   // Kept beside the reports rather than in them: the store and the analysis only know the
@@ -21,7 +39,17 @@ export class TelemetryIngest {
   private readonly contexts = new WeakMap<TelemetryReport, SpanContext>();
   private sub: Subscription | null = null;
 
-  constructor(private readonly store: TelemetryStore, private readonly log: Logger) {}
+  private readonly maxSkewMs: number;
+  private readonly now: () => number;
+  private readonly lastRefusalLog = new Map<string, number>();
+
+  constructor(private readonly store: TelemetryStore, private readonly log: Logger, opts: IngestOptions = {}) {
+    this.maxSkewMs = opts.maxSkewMs ?? DEFAULT_TELEMETRY_MAX_SKEW_MS;
+    if (!Number.isSafeInteger(this.maxSkewMs) || this.maxSkewMs < 0) {
+      throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `telemetry max skew ${this.maxSkewMs} ms: a whole number of milliseconds, 0 or more`);
+    }
+    this.now = opts.now ?? Date.now;
+  }
 
   /** Subscribes to every host's telemetry subject on `nc`; messages are ingested until stop(). */
   start(nc: NatsConnection): void {
@@ -39,12 +67,20 @@ export class TelemetryIngest {
 
   /**
    * Decodes one message and stores its report: the report, or null when the message could
-   * not be decoded (counted with its error type, logged with its subject, and dropped).
+   * not be decoded, names another host than its subject, or is stamped more than the skew
+   * ahead (each counted with its error type, logged with its subject, and dropped).
    */
   receive(msg: TelemetryMessage): TelemetryReport | null {
     try {
       const report = TelemetryReport.decode(msg.data);
-      recordTelemetryReceived(report);
+      const now = this.now();
+      if (msg.subject !== subjects.telemetry(report.host)) {
+        return this.refuse('HOST_MISMATCH', msg.subject, { claimedHost: report.host });
+      }
+      if (report.timestampMs > now + this.maxSkewMs) {
+        return this.refuse('FUTURE_TIMESTAMP', msg.subject, { aheadMs: report.timestampMs - now, maxSkewMs: this.maxSkewMs });
+      }
+      recordTelemetryReceived(report, now);
       const sc = trace.getSpanContext(extractContext(msg.headers));
       if (sc && isSpanContextValid(sc)) this.contexts.set(report, sc);
       this.store.add(report);
@@ -54,6 +90,17 @@ export class TelemetryIngest {
       this.log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
       return null;
     }
+  }
+
+  private refuse(reason: 'HOST_MISMATCH' | 'FUTURE_TIMESTAMP', subject: string, detail: Record<string, unknown>): null {
+    recordTelemetryRefused(reason);
+    const key = `${reason} ${subject}`;
+    const now = this.now();
+    if (now - (this.lastRefusalLog.get(key) ?? -Infinity) >= REFUSAL_LOG_INTERVAL_MS) {
+      this.lastRefusalLog.set(key, now);
+      this.log.warn({ reason, subject, ...detail }, 'dropped a telemetry report (logged once a minute per subject)');
+    }
+    return null;
   }
 
   /** The context of the install behind a report this ingest stored, if its message carried one. */

@@ -97,6 +97,8 @@ function checkLeafRequest(req: LeafRequest, trustDomain: string): CheckedLeaf {
   if (!IDENTITY_KINDS.includes(req.kind)) throw invalid(`kind "${req.kind}": one of ${IDENTITY_KINDS.join(', ')}`);
   if (!HOST_NAME_RE.test(req.name)) throw invalid(`name "${req.name}": lowercase letters, digits and inner dashes, 1-63 characters`);
   if (RESERVED_NAMES.includes(req.name)) throw invalid(`name "${req.name}" is reserved for the CA's files`);
+  // etcd takes a client certificate's CN as its user, and this name is the CN.
+  if (req.name === 'root') throw invalid('name "root" is etcd\'s superuser: a certificate so named would be root in etcd');
   const roles = req.roles ?? [];
   const sans = req.sans ?? [];
   if (req.kind === 'user') {
