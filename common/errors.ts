@@ -34,14 +34,28 @@ export class BpfleetError extends Error {
 const REASON_KEY = 'bpfleet-reason';
 const DETAIL_KEY = 'bpfleet-detail-bin';
 
+/**
+ * What of an error goes on the wire: gRPC sends the message and metadata as HTTP/2 headers,
+ * and a header list past the peer's limit turns the status into RESOURCE_EXHAUSTED or
+ * INTERNAL. Messages quote input through echo() (common/limits.ts) and stay far shorter;
+ * these caps are the last line. A detail keeps its end: a verifier log's reason is there.
+ */
+export const WIRE_MESSAGE_CHARS = 2048;
+export const WIRE_DETAIL_BYTES = 8192;
+
+/** The status a client gets for `err`: message and detail cut to WIRE_MESSAGE_CHARS and WIRE_DETAIL_BYTES. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const e = err instanceof BpfleetError
     ? err
     : new BpfleetError('INTERNAL', 'INTERNAL', err instanceof Error ? err.message : String(err), undefined, { cause: err });
   const metadata = new Metadata();
-  metadata.set(REASON_KEY, e.reason);
-  if (e.detail) metadata.set(DETAIL_KEY, Buffer.from(e.detail));
-  return { code: GrpcStatus[e.code], details: e.message, metadata };
+  metadata.set(REASON_KEY, e.reason.slice(0, 64));
+  if (e.detail) {
+    const detail = Buffer.from(e.detail);
+    metadata.set(DETAIL_KEY, detail.length > WIRE_DETAIL_BYTES ? detail.subarray(detail.length - WIRE_DETAIL_BYTES) : detail);
+  }
+  const details = e.message.length > WIRE_MESSAGE_CHARS ? `${e.message.slice(0, WIRE_MESSAGE_CHARS)}… (cut at ${WIRE_MESSAGE_CHARS} characters)` : e.message;
+  return { code: GrpcStatus[e.code], details, metadata };
 }
 
 /** Turns a gRPC client error back into the BpfleetError the server raised. */

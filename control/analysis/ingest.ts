@@ -3,8 +3,9 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { subjects } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import { extractContext } from '../../common/trace-nats.js';
-import { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
+import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { recordTelemetryDropped, recordTelemetryReceived } from '../metrics.js';
+import { decodeReport } from './telemetry-decode.js';
 import type { TelemetryStore } from './telemetry-store.js';
 
 /** What ingest reads of a NATS message. */
@@ -39,11 +40,12 @@ export class TelemetryIngest {
 
   /**
    * Decodes one message and stores its report: the report, or null when the message could
-   * not be decoded (counted with its error type, logged with its subject, and dropped).
+   * not be decoded or failed decodeReport's checks (counted with its reason as error.type,
+   * logged with its subject, and dropped). Never throws.
    */
   receive(msg: TelemetryMessage): TelemetryReport | null {
     try {
-      const report = TelemetryReport.decode(msg.data);
+      const report = decodeReport(msg.subject, msg.data);
       recordTelemetryReceived(report);
       const sc = trace.getSpanContext(extractContext(msg.headers));
       if (sc && isSpanContextValid(sc)) this.contexts.set(report, sc);
@@ -51,7 +53,7 @@ export class TelemetryIngest {
       return report;
     } catch (err) {
       recordTelemetryDropped(err);
-      this.log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
+      this.log.warn({ err: String(err), subject: msg.subject.slice(0, 256) }, 'dropped an undecodable telemetry report');
       return null;
     }
   }

@@ -1,5 +1,6 @@
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError } from '../../common/errors.js';
+import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import type { Logger } from '../../common/log.js';
 import type {
   AbortRolloutRequest,
@@ -54,7 +55,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
     const id = requireId(call.request.id);
     const rollout = await deps.rollouts.require(id);
     const now = deps.clock();
-    const draft = { verb, actor: actorOf(call), at: now.toISOString(), reason: call.request.reason };
+    const draft = { verb, actor: actorOf(call), at: now.toISOString(), reason: bounded('reason', call.request.reason, FIELD_BYTES.reason) };
     // Judged against the rollout as the controller will see it: after the requests it has
     // not acted on yet. A request it would ignore is refused here, with its words.
     const recorded = await deps.requests.append(id, draft, (existing) => {
@@ -78,6 +79,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
 
     undoRollout: unary(log, 'UndoRollout', async (call: ServerUnaryCall<UndoRolloutRequest, Rollout>) => {
       const id = requireId(call.request.id);
+      bounded('reason', call.request.reason, FIELD_BYTES.reason);
       const original = await deps.rollouts.require(id);
       const spec = undoSpec(original, await deps.rollouts.list());
       const actor = actorOf(call);
@@ -89,7 +91,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
     }),
 
     getRolloutHistory: unary(log, 'GetRolloutHistory', async (call: ServerUnaryCall<GetRolloutHistoryRequest, GetRolloutHistoryResponse>) => {
-      const module = call.request.module;
+      const module = bounded('module', call.request.module, FIELD_BYTES.name);
       const [all, audit] = await Promise.all([deps.rollouts.list(), deps.audit.list()]);
       const rollouts = all.filter((r) => !module || r.spec?.module === module);
       if (module && rollouts.length === 0 && (await deps.modules.list(module)).length === 0) {
