@@ -41,7 +41,7 @@ const DETAIL_KEY = 'bpfleet-detail-bin';
  * these caps are the last line. A detail keeps its end: a verifier log's reason is there.
  */
 export const WIRE_MESSAGE_CHARS = 2048;
-export const WIRE_DETAIL_BYTES = 8192;
+export const WIRE_DETAIL_BYTES = 16 * 1024;
 
 /** The status a client gets for `err`: message and detail cut to WIRE_MESSAGE_CHARS and WIRE_DETAIL_BYTES. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
