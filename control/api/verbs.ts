@@ -52,10 +52,13 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
   const { log } = deps;
 
   async function request(call: VerbCall, verb: RolloutVerb): Promise<RolloutVerbResponse> {
+    // Every field is checked before anything is read: a bad request costs etcd nothing.
     const id = requireId(call.request.id);
+    const reason = bounded('reason', call.request.reason, FIELD_BYTES.reason);
+    const actor = actorOf(call);
     const rollout = await deps.rollouts.require(id);
     const now = deps.clock();
-    const draft = { verb, actor: actorOf(call), at: now.toISOString(), reason: bounded('reason', call.request.reason, FIELD_BYTES.reason) };
+    const draft = { verb, actor, at: now.toISOString(), reason };
     // Judged against the rollout as the controller will see it: after the requests it has
     // not acted on yet. A request it would ignore is refused here, with its words.
     const recorded = await deps.requests.append(id, draft, (existing) => {
