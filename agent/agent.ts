@@ -8,7 +8,6 @@ import type { Logger } from '../common/log.js';
 import type { SignaturePolicy } from '../common/signing.js';
 import { etcdClient, natsTls, type StoreTls } from '../common/store-clients.js';
 import { subjects } from '../common/keys.js';
-import { AgentServiceService } from '../proto/gen/bpfleet/v1/agent.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { ArtifactCache } from './artifact-cache.js';
 import type { SwapCheckpoint } from './crash-hook.js';
@@ -16,7 +15,7 @@ import type { DataplaneDriver } from './dataplane/driver.js';
 import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
-import { agentService } from './server.js';
+import { agentService, agentServiceDefinition } from './server.js';
 import { TelemetryPublisher } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
@@ -91,7 +90,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
   for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
 
-  server.addService(AgentServiceService, agentService(reconciler, log));
+  server.addService(agentServiceDefinition, agentService(reconciler, log));
   const standard = addStandardServices(server, ['bpfleet.v1.AgentService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));

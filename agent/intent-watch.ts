@@ -22,7 +22,7 @@ export class IntentWatch {
 
   /** Reads the host's intents and converges to each, watching for changes meanwhile; resolves when all were tried. */
   async start(): Promise<void> {
-    const listed = await this.intents.list(this.reconciler.host);
+    const listed = await this.intents.list(this.reconciler.host, this.log);
     this.following = this.follow(listed.revision + 1);
     await this.convergeAll(listed.items.values());
   }

@@ -160,7 +160,7 @@ describe('Reconciler.apply', () => {
   it('refuses an intent meant for another host', async () => {
     const s = setup();
     const before = await snapshot(s);
-    await assert.rejects(s.reconciler.apply(intent({ host: 'edge-2' })), refused('INVALID_ARGUMENT', 'WRONG_HOST', /intent for host edge-2 sent to edge-1/));
+    await assert.rejects(s.reconciler.apply(intent({ host: 'edge-2' })), refused('INVALID_ARGUMENT', 'WRONG_HOST', /intent for host "edge-2" sent to edge-1/));
     assert.deepEqual(await snapshot(s), before);
     assert.deepEqual(s.source.objectReads, [], 'nothing was even fetched');
   });

@@ -1,6 +1,7 @@
 import { parseAttachment } from '../common/attachment.js';
 import { digestOf } from '../common/digest.js';
 import { BpfleetError } from '../common/errors.js';
+import { echo } from '../common/limits.js';
 import { enforceSignaturePolicy, type SignaturePolicy } from '../common/signing.js';
 import { AttachmentStatus, type ApplyRecord, type AttachmentState, type GetStateResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Module } from '../proto/gen/bpfleet/v1/module.js';
@@ -35,13 +36,25 @@ export interface ReconcilerOptions {
 
 
 /**
+ * Applies waiting behind the running one, per attachment. The controller sends one apply
+ * per host and attachment at a time and the intent watch a few more; a client sending
+ * more is refused (UNAVAILABLE/APPLY_QUEUE_FULL) rather than queued without end.
+ */
+export const MAX_PENDING_APPLIES = 16;
+
+/** Records kept in Reconciler.history, newest last; older ones are dropped. */
+export const MAX_APPLY_HISTORY = 1000;
+
+/**
  * Turns intents into dataplane state, one attachment at a time. Idempotent (an intent
  * already satisfied is a no-op) and fenced (an intent older than one already applied, by
  * generation or by leader epoch, is refused), so replays and late RPCs from a deposed
  * leader cannot move a host backwards.
  */
 export class Reconciler {
-  private readonly queues = new Map<string, Promise<unknown>>();
+  // Per attachment: the last apply queued and how many are queued or running. Both go when
+  // the attachment's queue drains, so intents naming any number of attachments leave nothing.
+  private readonly queues = new Map<string, { last: Promise<unknown>; size: number }>();
   private readonly states = new Map<string, AttachmentState>();
   // Kept apart from `states` because they must outlive a removal: otherwise a late intent
   // older than the removal would find no marks and re-install what was removed.
@@ -50,7 +63,7 @@ export class Reconciler {
   // an apply landed must not overwrite what the apply reported.
   private stateSeq = 0;
   private readonly stateSeqOf = new Map<string, number>();
-  /** One record per apply that changed the dataplane: tests and audits count them. */
+  /** One record per apply that changed the dataplane, the last MAX_APPLY_HISTORY: tests and audits count them. */
   readonly history: ApplyRecord[] = [];
   private readonly changeListeners = new Set<(attachment: string) => void>();
 
@@ -81,15 +94,49 @@ export class Reconciler {
     return { host: this.host, attachments: [...this.states.values()].sort((a, b) => a.attachment.localeCompare(b.attachment)) };
   }
 
+  /**
+   * Applies `intent` after the applies queued before it on its attachment. An intent for
+   * another host or with an attachment that does not parse is refused before it is queued;
+   * so is one past MAX_PENDING_APPLIES on its attachment.
+   */
   apply(intent: Intent): Promise<ApplyResult> {
+    try {
+      this.admit(intent);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const key = intent.attachment;
-    const previous = this.queues.get(key) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.applyNow(intent)).then((result) => {
+    const queue = this.queues.get(key) ?? { last: Promise.resolve(), size: 0 };
+    if (queue.size >= MAX_PENDING_APPLIES) {
+      return Promise.reject(new BpfleetError('UNAVAILABLE', 'APPLY_QUEUE_FULL', `${queue.size} applies already wait on ${key}; try again later`));
+    }
+    const next = queue.last.catch(() => undefined).then(() => this.applyNow(intent)).then((result) => {
       if (result.changed) for (const listener of this.changeListeners) listener(intent.attachment);
       return result;
+    }).finally(() => {
+      if (--queue.size === 0 && this.queues.get(key) === queue) this.queues.delete(key);
     });
-    this.queues.set(key, next);
+    queue.last = next;
+    queue.size++;
+    this.queues.set(key, queue);
     return next;
+  }
+
+  /** Applies waiting or running on the attachment (for tests and metrics). */
+  pendingApplies(attachment: string): number {
+    return this.queues.get(attachment)?.size ?? 0;
+  }
+
+  private admit(intent: Intent): void {
+    if (intent.host !== this.host) {
+      throw new BpfleetError('INVALID_ARGUMENT', 'WRONG_HOST', `intent for host ${echo(intent.host)} sent to ${this.host}`);
+    }
+    parseAttachment(intent.attachment);
+  }
+
+  private record(entry: ApplyRecord): void {
+    this.history.push(entry);
+    if (this.history.length > MAX_APPLY_HISTORY) this.history.splice(0, this.history.length - MAX_APPLY_HISTORY);
   }
 
   /** Calls `listener` after every apply that changed the dataplane; returns an unsubscribe. */
@@ -99,9 +146,6 @@ export class Reconciler {
   }
 
   private async applyNow(intent: Intent): Promise<ApplyResult> {
-    if (intent.host !== this.host) {
-      throw new BpfleetError('INVALID_ARGUMENT', 'WRONG_HOST', `intent for host ${intent.host} sent to ${this.host}`);
-    }
     const attachment = parseAttachment(intent.attachment);
     if (!this.driver.capabilities().includes(attachment.hook)) {
       throw new BpfleetError('FAILED_PRECONDITION', 'HOOK_UNSUPPORTED', `${this.host} cannot attach ${attachment.hook} programs (supports: ${this.driver.capabilities().join(', ')})`);
@@ -128,7 +172,7 @@ export class Reconciler {
       // Also when nothing runs: a module whose interface is gone keeps its pins until removed.
       await this.driver.remove(attachment);
       if (running) {
-        this.history.push({ at: updatedAt, attachment: intent.attachment, digest: '', generation: intent.generation, rolloutId: intent.rolloutId });
+        this.record({ at: updatedAt, attachment: intent.attachment, digest: '', generation: intent.generation, rolloutId: intent.rolloutId });
       }
       this.states.delete(intent.attachment);
       this.stateSeqOf.set(intent.attachment, ++this.stateSeq);
@@ -159,7 +203,7 @@ export class Reconciler {
     this.setState(state);
     if (result.changed && intent.expectedDigest) this.options.checkpoint?.('before-report');
     if (result.changed) {
-      this.history.push({ at: state.updatedAt, attachment: intent.attachment, digest: ref.digest, generation: intent.generation, rolloutId: intent.rolloutId });
+      this.record({ at: state.updatedAt, attachment: intent.attachment, digest: ref.digest, generation: intent.generation, rolloutId: intent.rolloutId });
     }
     await this.publish();
     return { state, changed: result.changed, fetchMs, loadMs: result.timing.loadMs, swapMs: result.timing.swapMs };

@@ -1,17 +1,42 @@
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError, toServiceError } from '../common/errors.js';
+import { malformedRequest, tolerantService } from '../common/grpc-malformed.js';
+import { bounded, FIELD_BYTES } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { withServerSpan } from '../common/otel-grpc.js';
-import type { AgentServiceServer, ApplyRequest, ApplyResponse } from '../proto/gen/bpfleet/v1/agent.js';
+import { AgentServiceService, type AgentServiceServer, type ApplyRequest, type ApplyResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Reconciler } from './reconciler.js';
 import { tracedApply } from './tracing.js';
+
+/** The AgentService definition to serve: a request that does not parse is INVALID_ARGUMENT, not INTERNAL. */
+export const agentServiceDefinition = tolerantService(AgentServiceService);
+
+/** Every string of an intent within its limit (common/limits.ts); throws FIELD_TOO_LONG naming the field. */
+function checkIntentFields(intent: Intent): Intent {
+  bounded('intent.host', intent.host, FIELD_BYTES.name);
+  bounded('intent.attachment', intent.attachment, FIELD_BYTES.attachment);
+  bounded('intent.expectedDigest', intent.expectedDigest, FIELD_BYTES.digest);
+  bounded('intent.rolloutId', intent.rolloutId, FIELD_BYTES.id);
+  bounded('intent.traceparent', intent.traceparent ?? '', FIELD_BYTES.id);
+  if (intent.module) {
+    bounded('intent.module.name', intent.module.name, FIELD_BYTES.name);
+    bounded('intent.module.version', intent.module.version, FIELD_BYTES.version);
+    bounded('intent.module.digest', intent.module.digest, FIELD_BYTES.digest);
+  }
+  return intent;
+}
 
 export function agentService(reconciler: Reconciler, log: Logger): AgentServiceServer {
   return {
     apply: (call: ServerUnaryCall<ApplyRequest, ApplyResponse>, callback: sendUnaryData<ApplyResponse>) => {
-      const intent = call.request.intent;
-      if (!intent) {
-        callback(toServiceError(new BpfleetError('INVALID_ARGUMENT', 'NO_INTENT', 'ApplyRequest.intent is missing')) as never);
+      let intent: Intent;
+      try {
+        const malformed = malformedRequest(call.request, 'Apply');
+        if (malformed) throw malformed;
+        if (!call.request.intent) throw new BpfleetError('INVALID_ARGUMENT', 'NO_INTENT', 'ApplyRequest.intent is missing');
+        intent = checkIntentFields(call.request.intent);
+      } catch (err) {
+        callback(toServiceError(err) as never);
         return;
       }
       const fields = { attachment: intent.attachment, module: `${intent.module?.name}@${intent.module?.version}`, generation: intent.generation, rollout: intent.rolloutId };

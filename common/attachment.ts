@@ -1,5 +1,6 @@
 import { HookKind } from '../proto/gen/bpfleet/v1/module.js';
 import { BpfleetError } from './errors.js';
+import { echo } from './limits.js';
 
 /** The hook names users write in specs and attachments ("xdp:eth0"). */
 export const HOOK_NAMES = ['xdp', 'tcx-ingress', 'tcx-egress'] as const;
@@ -26,10 +27,10 @@ export function parseAttachment(text: string): Attachment {
   const iface = text.slice(i + 1);
   if (i < 0 || !HOOK_NAMES.includes(hook)) {
     throw new BpfleetError('INVALID_ARGUMENT', 'BAD_ATTACHMENT',
-      `attachment "${text}": expected <hook>:<interface> with hook one of ${HOOK_NAMES.join(', ')}`);
+      `attachment ${echo(text)}: expected <hook>:<interface> with hook one of ${HOOK_NAMES.join(', ')}`);
   }
   if (!IFACE_RE.test(iface)) {
-    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_ATTACHMENT', `attachment "${text}": "${iface}" is not a valid interface name`);
+    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_ATTACHMENT', `attachment ${echo(text)}: ${echo(iface)} is not a valid interface name`);
   }
   return { hook, iface };
 }

@@ -22,7 +22,9 @@ export const ERROR_REASONS = [
   // Requests: input that is malformed, missing or too large.
   'USAGE', 'MISSING_ID', 'INVALID_SPEC', 'INVALID_MANIFEST', 'BAD_MANIFEST', 'BAD_ATTACHMENT',
   'BAD_HOOK', 'BAD_DIGEST', 'BAD_NETNS', 'EMPTY_OBJECT', 'OBJECT_TOO_LARGE', 'TOO_MANY_REQUESTS',
-  'FORBIDDEN_TARGET', 'OTLP_PROTOCOL',
+  'FORBIDDEN_TARGET', 'OTLP_PROTOCOL', 'FIELD_TOO_LONG', 'MALFORMED_REQUEST', 'MALFORMED_VALUE',
+  // Telemetry reports the control plane drops.
+  'UNDECODABLE_REPORT', 'INVALID_REPORT', 'HOST_MISMATCH', 'FUTURE_TIMESTAMP',
   // Module objects: what the ELF gate, the verifier and the manifest checks refuse.
   'NOT_ELF', 'NOT_BPF_ELF', 'BAD_OBJECT', 'NO_PROGRAM', 'WRONG_HOOK', 'NO_MAP', 'MAP_INCOMPATIBLE',
   'VERIFIER_REJECTED', 'LOAD_FAILED', 'DIGEST_MISMATCH', 'REGISTRY_MISMATCH', 'ARTIFACT_MISSING',
@@ -37,7 +39,7 @@ export const ERROR_REASONS = [
   'NO_PREVIOUS_VERSION', 'MIXED_PREVIOUS_VERSIONS',
   // Agents: intents refused, fencing, drift.
   'WRONG_HOST', 'HOOK_UNSUPPORTED', 'STALE_EPOCH', 'STALE_GENERATION', 'SUPERSEDED', 'DUPLICATE_INTENT',
-  'DRIFT', 'CONTENDED', 'HOST_GONE', 'TELEMETRY_RUNNING',
+  'DRIFT', 'CONTENDED', 'HOST_GONE', 'TELEMETRY_RUNNING', 'APPLY_QUEUE_FULL',
   // The kernel.
   'ATTACH_FAILED', 'SWAP_FAILED', 'LOST_LINK', 'KERNEL', 'CLOSED', 'MTU_TOO_LARGE',
   // Daemon configuration files.
@@ -75,14 +77,28 @@ export class BpfleetError extends Error {
 const REASON_KEY = 'bpfleet-reason';
 const DETAIL_KEY = 'bpfleet-detail-bin';
 
+/**
+ * What of an error goes on the wire: gRPC sends the message and metadata as HTTP/2 headers,
+ * and a header list past the peer's limit turns the status into RESOURCE_EXHAUSTED or
+ * INTERNAL. Messages quote input through echo() (common/limits.ts) and stay far shorter;
+ * these caps are the last line. A detail keeps its end: a verifier log's reason is there.
+ */
+export const WIRE_MESSAGE_CHARS = 2048;
+export const WIRE_DETAIL_BYTES = 16 * 1024;
+
+/** The status a client gets for `err`: message and detail cut to WIRE_MESSAGE_CHARS and WIRE_DETAIL_BYTES. */
 export function toServiceError(err: unknown): Partial<ServiceError> {
   const e = err instanceof BpfleetError
     ? err
     : new BpfleetError('INTERNAL', 'INTERNAL', err instanceof Error ? err.message : String(err), undefined, { cause: err });
   const metadata = new Metadata();
-  metadata.set(REASON_KEY, e.reason);
-  if (e.detail) metadata.set(DETAIL_KEY, Buffer.from(e.detail));
-  return { code: GrpcStatus[e.code], details: e.message, metadata };
+  metadata.set(REASON_KEY, e.reason.slice(0, 64));
+  if (e.detail) {
+    const detail = Buffer.from(e.detail);
+    metadata.set(DETAIL_KEY, detail.length > WIRE_DETAIL_BYTES ? detail.subarray(detail.length - WIRE_DETAIL_BYTES) : detail);
+  }
+  const details = e.message.length > WIRE_MESSAGE_CHARS ? `${e.message.slice(0, WIRE_MESSAGE_CHARS)}… (cut at ${WIRE_MESSAGE_CHARS} characters)` : e.message;
+  return { code: GrpcStatus[e.code], details, metadata };
 }
 
 /** Turns a gRPC client error back into the BpfleetError the server raised. */

@@ -9,8 +9,21 @@ export const ELECTION = 'leader';
 
 const seg = (s: string): string => encodeURIComponent(s);
 
-/** The name a key holds after `prefix`, e.g. the host of keys.host(h) under keys.hostsPrefix. */
-export const nameIn = (prefix: string, key: string): string => decodeURIComponent(key.slice(prefix.length));
+/**
+ * The name a key holds after `prefix`, e.g. the host of keys.host(h) under keys.hostsPrefix.
+ * Keys are read back from etcd, where anyone with access can write: null when the key is
+ * not under `prefix`, its rest is empty, holds a '/', or is not valid percent-encoding.
+ */
+export function nameOf(prefix: string, key: string): string | null {
+  if (!key.startsWith(prefix)) return null;
+  const rest = key.slice(prefix.length);
+  if (!rest || rest.includes('/')) return null;
+  try {
+    return decodeURIComponent(rest);
+  } catch {
+    return null;
+  }
+}
 
 export const keys = {
   hostsPrefix: `${ROOT}hosts/`,

@@ -13,6 +13,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ModuleManifest, type Module } from '../proto/gen/bpfleet/v1/module.js';
 import { BpfleetError } from './errors.js';
+import { echo } from './limits.js';
 
 /** "ed25519:" and the first 16 hex digits of the SHA-256 of the public key (SPKI DER). */
 export const KEY_ID_RE = /^ed25519:[0-9a-f]{16}$/;
@@ -86,7 +87,7 @@ export function checkSignatureFields(signature: Uint8Array, keyId: string, what:
     throw new BpfleetError('INVALID_ARGUMENT', 'BAD_SIGNATURE', `${what}: signature is ${signature.length} bytes, an ed25519 signature is ${SIGNATURE_BYTES}`);
   }
   if (!KEY_ID_RE.test(keyId)) {
-    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_SIGNATURE', `${what}: key id "${keyId}" is not ed25519:<16 hex>`);
+    throw new BpfleetError('INVALID_ARGUMENT', 'BAD_SIGNATURE', `${what}: key id ${echo(keyId)} is not ed25519:<16 hex>`);
   }
 }
 

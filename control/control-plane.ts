@@ -5,11 +5,10 @@ import { CONTROL_MAX_MESSAGE_BYTES } from '../common/keys.js';
 import type { Logger } from '../common/log.js';
 import { etcdClient, natsTls, type StoreTls } from '../common/store-clients.js';
 import { addStandardServices } from '../common/grpc-standard.js';
-import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
 import { AgentClients } from './agent-clients.js';
 import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
-import { controlService } from './api/service.js';
+import { controlService, controlServiceDefinition } from './api/service.js';
 import { RolloutController } from './controller.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';
@@ -74,7 +73,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
   });
-  server.addService(ControlServiceService, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
+  server.addService(controlServiceDefinition, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));

@@ -3,10 +3,11 @@ import { chunk, mapLimit, TXN_CONCURRENCY } from '../common/etcd/batch.js';
 import { NotLeaderError } from '../common/etcd/fence.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import type { ModuleRegistry } from '../common/etcd/modules.js';
+import { reportMalformed } from '../common/etcd/malformed.js';
 import { watchPrefix } from '../common/etcd/watch.js';
 import type { HostDirectory } from '../common/etcd/hosts.js';
 import { BpfleetError } from '../common/errors.js';
-import { keys, nameIn } from '../common/keys.js';
+import { keys, nameOf } from '../common/keys.js';
 import { traceparentOf } from '../common/spans.js';
 import type { Logger } from '../common/log.js';
 import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
@@ -89,7 +90,12 @@ export class RolloutController {
   private async follow(prefix: string, signal: AbortSignal): Promise<void> {
     const { log } = this.deps;
     for await (const change of watchPrefix(this.deps.etcd, prefix, { signal, log })) {
-      if (change.kind === 'put') this.kick(nameIn(prefix, change.key));
+      if (change.kind === 'put') {
+        // A key that names no rollout was written by hand or by a bug: nothing to move.
+        const id = nameOf(prefix, change.key);
+        if (id !== null) this.kick(id);
+        else reportMalformed(change.key, new Error('the key names no rollout'), log);
+      }
       else if (change.kind === 'reset') {
         if (change.cause !== undefined) log.warn({ err: change.cause, prefix }, 'watch failed; resyncing');
         await this.resync().catch((err) => log.error({ err, prefix }, 'resync failed; rollouts move again on their next change'));

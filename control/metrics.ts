@@ -16,6 +16,7 @@ import {
   ATTR_STEP_OUTCOME,
   ATTR_VERDICT,
 } from '../common/otel-attributes.js';
+import { BpfleetError } from '../common/errors.js';
 import { instrumentsPerProvider } from '../common/meters.js';
 import { RolloutPhase, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
@@ -65,8 +66,9 @@ export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: n
   controlMetrics().telemetryLag.record(Math.max(0, receivedAtMs - report.timestampMs) / 1000);
 }
 
+/** Counts a dropped report; error.type is the BpfleetError's reason (UNDECODABLE_REPORT, INVALID_REPORT), else the error's name. */
 export function recordTelemetryDropped(err: unknown): void {
-  controlMetrics().telemetryReports.add(1, { 'error.type': err instanceof Error ? err.name : 'unknown' });
+  controlMetrics().telemetryReports.add(1, { 'error.type': err instanceof BpfleetError ? err.reason : err instanceof Error ? err.name : 'unknown' });
 }
 
 /** A decoded report the ingest refused to store (a forged host or a timestamp from the future). */

@@ -1,10 +1,17 @@
 import type { Etcd3, Lease } from 'etcd3';
 import type { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
 import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
-import { keys, nameIn } from '../keys.js';
+import { keys, nameOf } from '../keys.js';
 import type { Logger } from '../log.js';
 import { codecs } from './codec.js';
-import { asText, listPrefix, watchPrefix } from './watch.js';
+import { decodeOrSkip, malformed } from './malformed.js';
+import { listPrefix, watchPrefix, type Decoder } from './watch.js';
+
+/** A value as text under a key that names a host; throws for any other key (see reportMalformed). */
+const underHostName = (prefix: string): Decoder<string> => (text, key) => {
+  if (nameOf(prefix, key) === null) throw malformed(`key ${key} does not name a host`);
+  return text;
+};
 
 /**
  * What an agent writes about its host: the registration, on the agent's lease so that a
@@ -21,9 +28,11 @@ export class HostRecords {
     await this.etcd.put(keys.observed(host)).value(codecs.observed.encode(state));
   }
 
+  /** The state the host last reported; null when none or when it does not decode (reported as malformed). */
   async lastReported(host: string): Promise<GetStateResponse | null> {
-    const text = await this.etcd.get(keys.observed(host)).string();
-    return text === null ? null : codecs.observed.decode(text);
+    const key = keys.observed(host);
+    const text = await this.etcd.get(key).string();
+    return text === null ? null : decodeOrSkip(key, text, codecs.observed.decode);
   }
 }
 
@@ -77,8 +86,8 @@ export class HostDirectory {
   }
 
   private async sync(): Promise<void> {
-    const hosts = await listPrefix(this.etcd, keys.hostsPrefix, asText);
-    const observed = await listPrefix(this.etcd, keys.observedPrefix, asText, hosts.revision);
+    const hosts = await listPrefix(this.etcd, keys.hostsPrefix, underHostName(keys.hostsPrefix), undefined, this.log);
+    const observed = await listPrefix(this.etcd, keys.observedPrefix, underHostName(keys.observedPrefix), hosts.revision, this.log);
     this.replace(this.registered, keys.hostsPrefix, hosts.items);
     this.replace(this.observed, keys.observedPrefix, observed.items);
     this.changed(true);
@@ -94,14 +103,16 @@ export class HostDirectory {
   private async follow(prefix: string, values: Map<string, string>, fromRevision: number, signal: AbortSignal): Promise<void> {
     // Registrations decide who is in the fleet; a report changes only its own host.
     const membership = values === this.registered;
-    for await (const change of watchPrefix(this.etcd, prefix, { signal, fromRevision, log: this.log })) {
+    for await (const change of watchPrefix(this.etcd, prefix, { signal, fromRevision, log: this.log, decode: underHostName(prefix) })) {
       if (change.kind === 'reset') {
         this.log?.warn({ err: String(change.cause), prefix }, 'host watch failed; reading the fleet again');
         this.replace(values, prefix, change.items);
         this.changed(membership);
         continue;
       }
-      const name = nameIn(prefix, change.key);
+      // A delete of a key that names no host: its put was skipped, so there is nothing to drop.
+      const name = nameOf(prefix, change.key);
+      if (name === null) continue;
       const added = !values.has(name);
       if (change.kind === 'put') values.set(name, change.value);
       else values.delete(name);
@@ -115,7 +126,7 @@ export class HostDirectory {
     for (const name of values.keys()) this.dirty.add(name);
     values.clear();
     for (const [key, value] of items) {
-      const name = nameIn(prefix, key);
+      const name = nameOf(prefix, key)!;
       values.set(name, value);
       this.dirty.add(name);
     }
@@ -128,14 +139,22 @@ export class HostDirectory {
 
   private rejoin(name: string): void {
     const registration = this.registered.get(name);
-    if (registration === undefined) {
+    // A registration that does not decode leaves the host out of the fleet (reported once
+    // per change, as rejoin runs once per change); a report that does not decode leaves its
+    // attachments unknown.
+    const host = registration === undefined ? null : decodeOrSkip(keys.host(name), registration, (text) => {
+      const decoded = codecs.host.decode(text);
+      if (decoded.name !== name) throw malformed(`registration of "${decoded.name.slice(0, 64)}" under the key of ${name}`);
+      return decoded;
+    }, this.log);
+    if (host === null) {
       this.hosts.delete(name);
       return;
     }
     const observed = this.observed.get(name);
-    const attachments = observed === undefined ? [] : codecs.observed.decode(observed).attachments;
+    const attachments = (observed === undefined ? null : decodeOrSkip(keys.observed(name), observed, codecs.observed.decode, this.log))?.attachments ?? [];
     this.hosts.set(name, {
-      ...codecs.host.decode(registration),
+      ...host,
       attachments: attachments.map((a) => ({
         attachment: a.attachment,
         module: a.module?.name ?? '',

@@ -3,7 +3,9 @@ import type { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import { BpfleetError } from '../errors.js';
 import { keys } from '../keys.js';
 import { chunk, MAX_TXN_OPS, mapLimit, TXN_CONCURRENCY } from './batch.js';
+import type { Logger } from '../log.js';
 import { codecs } from './codec.js';
+import { decodeOrSkip } from './malformed.js';
 import { fenced, NotLeaderError, type Fence } from './fence.js';
 import { listPrefix, watchPrefix, type Listing, type WatchEvent, type WatchOptions } from './watch.js';
 
@@ -16,9 +18,11 @@ export class IntentStore {
 
   constructor(private readonly etcd: Etcd3) {}
 
+  /** The intent; null when there is none or it does not decode (reported as malformed). */
   async get(host: string, attachment: string): Promise<Intent | null> {
-    const text = await this.etcd.get(keys.intent(host, attachment)).string();
-    return text === null ? null : codecs.intent.decode(text);
+    const key = keys.intent(host, attachment);
+    const text = await this.etcd.get(key).string();
+    return text === null ? null : decodeOrSkip(key, text, codecs.intent.decode);
   }
 
   /**
@@ -44,7 +48,9 @@ export class IntentStore {
     const current = read.responses.map((r) => r.response_range?.kvs[0]);
     const intents = drafts.map((d, i): Intent => {
       const kv = current[i];
-      const previous = kv ? codecs.intent.decode(kv.value.toString()) : null;
+      // A malformed previous intent is overwritten: its generation is lost, and agents
+      // compare generations for equality only (agent/intent-watch.ts), so 1 is as good as any.
+      const previous = kv ? decodeOrSkip(batchKeys[i]!, kv.value.toString(), codecs.intent.decode) : null;
       return { ...d, generation: (previous?.generation ?? 0) + 1, leaderEpoch: fence.epoch };
     });
     let guard = fenced(this.etcd, fence);
@@ -56,9 +62,9 @@ export class IntentStore {
     return intents;
   }
 
-  /** The host's intents by key, as of one revision. */
-  list(host: string): Promise<Listing<Intent>> {
-    return listPrefix(this.etcd, keys.intentsOf(host), codecs.intent.decode);
+  /** The host's intents by key, as of one revision; values that do not decode are left out and reported to `log`. */
+  list(host: string, log?: Logger): Promise<Listing<Intent>> {
+    return listPrefix(this.etcd, keys.intentsOf(host), codecs.intent.decode, undefined, log);
   }
 
   /** Changes to the host's intents (see watchPrefix); from `fromRevision`, e.g. a list()'s revision + 1. */

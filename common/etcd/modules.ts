@@ -3,6 +3,8 @@ import type { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { BpfleetError } from '../errors.js';
 import { keys } from '../keys.js';
 import { codecs } from './codec.js';
+import { decodeOrSkip } from './malformed.js';
+import { scanPrefix } from './batch.js';
 
 /** Module versions are immutable: a name@version, once stored, always means one digest. */
 export class ModuleRegistry {
@@ -19,7 +21,8 @@ export class ModuleRegistry {
       .commit();
     if (txn.succeeded) return { module, created: true };
     const existingKv = txn.responses[0]?.response_range?.kvs[0];
-    const existing = codecs.module.decode(existingKv!.value.toString());
+    const existing = decodeOrSkip(key, existingKv!.value.toString(), codecs.module.decode);
+    if (!existing) throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS', `module ${m.name}@${m.version}: its key holds a malformed value; push a new version`);
     if (existing.digest !== module.digest) {
       throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS',
         `module ${m.name}@${m.version} already exists with digest ${existing.digest}; versions are immutable, push a new version`);
@@ -27,9 +30,11 @@ export class ModuleRegistry {
     return { module: existing, created: false };
   }
 
+  /** The module; null when absent or its value does not decode (reported as malformed). */
   async get(name: string, version: string): Promise<Module | null> {
-    const text = await this.etcd.get(keys.module(name, version)).string();
-    return text === null ? null : codecs.module.decode(text);
+    const key = keys.module(name, version);
+    const text = await this.etcd.get(key).string();
+    return text === null ? null : decodeOrSkip(key, text, codecs.module.decode);
   }
 
   async require(name: string, version: string): Promise<Module> {
@@ -42,9 +47,10 @@ export class ModuleRegistry {
     return module;
   }
 
+  /** Every version of `name` (default: of every module), in key order; values that do not decode are skipped and reported. */
   async list(name?: string): Promise<Module[]> {
     const prefix = name ? keys.moduleVersions(name) : keys.modulesPrefix;
-    const values = await this.etcd.getAll().prefix(prefix).strings();
-    return Object.keys(values).sort().map((k) => codecs.module.decode(values[k]!));
+    const { kvs } = await scanPrefix(this.etcd, prefix);
+    return kvs.map((kv) => decodeOrSkip(kv.key.toString(), kv.value.toString(), codecs.module.decode)).filter((m): m is Module => m !== null);
   }
 }

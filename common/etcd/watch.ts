@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from '../log.js';
 import { scanPrefix } from './batch.js';
+import { reportMalformed } from './malformed.js';
 
 /** The keys under a prefix and their values as of one revision. */
 export interface Listing<T> {
@@ -29,9 +30,12 @@ export interface WatchOptions<T> {
    * caller already holds the prefix as of fromRevision - 1.
    */
   fromRevision?: number;
-  /** Turns a value's text into T (default: asText); a throw ends the iteration with that error. */
-  decode?: (text: string) => T;
-  /** Where failed attempts to read the prefix again are reported. */
+  /**
+   * Turns a value's text (stored under `key`) into T (default: asText). A value it throws on
+   * is skipped: left out of a reset, never yielded as a put, and reported (reportMalformed).
+   */
+  decode?: Decoder<T>;
+  /** Where failed attempts to read the prefix again and skipped values are reported. */
   log?: Logger;
 }
 
@@ -39,16 +43,20 @@ export interface WatchOptions<T> {
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 30_000;
 
+/** Turns a stored value into T, or throws when it cannot (see reportMalformed). */
+export type Decoder<T> = (text: string, key: string) => T;
+
 /** The identity decoder: values as text. */
 export const asText = (text: string): string => text;
 
 /**
  * Every key under `prefix` and its decoded value, as of `atRevision` (default: now), read
- * in pages. Throws what reading or decoding throws.
+ * in pages. A value `decode` throws on is left out and reported to `log` and the
+ * bpfleet.store.malformed metric. Throws what reading throws.
  */
-export async function listPrefix<T>(etcd: Etcd3, prefix: string, decode: (text: string) => T, atRevision?: number): Promise<Listing<T>> {
+export async function listPrefix<T>(etcd: Etcd3, prefix: string, decode: Decoder<T>, atRevision?: number, log?: Logger): Promise<Listing<T>> {
   const { kvs, revision } = await scanPrefix(etcd, prefix, atRevision);
-  return { items: decodeAll(kvs, decode), revision };
+  return { items: decodeAll(kvs, decode, log), revision };
 }
 
 /**
@@ -60,25 +68,27 @@ export async function listPrefix<T>(etcd: Etcd3, prefix: string, decode: (text: 
  * the server cancels (its start revision was compacted, or it was cancelled outright)
  * stays dead. Then the prefix is read again (retrying with backoff while etcd cannot be
  * read), a `reset` is yielded and the watch resumes after it. Ends when `signal` aborts or
- * the consumer stops iterating. Throws if the first read fails or a value cannot be decoded.
+ * the consumer stops iterating. Throws if the first read fails. A value that cannot be
+ * decoded is skipped and reported (see WatchOptions.decode): one bad key must not stop
+ * every reader of the prefix.
  */
 export function watchPrefix(etcd: Etcd3, prefix: string, opts: WatchOptions<string>): AsyncGenerator<WatchEvent<string>, void, undefined>;
-export function watchPrefix<T>(etcd: Etcd3, prefix: string, opts: WatchOptions<T> & { decode(text: string): T }): AsyncGenerator<WatchEvent<T>, void, undefined>;
+export function watchPrefix<T>(etcd: Etcd3, prefix: string, opts: WatchOptions<T> & { decode: Decoder<T> }): AsyncGenerator<WatchEvent<T>, void, undefined>;
 export async function* watchPrefix<T>(etcd: Etcd3, prefix: string, opts: WatchOptions<T>): AsyncGenerator<WatchEvent<T>, void, undefined> {
   const { signal } = opts;
-  const decode = opts.decode ?? (asText as (text: string) => T);
+  const decode = opts.decode ?? (asText as unknown as Decoder<T>);
   let from = opts.fromRevision;
   if (from === undefined) {
-    const listing = await listPrefix(etcd, prefix, decode);
+    const listing = await listPrefix(etcd, prefix, decode, undefined, opts.log);
     yield { kind: 'reset', ...listing };
     from = listing.revision + 1;
   }
   while (!signal.aborted) {
-    const cause = yield* changesFrom(etcd, prefix, from, decode, signal);
+    const cause = yield* changesFrom(etcd, prefix, from, decode, signal, opts.log);
     if (cause === undefined) return;
     const listing = await readAgain(etcd, prefix, signal, cause, opts.log);
     if (!listing) return;
-    yield { kind: 'reset', items: decodeAll(listing.kvs, decode), revision: listing.revision, cause };
+    yield { kind: 'reset', items: decodeAll(listing.kvs, decode, opts.log), revision: listing.revision, cause };
     from = listing.revision + 1;
   }
 }
@@ -89,7 +99,7 @@ type Received = { kind: 'put' | 'delete'; kv: IKeyValue } | { kind: 'lost'; err:
  * Yields the changes of one etcd watch from revision `from`. Returns the error that ended
  * the watch, or undefined when `signal` aborted.
  */
-async function* changesFrom<T>(etcd: Etcd3, prefix: string, from: number, decode: (text: string) => T, signal: AbortSignal): AsyncGenerator<WatchEvent<T>, unknown, undefined> {
+async function* changesFrom<T>(etcd: Etcd3, prefix: string, from: number, decode: Decoder<T>, signal: AbortSignal, log?: Logger): AsyncGenerator<WatchEvent<T>, unknown, undefined> {
   const inbox = new Inbox(signal);
   // Listeners go on before the watch connects: a created response and the first changes
   // can arrive in one read, before an awaited create() would return the watcher.
@@ -108,9 +118,12 @@ async function* changesFrom<T>(etcd: Etcd3, prefix: string, from: number, decode
         }
         const key = item.kv.key.toString();
         const revision = Number(item.kv.mod_revision);
-        yield item.kind === 'put'
-          ? { kind: 'put', key, value: decode(item.kv.value.toString()), revision }
-          : { kind: 'delete', key, revision };
+        if (item.kind === 'delete') {
+          yield { kind: 'delete', key, revision };
+          continue;
+        }
+        const value = decodeOne(item.kv, decode, log);
+        if (value !== skipped) yield { kind: 'put', key, value, revision };
       }
     }
     return undefined;
@@ -135,8 +148,25 @@ async function readAgain(etcd: Etcd3, prefix: string, signal: AbortSignal, cause
   return null;
 }
 
-function decodeAll<T>(kvs: readonly IKeyValue[], decode: (text: string) => T): Map<string, T> {
-  return new Map(kvs.map((kv) => [kv.key.toString(), decode(kv.value.toString())]));
+const skipped = Symbol('skipped');
+
+function decodeOne<T>(kv: IKeyValue, decode: Decoder<T>, log?: Logger): T | typeof skipped {
+  const key = kv.key.toString();
+  try {
+    return decode(kv.value.toString(), key);
+  } catch (err) {
+    reportMalformed(key, err, log);
+    return skipped;
+  }
+}
+
+function decodeAll<T>(kvs: readonly IKeyValue[], decode: Decoder<T>, log?: Logger): Map<string, T> {
+  const items = new Map<string, T>();
+  for (const kv of kvs) {
+    const value = decodeOne(kv, decode, log);
+    if (value !== skipped) items.set(kv.key.toString(), value);
+  }
+  return items;
 }
 
 /** What a watcher delivered and nobody took yet, handed over a batch at a time. */

@@ -49,7 +49,7 @@ test('an undecodable message is counted by error type, logged with its subject a
   assert.deepEqual(lines.map((l) => [l.msg, l.subject]), [['dropped an undecodable telemetry report', 'bpfleet.telemetry.h9']]);
   const m = await scrape(telemetry.metricsUrl!);
   assert.equal(m.sum('bpfleet_telemetry_reports_total'), 2);
-  assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'RangeError' }), 1);
+  assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'UNDECODABLE_REPORT' }), 1);
   assert.equal(m.sum('bpfleet_telemetry_report_lag_count'), 1);
 });
 

@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { extractContext } from '../../common/trace-nats.js';
 import { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { recordTelemetryDropped, recordTelemetryReceived, recordTelemetryRefused } from '../metrics.js';
+import { decodeReport } from './telemetry-decode.js';
 import type { TelemetryStore } from './telemetry-store.js';
 
 /** What ingest reads of a NATS message. */
@@ -67,16 +68,14 @@ export class TelemetryIngest {
 
   /**
    * Decodes one message and stores its report: the report, or null when the message could
-   * not be decoded, names another host than its subject, or is stamped more than the skew
-   * ahead (each counted with its error type, logged with its subject, and dropped).
+   * not be decoded, failed decodeReport's checks, names another host than its subject, or is
+   * stamped more than the skew ahead (each counted with its reason as error.type, logged with
+   * its subject, and dropped). Never throws.
    */
   receive(msg: TelemetryMessage): TelemetryReport | null {
     try {
-      const report = TelemetryReport.decode(msg.data);
+      const report = decodeReport(msg.subject, msg.data);
       const now = this.now();
-      if (msg.subject !== subjects.telemetry(report.host)) {
-        return this.refuse('HOST_MISMATCH', msg.subject, { claimedHost: report.host });
-      }
       if (report.timestampMs > now + this.maxSkewMs) {
         return this.refuse('FUTURE_TIMESTAMP', msg.subject, { aheadMs: report.timestampMs - now, maxSkewMs: this.maxSkewMs });
       }
@@ -86,8 +85,11 @@ export class TelemetryIngest {
       this.store.add(report);
       return report;
     } catch (err) {
+      if (err instanceof BpfleetError && err.reason === 'HOST_MISMATCH') {
+        return this.refuse('HOST_MISMATCH', msg.subject, { claimedHost: TelemetryReport.decode(msg.data).host });
+      }
       recordTelemetryDropped(err);
-      this.log.warn({ err: String(err), subject: msg.subject }, 'dropped an undecodable telemetry report');
+      this.log.warn({ err: String(err), subject: msg.subject.slice(0, 256) }, 'dropped an undecodable telemetry report');
       return null;
     }
   }

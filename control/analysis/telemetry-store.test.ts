@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
-import { TelemetryStore } from './telemetry-store.js';
+import { MAX_SHARED_STRINGS, TelemetryStore } from './telemetry-store.js';
 
 const report = (host: string, timestampMs: number): TelemetryReport => ({ host, timestampMs, sequence: timestampMs, attachments: [] });
 const times = (store: TelemetryStore, host: string) => store.reports(host).map((r) => r.timestampMs);
@@ -78,5 +78,24 @@ describe('TelemetryStore', () => {
     for (let t = 0; t < 5; t++) store.add(report('a', t * 100));
     assert.equal(store.totalReceived, 5);
     assert.equal(store.reports('a').length, 1);
+  });
+
+  it('keeps at most maxHosts hosts, forgetting the one that reported least recently', () => {
+    const store = new TelemetryStore(60_000, 10, 3);
+    for (const h of ['a', 'b', 'c']) store.add(report(h, 1000));
+    store.add(report('a', 2000));
+    store.add(report('d', 2000));
+    assert.equal(store.hostCount, 3);
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((h) => store.reports(h).length), [2, 0, 1, 1]);
+    for (let i = 0; i < 10_000; i++) store.add(report(`junk-${i}`, 3000));
+    assert.equal(store.hostCount, 3);
+  });
+
+  it('shares at most MAX_SHARED_STRINGS strings, whatever versions reports carry', () => {
+    const store = new TelemetryStore();
+    for (let i = 0; i < MAX_SHARED_STRINGS * 2 + 5; i++) {
+      store.add({ host: 'a', timestampMs: i + 1, sequence: i, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: `v${i}`, digest: `d${i}` }, progId: 1, runCount: 0, runTimeNs: 0, ifaceRxPackets: 0, ifaceTxPackets: 0, stackRxPackets: 0, counters: {} }] });
+      assert.ok(store.sharedStrings <= MAX_SHARED_STRINGS);
+    }
   });
 });

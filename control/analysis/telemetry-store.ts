@@ -1,26 +1,49 @@
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 
-const MAX_SHARED_STRINGS = 10_000;
+/** Distinct attachment names, versions and digests shared at once; past it the table starts over. */
+export const MAX_SHARED_STRINGS = 10_000;
+
+/** Bounds of the store (docs/ARCHITECTURE.md, "Limits"). */
+export const TELEMETRY_LIMITS = {
+  /** How far behind a host's newest report its oldest kept one may be. */
+  retainMs: 10 * 60_000,
+  /** Reports kept per host: ten minutes at two reports a second. */
+  reportsPerHost: 1200,
+  /** Hosts kept; past it the host that reported least recently is forgotten. */
+  hosts: 100_000,
+} as const;
 
 /**
  * Recent telemetry per host, in memory. A controller that restarts loses it, which is
  * fine: analysis windows start at the step's start, and a new leader simply waits for
  * fresh reports (missing telemetry is inconclusive, never a pass).
+ *
+ * Bounded three ways (TELEMETRY_LIMITS): reports per host by age and count, hosts by
+ * count (least recently reporting first out, so a stream of made-up host names cannot
+ * grow it), and shared strings (MAX_SHARED_STRINGS).
  */
 export class TelemetryStore {
   private readonly byHost = new Map<string, TelemetryReport[]>();
   private received = 0;
   private readonly strings = new Map<string, string>();
 
-  constructor(private readonly retainMs = 10 * 60_000, private readonly maxPerHost = 1200) {}
+  constructor(
+    private readonly retainMs: number = TELEMETRY_LIMITS.retainMs,
+    private readonly maxPerHost: number = TELEMETRY_LIMITS.reportsPerHost,
+    private readonly maxHosts: number = TELEMETRY_LIMITS.hosts,
+  ) {}
 
   add(report: TelemetryReport): void {
     this.share(report);
     let list = this.byHost.get(report.host);
-    if (!list) {
+    if (list) {
+      // Moved to the end: the map's order is the order hosts last reported in.
+      this.byHost.delete(report.host);
+    } else {
       list = [];
-      this.byHost.set(report.host, list);
+      if (this.byHost.size >= this.maxHosts) this.byHost.delete(this.byHost.keys().next().value!);
     }
+    this.byHost.set(report.host, list);
     const last = list[list.length - 1];
     // Reports can arrive out of order after a reconnect; keep the list sorted.
     if (last && last.timestampMs > report.timestampMs) {
@@ -99,6 +122,16 @@ export class TelemetryStore {
 
   get totalReceived(): number {
     return this.received;
+  }
+
+  /** Hosts with reports kept. */
+  get hostCount(): number {
+    return this.byHost.size;
+  }
+
+  /** Distinct strings shared now (at most MAX_SHARED_STRINGS). */
+  get sharedStrings(): number {
+    return this.strings.size;
   }
 }
 

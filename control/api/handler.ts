@@ -5,12 +5,20 @@
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import { BpfleetError, toServiceError } from '../../common/errors.js';
+import { malformedRequest } from '../../common/grpc-malformed.js';
+import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import type { Logger } from '../../common/log.js';
 import { withServerSpan } from '../../common/otel-grpc.js';
 
-/** Who is calling, for the audit log. mTLS identities will replace the header later. */
+/** Who is calling, for the audit log (at most FIELD_BYTES.actor). mTLS identities will replace the header later. */
 export function actorOf(call: { metadata: { get(k: string): unknown[] } }): string {
-  return String(call.metadata.get('bpfleet-actor')[0] ?? 'anonymous');
+  return bounded('bpfleet-actor header', String(call.metadata.get('bpfleet-actor')[0] ?? 'anonymous'), FIELD_BYTES.actor);
+}
+
+/** Runs `fn` unless the request did not parse (see common/grpc-malformed.ts): then INVALID_ARGUMENT. */
+function parsed<C extends { request: unknown }, R>(name: string, call: C, fn: (call: C) => Promise<R>): Promise<R> {
+  const malformed = malformedRequest(call.request, name);
+  return malformed ? Promise.reject(malformed) : fn(call);
 }
 
 /** etcd out of reach is UNAVAILABLE ("try again, maybe another replica"), not a bug of ours. */
@@ -27,7 +35,7 @@ function storeUnreachable(err: unknown): unknown {
  */
 export function unary<Req, Res>(log: Logger, name: string, fn: (call: ServerUnaryCall<Req, Res>) => Promise<Res>) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
-    withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => fn(call)).then((res) => callback(null, res), (thrown) => {
+    withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => parsed(name, call, fn)).then((res) => callback(null, res), (thrown) => {
       const err = storeUnreachable(thrown);
       if (!(err instanceof BpfleetError) || err.code === 'INTERNAL') log.error({ err, rpc: name }, 'request failed');
       callback(toServiceError(err) as never);
@@ -42,7 +50,7 @@ export function unary<Req, Res>(log: Logger, name: string, fn: (call: ServerUnar
  */
 export function serverStream<Req, Res>(name: string, fn: (call: ServerWritableStream<Req, Res>) => Promise<void>) {
   return (call: ServerWritableStream<Req, Res>) => {
-    void withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => fn(call)).catch((err) => {
+    void withServerSpan(call, `bpfleet.v1.ControlService/${name}`, () => parsed(name, call, fn)).catch((err) => {
       if (!call.cancelled) failStream(call, err);
     });
   };

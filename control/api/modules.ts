@@ -1,6 +1,7 @@
 import type { ArtifactStore } from '../../common/artifacts.js';
 import { DIGEST_RE, digestOf } from '../../common/digest.js';
 import { BpfleetError } from '../../common/errors.js';
+import { bounded, echo, FIELD_BYTES } from '../../common/limits.js';
 import type { Logger } from '../../common/log.js';
 import { checkManifest, MAX_OBJECT_BYTES } from '../../common/manifest.js';
 import { checkSignatureFields } from '../../common/signing.js';
@@ -37,7 +38,7 @@ export function moduleHandlers(deps: ModuleDeps): ModuleHandlers {
       requireBpfElf(object, what);
       checkSignatureFields(signature, keyId, what);
       const actual = digestOf(object);
-      if (digest && !DIGEST_RE.test(digest)) throw new BpfleetError('INVALID_ARGUMENT', 'BAD_DIGEST', `${what}: digest "${digest}" is not sha256:<64 hex>`);
+      if (digest && !DIGEST_RE.test(digest)) throw new BpfleetError('INVALID_ARGUMENT', 'BAD_DIGEST', `${what}: digest ${echo(digest)} is not sha256:<64 hex>`);
       if (digest && digest !== actual) {
         throw new BpfleetError('INVALID_ARGUMENT', 'DIGEST_MISMATCH', `${what}: object digest is ${actual}, the request said ${digest}`);
       }
@@ -54,6 +55,6 @@ export function moduleHandlers(deps: ModuleDeps): ModuleHandlers {
       return { module: result.module, created: result.created };
     }),
 
-    listModules: unary(log, 'ListModules', async (call) => ({ modules: await deps.modules.list(call.request.name || undefined) })),
+    listModules: unary(log, 'ListModules', async (call) => ({ modules: await deps.modules.list(bounded('name', call.request.name, FIELD_BYTES.name) || undefined) })),
   };
 }

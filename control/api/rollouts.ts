@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
+import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
@@ -28,9 +29,10 @@ export interface RolloutDeps {
 
 type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'listRollouts' | 'watchRollout' | 'listHosts'>;
 
+/** A request's rollout id: present (MISSING_ID) and at most FIELD_BYTES.id (FIELD_TOO_LONG). */
 export function requireId(id: string): string {
   if (!id) throw new BpfleetError('INVALID_ARGUMENT', 'MISSING_ID', 'a rollout id is required');
-  return id;
+  return bounded('id', id, FIELD_BYTES.id);
 }
 
 function newRolloutId(module: string, now: Date): string {
@@ -75,7 +77,7 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
     listRollouts: unary(log, 'ListRollouts', async (call) => ({
       // Records only: per-host progress of every rollout would outgrow a gRPC message in a
       // large fleet. The counts are on each record; GetRollout has the hosts.
-      rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !call.request.module || r.spec?.module === call.request.module),
+      rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !bounded('module', call.request.module, FIELD_BYTES.name) || r.spec?.module === call.request.module),
     })),
 
     listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),

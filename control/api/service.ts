@@ -1,7 +1,8 @@
 import type { Etcd3 } from 'etcd3';
 import type { ArtifactStore } from '../../common/artifacts.js';
 import type { Logger } from '../../common/log.js';
-import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import { tolerantService } from '../../common/grpc-malformed.js';
+import { ControlServiceService, type ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 import type { AuditLog } from '../store/audit.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
@@ -24,8 +25,11 @@ export interface ApiDeps {
   requests?: RequestStore;
 }
 
+/** The ControlService definition to serve: a request that does not parse is INVALID_ARGUMENT, not INTERNAL. */
+export const controlServiceDefinition = tolerantService(ControlServiceService);
+
 /**
- * The whole ControlService, for server.addService(ControlServiceService, ...). Every
+ * The whole ControlService, for server.addService(controlServiceDefinition, ...). Every
  * replica serves it. The API stores new rollouts (spec and an empty status), operators'
  * requests and the audit log; from then on only the leading controller writes a
  * rollout's status.

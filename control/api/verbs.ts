@@ -1,5 +1,6 @@
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError } from '../../common/errors.js';
+import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import type { Logger } from '../../common/log.js';
 import type {
   AbortRolloutRequest,
@@ -51,10 +52,13 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
   const { log } = deps;
 
   async function request(call: VerbCall, verb: RolloutVerb): Promise<RolloutVerbResponse> {
+    // Every field is checked before anything is read: a bad request costs etcd nothing.
     const id = requireId(call.request.id);
+    const reason = bounded('reason', call.request.reason, FIELD_BYTES.reason);
+    const actor = actorOf(call);
     const rollout = await deps.rollouts.require(id);
     const now = deps.clock();
-    const draft = { verb, actor: actorOf(call), at: now.toISOString(), reason: call.request.reason };
+    const draft = { verb, actor, at: now.toISOString(), reason };
     // Judged against the rollout as the controller will see it: after the requests it has
     // not acted on yet. A request it would ignore is refused here, with its words.
     const recorded = await deps.requests.append(id, draft, (existing) => {
@@ -78,6 +82,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
 
     undoRollout: unary(log, 'UndoRollout', async (call: ServerUnaryCall<UndoRolloutRequest, Rollout>) => {
       const id = requireId(call.request.id);
+      bounded('reason', call.request.reason, FIELD_BYTES.reason);
       const original = await deps.rollouts.require(id);
       const spec = undoSpec(original, await deps.rollouts.list());
       const actor = actorOf(call);
@@ -89,7 +94,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
     }),
 
     getRolloutHistory: unary(log, 'GetRolloutHistory', async (call: ServerUnaryCall<GetRolloutHistoryRequest, GetRolloutHistoryResponse>) => {
-      const module = call.request.module;
+      const module = bounded('module', call.request.module, FIELD_BYTES.name);
       const [all, audit] = await Promise.all([deps.rollouts.list(), deps.audit.list()]);
       const rollouts = all.filter((r) => !module || r.spec?.module === module);
       if (module && rollouts.length === 0 && (await deps.modules.list(module)).length === 0) {

@@ -2,6 +2,7 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { parseAttachment } from '../../common/attachment.js';
 import { BpfleetError } from '../../common/errors.js';
+import { FIELD_BYTES, MAX_SELECTOR_ENTRIES } from '../../common/limits.js';
 import {
   FailurePolicy,
   type RolloutSpec,
@@ -10,15 +11,41 @@ import {
 import { EXPECTED_METRIC, isMetric } from '../analysis/metric-registry.js';
 import { formatDuration, parseDuration } from './duration.js';
 
-const duration = z.string().refine((s) => parseDuration(s) !== null, {
+/**
+ * Bounds on a legal spec, so that none can overflow a timer, spin the controller or fill
+ * etcd (the "Limits" table in docs/ARCHITECTURE.md). Every wait is one setTimeout, whose
+ * longest delay is 2^31-1 ms (24.8 days): the longest bake, interval and staleAfter stay
+ * well below it.
+ */
+export const SPEC_LIMITS = {
+  steps: 64,
+  /** One week. */
+  bakeMs: 7 * 24 * 3_600_000,
+  /** An analysis at most every 100 ms: faster only burns the controller. */
+  minIntervalMs: 100,
+  maxIntervalMs: 3_600_000,
+  maxStaleAfterMs: 24 * 3_600_000,
+  /** minSamples, inconclusiveLimit and failureLimit: each analysis is a record in the rollout's history. */
+  analysisCount: 1000,
+  metrics: 16,
+  /** Hosts in a canary step or in maxUnavailable. */
+  hosts: 1_000_000,
+  /** A metric's max or maxIncrease. */
+  metricLimit: 1e12,
+} as const;
+
+// 34 characters fit any legal duration ("604800000ms"); longer ones are refused unread.
+const duration = z.string().max(32).refine((s) => parseDuration(s) !== null, {
   message: 'expected a duration such as "500ms", "30s", "5m"',
 });
-// An interval of 0 would re-run a holding analysis in a tight loop.
-const positiveDuration = duration.refine((s) => (parseDuration(s) ?? 1) > 0, { message: 'must be longer than 0' });
+const durationWithin = (minMs: number, maxMs: number, what: string) => duration.refine((s) => {
+  const ms = parseDuration(s) ?? minMs;
+  return ms >= minMs && ms <= maxMs;
+}, { message: `must be ${what}` });
 // The wire form reads 0 as "unset", so a 0 written here would silently disable the check.
-const limit = z.number().positive({ message: 'must be above 0 (leave it out for no limit)' });
+const limit = z.number().positive({ message: 'must be above 0 (leave it out for no limit)' }).max(SPEC_LIMITS.metricLimit);
 
-const count = z.number().int().positive();
+const count = z.number().int().positive().max(SPEC_LIMITS.hosts);
 // 0 would stall the rollout forever, and more than 100% of the hosts means nothing.
 const countOrPercent = z.union([
   count,
@@ -33,12 +60,12 @@ const STEP_KINDS = 'a step is one of: {canary: <hosts>}, {percent: <1-100>}, {ba
 const stepSchema = z.strictObject({
   canary: count.optional(),
   percent: z.number().positive().max(100).optional(),
-  bake: duration.optional(),
+  bake: durationWithin(0, SPEC_LIMITS.bakeMs, 'at most 168h (one week)').optional(),
   pause: z.strictObject({}).optional(),
 }, { error: STEP_KINDS }).refine((step) => Object.values(step).filter((v) => v !== undefined).length === 1, { message: STEP_KINDS });
 
 const metricSchema = z.strictObject({
-  name: z.string().refine(isMetric, { message: EXPECTED_METRIC }),
+  name: z.string().max(FIELD_BYTES.name).refine(isMetric, { message: EXPECTED_METRIC }),
   max: limit.optional(),
   maxIncrease: limit.optional(),
 }).refine((m) => m.max !== undefined || m.maxIncrease !== undefined, {
@@ -46,25 +73,27 @@ const metricSchema = z.strictObject({
 });
 
 const specSchema = z.strictObject({
-  module: z.string().min(1),
-  version: z.string().min(1),
-  attachment: z.string().superRefine((s, ctx) => {
+  module: z.string().min(1).max(FIELD_BYTES.name),
+  version: z.string().min(1).max(FIELD_BYTES.version),
+  attachment: z.string().max(FIELD_BYTES.attachment).superRefine((s, ctx) => {
     try {
       parseAttachment(s);
     } catch (err) {
       ctx.addIssue({ code: 'custom', message: (err as Error).message });
     }
   }),
-  selector: z.record(z.string(), z.string()).optional(),
-  steps: z.array(stepSchema).min(1),
+  selector: z.record(z.string().max(FIELD_BYTES.labelKey), z.string().max(FIELD_BYTES.labelValue))
+    .refine((s) => Object.keys(s).length <= MAX_SELECTOR_ENTRIES, { message: `at most ${MAX_SELECTOR_ENTRIES} labels` }).optional(),
+  steps: z.array(stepSchema).min(1).max(SPEC_LIMITS.steps),
   maxUnavailable: countOrPercent.optional(),
   analysis: z.strictObject({
-    interval: positiveDuration.optional(),
-    minSamples: count.optional(),
-    inconclusiveLimit: z.number().int().nonnegative().optional(),
-    failureLimit: z.number().int().nonnegative().optional(),
-    staleAfter: positiveDuration.optional(),
-    metrics: z.array(metricSchema).min(1).optional(),
+    // An interval of 0 would re-run a holding analysis in a tight loop.
+    interval: durationWithin(SPEC_LIMITS.minIntervalMs, SPEC_LIMITS.maxIntervalMs, 'from 100ms to 1h').optional(),
+    minSamples: z.number().int().positive().max(SPEC_LIMITS.analysisCount).optional(),
+    inconclusiveLimit: z.number().int().nonnegative().max(SPEC_LIMITS.analysisCount).optional(),
+    failureLimit: z.number().int().nonnegative().max(SPEC_LIMITS.analysisCount).optional(),
+    staleAfter: durationWithin(1, SPEC_LIMITS.maxStaleAfterMs, 'longer than 0 and at most 24h').optional(),
+    metrics: z.array(metricSchema).min(1).max(SPEC_LIMITS.metrics).optional(),
   }).optional(),
   onFailure: z.enum(['rollback', 'halt']).optional(),
 });

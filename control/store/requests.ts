@@ -2,6 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import { codecs } from '../../common/etcd/codec.js';
+import { decodeOrSkip } from '../../common/etcd/malformed.js';
 import type { RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 
 // Verbs are typed by people; a rollout that collected this many has a script gone wrong.
@@ -16,9 +17,11 @@ const APPEND_ATTEMPTS = 5;
 export class RequestStore {
   constructor(private readonly etcd: Etcd3) {}
 
+  /** The rollout's requests in order; none when the value does not decode (reported as malformed). */
   async list(rolloutId: string): Promise<RolloutRequest[]> {
-    const text = await this.etcd.get(keys.requests(rolloutId)).string();
-    return text === null ? [] : codecs.requests.decode(text).requests;
+    const key = keys.requests(rolloutId);
+    const text = await this.etcd.get(key).string();
+    return (text === null ? null : decodeOrSkip(key, text, codecs.requests.decode))?.requests ?? [];
   }
 
   /**
@@ -30,7 +33,8 @@ export class RequestStore {
     const key = keys.requests(rolloutId);
     for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
       const kv = (await this.etcd.get(key).exec()).kvs[0];
-      const recorded = kv ? codecs.requests.decode(kv.value.toString()).requests : [];
+      // A malformed list counts as empty and is overwritten by this append.
+      const recorded = (kv ? decodeOrSkip(key, kv.value.toString(), codecs.requests.decode) : null)?.requests ?? [];
       if (!admit(recorded)) return null;
       if (recorded.length >= MAX_REQUESTS) {
         throw new BpfleetError('FAILED_PRECONDITION', 'TOO_MANY_REQUESTS', `rollout ${rolloutId} already has ${recorded.length} requests`);

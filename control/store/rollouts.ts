@@ -1,6 +1,6 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
-import { keys } from '../../common/keys.js';
+import { keys, nameOf } from '../../common/keys.js';
 import {
   HostPhase,
   type HostCounts,
@@ -9,6 +9,7 @@ import {
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 import { codecs } from '../../common/etcd/codec.js';
+import { decodeOrSkip, reportMalformed } from '../../common/etcd/malformed.js';
 import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
 import { isFinal } from '../rollout/vocabulary.js';
 
@@ -90,13 +91,18 @@ export class RolloutStore {
     return r;
   }
 
-  /** The whole rollout, record and hosts as of one revision. */
+  /**
+   * The whole rollout, record and hosts as of one revision; null when there is none. A
+   * record that does not decode counts as none, a host entry that does not is left out
+   * (both reported as malformed).
+   */
   async read(id: string): Promise<StoredRollout | null> {
     const res = await this.etcd.get(keys.rollout(id)).exec();
     const kv = res.kvs[0];
-    if (!kv) return null;
+    const rollout = kv ? this.decodeRecord(kv) : null;
+    if (!kv || !rollout) return null;
     const { kvs } = await scanPrefix(this.etcd, keys.rolloutHostsOf(id), Number(res.header.revision));
-    return { rollout: this.join(kv, kvs.map((h) => codecs.rolloutHost.decode(h.value.toString()))), revision: Number(kv.mod_revision) };
+    return { rollout: this.join(rollout, this.decodeHosts(kvs)), revision: Number(kv.mod_revision) };
   }
 
   /** Mod revision of the rollout's record, null when there is none: a cheap "changed since?". */
@@ -105,22 +111,29 @@ export class RolloutStore {
     return kv ? Number(kv.mod_revision) : null;
   }
 
-  /** Every rollout, oldest first; without `hosts`, only the records (host counts, no hosts). */
+  /**
+   * Every rollout, oldest first; without `hosts`, only the records (host counts, no hosts).
+   * Records and host entries that do not decode are left out and reported as malformed.
+   */
   async list(opts: { hosts?: boolean } = {}): Promise<Rollout[]> {
     const records = await scanPrefix(this.etcd, keys.rolloutsPrefix);
-    if (opts.hosts === false) {
-      return records.kvs.map((kv) => codecs.rollout.decode(kv.value.toString())).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-    }
+    const rollouts = records.kvs.map((kv) => this.decodeRecord(kv)).filter((r): r is Rollout => r !== null);
+    const oldestFirst = (a: Rollout, b: Rollout): number => a.createdAt.localeCompare(b.createdAt);
+    if (opts.hosts === false) return rollouts.sort(oldestFirst);
     const progress = await scanPrefix(this.etcd, keys.rolloutHostsPrefix, records.revision);
-    const hostsOf = new Map<string, HostProgress[]>();
+    const kvsOf = new Map<string, IKeyValue[]>();
     for (const kv of progress.kvs) {
-      const id = decodeURIComponent(kv.key.toString().slice(keys.rolloutHostsPrefix.length).split('/')[0]!);
-      let list = hostsOf.get(id);
-      if (!list) hostsOf.set(id, (list = []));
-      list.push(codecs.rolloutHost.decode(kv.value.toString()));
+      const key = kv.key.toString();
+      const id = nameOf(keys.rolloutHostsPrefix, key.slice(0, key.lastIndexOf('/')));
+      if (id === null) {
+        reportMalformed(key, new Error('the key names no rollout'));
+        continue;
+      }
+      let list = kvsOf.get(id);
+      if (!list) kvsOf.set(id, (list = []));
+      list.push(kv);
     }
-    return records.kvs.map((kv) => this.join(kv, hostsOf.get(codecs.rollout.decode(kv.value.toString()).id) ?? []))
-      .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    return rollouts.map((r) => this.join(r, this.decodeHosts(kvsOf.get(r.id) ?? []))).sort(oldestFirst);
   }
 
   /**
@@ -166,8 +179,21 @@ export class RolloutStore {
     return codecs.rollout.encode(status ? { ...rollout, status: { ...status, hosts: [], hostCounts: countHosts(status.hosts) } } : rollout);
   }
 
-  private join(record: IKeyValue, hosts: HostProgress[]): Rollout {
-    const rollout = codecs.rollout.decode(record.value.toString());
+  /** The record's rollout; null when it does not decode or its id is not the key's (reported as malformed). */
+  private decodeRecord(kv: IKeyValue): Rollout | null {
+    const key = kv.key.toString();
+    return decodeOrSkip(key, kv.value.toString(), (text) => {
+      const rollout = codecs.rollout.decode(text);
+      if (nameOf(keys.rolloutsPrefix, key) !== rollout.id) throw new Error(`record of rollout "${rollout.id.slice(0, 64)}" under another key`);
+      return rollout;
+    });
+  }
+
+  private decodeHosts(kvs: readonly IKeyValue[]): HostProgress[] {
+    return kvs.map((kv) => decodeOrSkip(kv.key.toString(), kv.value.toString(), codecs.rolloutHost.decode)).filter((h): h is HostProgress => h !== null);
+  }
+
+  private join(rollout: Rollout, hosts: HostProgress[]): Rollout {
     if (rollout.status) {
       rollout.status.hosts = hosts.sort(this.order);
       // Counted again rather than trusted: a save cut short leaves hosts ahead of the record.
