@@ -173,7 +173,7 @@ describe('applyRequest: what the API refuses up front', () => {
   const cases: [RolloutPhase, RolloutVerb, string][] = [
     [P.ROLLOUT_PHASE_SUCCEEDED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'refused:ROLLOUT_FINISHED'],
     [P.ROLLOUT_PHASE_ABORTED, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLOUT_FINISHED'],
-    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLING_BACK'],
+    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_ABORT, 'applied'],
     [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_PROMOTE, 'refused:ROLLING_BACK'],
     [P.ROLLOUT_PHASE_PROGRESSING, RolloutVerb.ROLLOUT_VERB_RESUME, 'refused:NOT_PAUSED'],
     [P.ROLLOUT_PHASE_PAUSED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'unchanged'],
