@@ -16,7 +16,7 @@ import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
 import { agentService } from './server.js';
-import { TelemetryPublisher } from './telemetry-publisher.js';
+import { TelemetryPublisher, type TelemetryClock } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -39,6 +39,8 @@ export interface AgentConfig {
   signatures?: SignaturePolicy;
   /** Test hook (see crash-hook.ts). */
   checkpoint?: SwapCheckpoint;
+  /** The clocks telemetry is stamped with; the system's by default. */
+  clock?: TelemetryClock;
 }
 
 export interface RunningAgent {
@@ -81,7 +83,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   await registration.start(address);
   const watch = new IntentWatch(new IntentStore(etcd), reconciler, log);
   await watch.start();
-  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a));
+  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a), cfg.clock);
   telemetry.start();
   log.info({ host: cfg.host, address, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
 

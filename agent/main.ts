@@ -7,6 +7,7 @@ import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
 import { startAgent } from './agent.js';
 import { crashHookFromEnv } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
+import { systemClock, type TelemetryClock } from './telemetry-publisher.js';
 
 function labels(value: string, previous: Record<string, string>): Record<string, string> {
   const out = { ...previous };
@@ -35,6 +36,7 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
   .option('--require-signatures', 'refuse modules that are not signed by a key in --trusted-keys')
   .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem, from bpfleet keys create); signed modules are checked against them')
   .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)', (v) => Number(v), 0)
+  .option('--sim-clock-offset <ms>', 'with --driver sim: shift the wall clock its telemetry is stamped with (tests of clock skew)', (v) => Number(v), 0)
   .action(async (opts) => {
     if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
     const log = createLogger('agent').child({ host: opts.host });
@@ -45,6 +47,10 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
       : undefined;
     const checkpoint = crashHookFromEnv();
     if (checkpoint) log.warn({ crashAt: process.env.BPFLEET_CRASH_AT }, 'test crash hook armed: this agent kills itself during its first swap at that point');
+    if (opts.simClockOffset && opts.driver !== 'sim') throw new InvalidArgumentError('--sim-clock-offset needs --driver sim');
+    if (!Number.isSafeInteger(opts.simClockOffset)) throw new InvalidArgumentError(`--sim-clock-offset ${opts.simClockOffset}: an integer number of ms`);
+    const offset: number = opts.simClockOffset;
+    const clock: TelemetryClock | undefined = offset ? { ...systemClock, wallMs: () => Date.now() + offset } : undefined;
     let driver: DataplaneDriver;
     if (opts.driver === 'sim') {
       const { SimDriver } = await import('./dataplane/sim/sim-driver.js');
@@ -59,7 +65,7 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
       host: opts.host, listen: opts.listen, advertise: opts.advertise,
       etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
-      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint,
+      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint, clock,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep running');

@@ -28,14 +28,14 @@ test('a report is decoded into the store, with the install context its headers c
   const install = telemetry.tracer.startSpan('dataplane.install');
   install.end();
   const { store, ingest } = setUp();
-  const traced = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: 1000, attachments: [] },
+  const traced = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: 1000, monotonicMs: 0, receivedAtMs: 0, attachments: [] },
     injectHeaders(headers(), trace.setSpan(ROOT_CONTEXT, install))));
-  const untraced = ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: 2000, attachments: [] }));
+  const untraced = ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: 2000, monotonicMs: 0, receivedAtMs: 0, attachments: [] }));
   assert.deepEqual(store.reports('h1'), [traced, untraced]);
   assert.equal(traced!.sequence, 1);
   assert.deepEqual([ingest.contextOf(traced!)?.traceId, ingest.contextOf(traced!)?.spanId], [install.spanContext().traceId, install.spanContext().spanId]);
   assert.equal(ingest.contextOf(untraced!), undefined, 'a report without trace headers links to nothing');
-  assert.equal(ingest.contextOf({ host: 'h1', sequence: 1, timestampMs: 1000, attachments: [] }), undefined, 'only reports it stored');
+  assert.equal(ingest.contextOf({ host: 'h1', sequence: 1, timestampMs: 1000, monotonicMs: 0, receivedAtMs: 0, attachments: [] }), undefined, 'only reports it stored');
 });
 
 test('an undecodable message is counted by error type, logged with its subject and dropped', async (t) => {
@@ -44,7 +44,7 @@ test('an undecodable message is counted by error type, logged with its subject a
   const { store, lines, ingest } = setUp();
   // A length-delimited field (host) claiming more bytes than the message has.
   assert.equal(ingest.receive({ subject: subjects.telemetry('h9'), data: Uint8Array.of(0x0a, 0x05, 0x68), headers: undefined }), null);
-  ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: Date.now(), attachments: [] }));
+  ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: Date.now(), monotonicMs: 0, receivedAtMs: 0, attachments: [] }));
   assert.equal(store.totalReceived, 1);
   assert.deepEqual(lines.map((l) => [l.msg, l.subject]), [['dropped an undecodable telemetry report', 'bpfleet.telemetry.h9']]);
   const m = await scrape(telemetry.metricsUrl!);

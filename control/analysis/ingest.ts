@@ -21,7 +21,8 @@ export class TelemetryIngest {
   private readonly contexts = new WeakMap<TelemetryReport, SpanContext>();
   private sub: Subscription | null = null;
 
-  constructor(private readonly store: TelemetryStore, private readonly log: Logger) {}
+  /** `clock`: the control plane's wall clock in ms, which stamps every report on arrival. */
+  constructor(private readonly store: TelemetryStore, private readonly log: Logger, private readonly clock: () => number = Date.now) {}
 
   /** Subscribes to every host's telemetry subject on `nc`; messages are ingested until stop(). */
   start(nc: NatsConnection): void {
@@ -38,12 +39,15 @@ export class TelemetryIngest {
   }
 
   /**
-   * Decodes one message and stores its report: the report, or null when the message could
+   * Decodes one message, stamps it with the time it arrived and stores it: the report, or null when the message could
    * not be decoded (counted with its error type, logged with its subject, and dropped).
    */
   receive(msg: TelemetryMessage): TelemetryReport | null {
     try {
       const report = TelemetryReport.decode(msg.data);
+      // Hosts' wall clocks disagree with ours and with each other: the analysis places
+      // reports on this clock only (see samples.ts), and the agent's own stamp measures skew.
+      report.receivedAtMs = this.clock();
       recordTelemetryReceived(report);
       const sc = trace.getSpanContext(extractContext(msg.headers));
       if (sc && isSpanContextValid(sc)) this.contexts.set(report, sc);

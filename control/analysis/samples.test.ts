@@ -16,7 +16,7 @@ function tel(over: Partial<AttachmentTelemetry> = {}): AttachmentTelemetry {
 }
 
 function report(timestampMs: number, ...attachments: AttachmentTelemetry[]): TelemetryReport {
-  return { host: 'h1', timestampMs, sequence: timestampMs, attachments };
+  return { host: 'h1', timestampMs, monotonicMs: timestampMs, receivedAtMs: timestampMs, sequence: timestampMs, attachments };
 }
 
 describe('metricValue', () => {
