@@ -65,8 +65,8 @@ describe('metricValue', () => {
   });
 
   it('a counter rate is per second of the interval', () => {
-    const a = tel({ counters: { packets: 1000, bytes: 5 } });
-    const b = tel({ counters: { packets: 4000, bytes: 5 } });
+    const a = tel({ runCount: 1000, counters: { packets: 1000, bytes: 5 } });
+    const b = tel({ runCount: 4000, counters: { packets: 4000, bytes: 5 } });
     assert.equal(metricValue('counter:packets_rate', a, b, 2000), 1500);
     assert.equal(metricValue('counter:bytes_rate', a, b, 2000), 0);
   });

@@ -26,6 +26,15 @@ const H = HostPhase;
 const P = RolloutPhase;
 
 describe('reconcile: planning', () => {
+  it('fails before touching a host when a bake would have no baseline and a metric has no max', () => {
+    const d = step({ rollout: rolloutOf({ steps: [{ canary: 1 }, { bake: '1m' }] }), hosts: fleet(1), now: T0 });
+    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_FAILED);
+    assert.deepEqual(d.actions, []);
+    assert.equal(d.rollout.status!.message, 'no baseline: all 1 selected host is updated before step 2 (bake), so only an absolute limit can pass there; give drop_rate a max, or select more hosts');
+    const withMax = step({ rollout: rolloutOf({ steps: [{ canary: 1 }, { bake: '1m' }], analysis: { metrics: [{ name: 'drop_rate', max: 0.01 }] } }), hosts: fleet(1), now: T0 });
+    assert.equal(withMax.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
+  });
+
   it('selects only hosts whose labels contain every selector entry', () => {
     const hosts = [
       hostView('edge-a', { labels: { role: 'edge', zone: 'eu' } }),
