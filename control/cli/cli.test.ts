@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { BpfleetError, fromServiceError, toServiceError, type ErrorCode } from '../../common/errors.js';
 import { RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { exitCodeFor, exitCodeForError } from './cli.js';
+import { EXIT } from './exit-codes.js';
 
 // The numbers themselves are the contract (README "Exit codes", `bpfleet --help`): pipelines
 // gate on them, so they are spelled out here rather than read back from EXIT.
@@ -47,4 +48,8 @@ describe('exitCodeForError', () => {
     const wire = fromServiceError(toServiceError(new BpfleetError('NOT_FOUND', 'ROLLOUT_NOT_FOUND', 'no rollout r-1')));
     assert.equal(exitCodeForError(wire), 7);
   });
+});
+
+describe('EXIT', () => {
+  it('a verb recorded but not applied exits 8', () => assert.equal(EXIT.NOT_APPLIED, 8));
 });

@@ -17,6 +17,8 @@ export const EXIT = {
   PAUSED: 6,
   /** Something named does not exist (module, rollout, host). */
   NOT_FOUND: 7,
+  /** The API recorded an operator's verb, but the controller did not apply it (it says why). */
+  NOT_APPLIED: 8,
 } as const;
 
 /** Exit code for a rollout that ended (or stopped moving) in `phase`. */
