@@ -117,7 +117,7 @@ function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   const waves = planWaves(input.rollout.id, spec.steps, selected.map((h) => h.name));
   // A bake with every selected host updated before it has no baseline: only an absolute
   // limit can pass there. Found now, before any host is touched, rather than at its end.
-  const relativeOnly = spec.analysis!.metrics.filter((m) => !(m.max > 0)).map((m) => m.name);
+  const relativeOnly = (spec.analysis?.metrics ?? []).filter((m) => !(m.max > 0)).map((m) => m.name);
   const blind = spec.steps.flatMap((s, i) => (s.kind?.$case === 'bakeMs' && ![...waves.values()].some((w) => w > i) ? [i] : []));
   if (blind.length && relativeOnly.length) {
     finish(status, out, P.ROLLOUT_PHASE_FAILED, `no baseline: all ${selected.length} selected host${selected.length === 1 ? ' is' : 's are'} updated before step ${blind[0]! + 1} (bake), so only an absolute limit can pass there; give ${relativeOnly.join(', ')} a max, or select more hosts`);
