@@ -16,7 +16,7 @@ import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
 import { agentService, agentServiceDefinition } from './server.js';
-import { TelemetryPublisher } from './telemetry-publisher.js';
+import { TelemetryPublisher, type TelemetryClock } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -46,6 +46,8 @@ export interface AgentConfig {
    * deleted, renamed, re-created; the namespace gone), in ms. Default 2000.
    */
   checkIntervalMs?: number;
+  /** The clocks telemetry is stamped with; the system's by default. */
+  clock?: TelemetryClock;
 }
 
 const DEFAULT_CHECK_INTERVAL_MS = 2000;
@@ -98,7 +100,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   await registration.start(address);
   const watch = new IntentWatch(new IntentStore(etcd), reconciler, log);
   await watch.start();
-  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a));
+  const telemetry = new TelemetryPublisher(nc, reconciler, driver, cfg.telemetryIntervalMs, log, (a) => traced.telemetryContext(a), cfg.clock);
   telemetry.start();
   let checking: Promise<void> | null = null;
   const checker = setInterval(() => {

@@ -56,6 +56,8 @@ export const agentConfigSchema = z.strictObject({
   leaseTtlSeconds: z.number().int().min(1).max(3600).default(10),
   /** With driver sim: how long each load takes (stands in for the verifier), ms, at most 10 min. */
   simLoadDelayMs: z.number().int().min(0).max(600_000).default(0),
+  /** With the sim driver: how far its telemetry's wall clock is shifted, ms (tests of clock skew; ±1 day). */
+  simClockOffsetMs: z.number().int().min(-86_400_000).max(86_400_000).default(0),
 });
 
 export type AgentDaemonConfig = z.output<typeof agentConfigSchema>;
@@ -84,6 +86,7 @@ export interface AgentFlags extends SharedFlags {
   requireSignatures?: boolean;
   trustedKeys?: string;
   simLoadDelay?: string;
+  simClockOffset?: string;
 }
 
 function agentFlagValues(opts: AgentFlags): FlagValue[] {
@@ -103,6 +106,7 @@ function agentFlagValues(opts: AgentFlags): FlagValue[] {
   add('--require-signatures', ['signatures', 'require'], opts.requireSignatures);
   add('--trusted-keys', ['signatures', 'trustedKeysDir'], opts.trustedKeys);
   add('--sim-load-delay', ['simLoadDelayMs'], wholeFlag(opts.simLoadDelay));
+  add('--sim-clock-offset', ['simClockOffsetMs'], opts.simClockOffset === undefined ? undefined : /^-?\d+$/.test(opts.simClockOffset) ? Number(opts.simClockOffset) : opts.simClockOffset);
   return out;
 }
 

@@ -27,6 +27,7 @@ const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH
   .option('--require-signatures', 'refuse modules that are not signed by a key in --trusted-keys')
   .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem, from bpfleet keys create); signed modules are checked against them (env BPFLEET_TRUSTED_KEYS)')
   .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)')
+  .option('--sim-clock-offset <ms>', 'with --driver sim: shift the wall clock its telemetry is stamped with, ms (tests of clock skew)')
   .addHelpText('after', `
 Precedence: ${AGENT_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
 SIGHUP (systemctl reload) re-reads the config: logLevel and host.labels apply live; other
@@ -66,6 +67,10 @@ async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFl
   const signatures = sig.trustedKeysDir ? { require: sig.require, trusted: TrustedKeys.fromDir(sig.trustedKeysDir) } : undefined;
   const checkpoint = crashHookFromEnv();
   if (checkpoint) log.warn({ crashAt: process.env.BPFLEET_CRASH_AT }, 'test crash hook armed: this agent kills itself during its first swap at that point');
+  if (config.simClockOffsetMs !== 0 && config.driver !== 'sim') throw new InvalidArgumentError('--sim-clock-offset needs --driver sim');
+  const offset = config.simClockOffsetMs;
+  const { systemClock } = await import('./telemetry-publisher.js');
+  const clock = offset ? { ...systemClock, wallMs: () => Date.now() + offset } : undefined;
   const driver = config.driver === 'sim'
     ? new (await import('./dataplane/sim/sim-driver.js')).SimDriver({ faults: { loadDelayMs: config.simLoadDelayMs } })
     : new (await import('./dataplane/kernel/kernel-driver.js')).KernelDriver({ pinRoot: config.pinRoot, netns: config.netns, checkpoint });
@@ -73,7 +78,7 @@ async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFl
     host: config.host.name, listen: config.listen, advertise: config.advertise,
     etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
     labels: config.host.labels, cacheDir: config.cacheDir, telemetryIntervalMs: config.telemetryIntervalMs,
-    leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint,
+    leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint, clock,
   });
 
   let running = config;

@@ -9,6 +9,18 @@ import type { DataplaneDriver } from './dataplane/driver.js';
 import { agentMetrics } from './metrics.js';
 import type { Reconciler } from './reconciler.js';
 
+/**
+ * The clocks a report is stamped with: the wall clock (for people and the lag metric; the
+ * control plane does not trust it) and a monotonic clock in ms that never goes back while
+ * the agent runs (interval lengths come from it).
+ */
+export interface TelemetryClock {
+  wallMs(): number;
+  monotonicMs(): number;
+}
+
+export const systemClock: TelemetryClock = { wallMs: Date.now, monotonicMs: () => Math.floor(performance.now()) };
+
 /** Publishes one TelemetryReport per interval on bpfleet.telemetry.<host>. */
 export class TelemetryPublisher {
   private timer: NodeJS.Timeout | null = null;
@@ -23,6 +35,7 @@ export class TelemetryPublisher {
     private readonly log: Logger,
     /** Trace context for a report about these attachments (TracedDriver.telemetryContext). */
     private readonly traceContext: (attachments: readonly string[]) => Context = () => ROOT_CONTEXT,
+    private readonly clock: TelemetryClock = systemClock,
   ) {}
 
   start(): void {
@@ -50,7 +63,15 @@ export class TelemetryPublisher {
         counters: Object.fromEntries(Object.entries(stats.counters).map(([k, v]) => [k, Number(v)])),
       });
     }
-    return { host: this.reconciler.host, timestampMs: Date.now(), sequence: ++this.sequence, attachments };
+    return {
+      host: this.reconciler.host,
+      timestampMs: this.clock.wallMs(),
+      monotonicMs: this.clock.monotonicMs(),
+      sequence: ++this.sequence,
+      attachments,
+      // Stamped by the control plane on receipt.
+      receivedAtMs: 0,
+    };
   }
 
   async publishOnce(): Promise<void> {

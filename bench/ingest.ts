@@ -53,7 +53,7 @@ function encoded(i: number, t: number): Uint8Array {
   const runs = t * PPS + i;
   const canaryHost = isCanary.has(host);
   return TelemetryReport.encode({
-    host, timestampMs: t * 1000, sequence: t,
+    host, timestampMs: t * 1000, monotonicMs: t * 1000, receivedAtMs: 0, sequence: t,
     attachments: [{
       attachment: 'xdp:eth0',
       module: { name: 'ingest-probe', version: canaryHost ? '2.0.0' : '1.0.0', digest: canaryHost ? NEW : OLD },

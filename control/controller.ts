@@ -28,6 +28,18 @@ import { RequestStore } from './store/requests.js';
 import type { RolloutStore, StoredRollout } from './store/rollouts.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
+/**
+ * A pass that throws (etcd unreachable, a fenced write refused mid-batch) is run again after
+ * 200 ms, doubling per consecutive failure of that rollout up to 10 s, for as long as this
+ * replica leads: a blip never leaves a rollout where it stopped.
+ */
+export const PASS_RETRY_FIRST_MS = 200;
+export const PASS_RETRY_MAX_MS = 10_000;
+
+/** The pause before running a rollout's pass again after its `failures`-th failure in a row. */
+export const passRetryMs = (failures: number): number =>
+  Math.min(PASS_RETRY_MAX_MS, PASS_RETRY_FIRST_MS * 2 ** Math.min(30, Math.max(0, failures - 1)));
+
 // Events of one save per audit entry; a wave of thousands of hosts makes a few entries.
 const EVENTS_PER_AUDIT_ENTRY = 200;
 // A save with more events than this logs one summary line at info, each event at debug.
@@ -59,6 +71,8 @@ export class RolloutController {
   private readonly running = new Map<string, Promise<void>>();
   private readonly again = new Set<string>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Consecutive failed passes per rollout: the backoff of the next retry. */
+  private readonly failures = new Map<string, number>();
   private leadership: Leadership | null = null;
   private term: AbortController | null = null;
   private readonly now: () => number;
@@ -115,6 +129,7 @@ export class RolloutController {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     this.known.clear();
+    this.failures.clear();
   }
 
   /** Schedules a pass over one rollout; coalesces kicks that arrive during a pass. */
@@ -125,7 +140,14 @@ export class RolloutController {
       return;
     }
     const pass = this.pass(id)
-      .catch((err) => this.deps.log.error({ err, rollout: id }, 'rollout pass failed'))
+      .then(() => { this.failures.delete(id); }, (err) => {
+        if (!this.leadership) return;
+        const failures = (this.failures.get(id) ?? 0) + 1;
+        this.failures.set(id, failures);
+        const retryInMs = passRetryMs(failures);
+        this.deps.log.error({ err, rollout: id, failures, retryInMs }, 'rollout pass failed; retrying');
+        this.schedule(id, retryInMs);
+      })
       .finally(() => {
         this.running.delete(id);
         if (this.again.delete(id)) this.kick(id);

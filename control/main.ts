@@ -8,7 +8,7 @@ const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
-  .option('--telemetry-max-skew <ms>', 'drop telemetry stamped more than this far ahead of this replica\'s clock (default 10000)')
+  .option('--telemetry-max-skew <ms>', 'drop telemetry stamped more than this far ahead of this replica\'s clock, ms (default 300000)')
   .addHelpText('after', `
 Precedence: ${CONTROL_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
 SIGHUP (systemctl reload) re-reads the config: logLevel applies live; other changes are

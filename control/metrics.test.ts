@@ -32,7 +32,7 @@ const events = (r: Rollout, now: string, { hosts = [] as HostView[], requests = 
 const stepEnds = (...args: Parameters<typeof events>) => events(...args).map(endedStep).filter((e) => e !== undefined);
 
 const promoted = (r: Rollout): Rollout => ({ ...r, status: { ...r.status!, promoted: true } });
-const failedHost: HostProgress = { host: 'h1', wave: 0, phase: HostPhase.HOST_PHASE_FAILED, previousDigest: '', previousVersion: '', message: 'VERIFIER_REJECTED: no', progId: 0, detail: '' };
+const failedHost: HostProgress = { host: 'h1', wave: 0, phase: HostPhase.HOST_PHASE_FAILED, previousDigest: '', previousVersion: '', message: 'VERIFIER_REJECTED: no', progId: 0, detail: '', rollbackAttempts: 0 };
 
 test('a step that moves on passed, and took from its start to the next step\'s start', () => {
   const ended = stepEnds(promoted(rollout('r', P.ROLLOUT_PHASE_PROGRESSING, 1, '2030-01-01T00:00:10.000Z')), '2030-01-01T00:00:15.500Z');

@@ -60,10 +60,10 @@ export function recordVerdict(verdict: Verdict): void {
   controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictName(verdict) });
 }
 
-export function recordTelemetryReceived(report: TelemetryReport, receivedAtMs: number = Date.now()): void {
+export function recordTelemetryReceived(report: TelemetryReport): void {
   controlMetrics().telemetryReports.add(1);
   // Clocks of different machines: a negative lag is skew, not a report from the future.
-  controlMetrics().telemetryLag.record(Math.max(0, receivedAtMs - report.timestampMs) / 1000);
+  controlMetrics().telemetryLag.record(Math.max(0, report.receivedAtMs - report.timestampMs) / 1000);
 }
 
 /** Counts a dropped report; error.type is the BpfleetError's reason (UNDECODABLE_REPORT, INVALID_REPORT), else the error's name. */

@@ -56,10 +56,12 @@ test('an analysis links to the installs behind the reports in its window, per ho
   t.after(() => telemetry.shutdown());
   const canaryInstall = telemetry.tracer.startSpan('dataplane.install');
   const baselineInstall = telemetry.tracer.startSpan('dataplane.install');
-  const ingest = new TelemetryIngest(new TelemetryStore(), createLogger('test', { level: 'silent' }));
-  const received = (host: string, sequence: number, timestampMs: number, install?: typeof canaryInstall): TelemetryReport => ingest.receive({
+  // Each report arrives when its host stamped it: the window is on the arrival clock.
+  let arrival = 0;
+  const ingest = new TelemetryIngest(new TelemetryStore(), createLogger('test', { level: 'silent' }), { now: () => arrival });
+  const received = (host: string, sequence: number, timestampMs: number, install?: typeof canaryInstall): TelemetryReport => (arrival = timestampMs, ingest).receive({
     subject: subjects.telemetry(host),
-    data: TelemetryReport.encode({ host, sequence, timestampMs, attachments: [] }).finish(),
+    data: TelemetryReport.encode({ host, sequence, timestampMs, monotonicMs: timestampMs, receivedAtMs: 0, attachments: [] }).finish(),
     headers: install ? injectHeaders(headers(), trace.setSpan(ROOT_CONTEXT, install)) : undefined,
   })!;
   const reports = new Map<string, TelemetryReport[]>([

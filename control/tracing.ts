@@ -151,7 +151,7 @@ function telemetryLinks(
   for (const host of hosts) {
     const bySpan = new Map<string, { context: SpanContext; reports: TelemetryReport[] }>();
     for (const report of reportsOf(host)) {
-      if (report.timestampMs < from || report.timestampMs > to) continue;
+      if (report.receivedAtMs < from || report.receivedAtMs > to) continue;
       const sc = reportContext(report);
       if (!sc) continue;
       const key = `${sc.traceId}/${sc.spanId}`;

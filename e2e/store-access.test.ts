@@ -186,7 +186,7 @@ describe('the control plane files telemetry under the subject\'s host only', { s
     await nc.flush();
     await nc.close();
   };
-  const report = (host: string, sequence: number, timestampMs: number): TelemetryReport => ({ host, sequence, timestampMs, attachments: [] });
+  const report = (host: string, sequence: number, timestampMs: number): TelemetryReport => ({ host, sequence, timestampMs, monotonicMs: sequence, receivedAtMs: 0, attachments: [] });
   const until = async (what: string, ok: () => boolean): Promise<void> => {
     for (const deadline = Date.now() + 5_000; !ok(); await new Promise((r) => setTimeout(r, 20))) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

@@ -2,9 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ModuleRef } from '../../proto/gen/bpfleet/v1/module.js';
 import { Verdict, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
-import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
+import { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
+import { subjects } from '../../common/keys.js';
+import { createLogger } from '../../common/log.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import { analyze, type AnalysisInput } from './analyze.js';
+import { TelemetryIngest } from './ingest.js';
+import { TelemetryStore } from './telemetry-store.js';
 
 const OLD: ModuleRef = { name: 'pass-counter', version: '1.0.0', digest: `sha256:${'1'.repeat(64)}` };
 const NEW: ModuleRef = { name: 'pass-counter', version: '2.0.0', digest: `sha256:${'2'.repeat(64)}` };
@@ -41,7 +45,7 @@ function reportsOf(host: string, seconds: number, module: ModuleRef, drop: numbe
       arrived += 1000;
       rx += Math.round(1000 * (1 - d));
     }
-    out.push({ host, timestampMs: t, sequence: s, attachments: [{ attachment: 'xdp:eth0', module: m, progId, runCount: runs, runTimeNs: runs * 100, ifaceRxPackets: arrived, ifaceTxPackets: 0, stackRxPackets: rx, counters: { packets: runs } }] });
+    out.push({ host, timestampMs: t, monotonicMs: t, receivedAtMs: t, sequence: s, attachments: [{ attachment: 'xdp:eth0', module: m, progId, runCount: runs, runTimeNs: runs * 100, ifaceRxPackets: arrived, ifaceTxPackets: 0, stackRxPackets: rx, counters: { packets: runs } }] });
   }
   return out;
 }
@@ -185,5 +189,55 @@ describe('analyze: missing and stale telemetry', () => {
     assert.equal(run.verdict, Verdict.VERDICT_PASS);
     const slower = toRolloutSpec({ module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }], analysis: { interval: '2s', metrics: [{ name: 'drop_rate', max: 0.05 }] } });
     assert.deepEqual(analyze(input({ fleet, spec: slower, baseline: { hosts: ['b1'] } })).staleHosts, [], '3 × 2s = 6s');
+  });
+});
+
+describe('analyze: hosts whose clocks disagree with the control plane', () => {
+  /**
+   * Each host's reports as the ingest stores them: stamped by a host clock `skewMs` off (and
+   * a monotonic clock with its own origin), received on the control plane's clock at the
+   * second they were collected.
+   */
+  function received(fleet: Record<string, TelemetryReport[]>, skewMs: Record<string, number>): (host: string) => readonly TelemetryReport[] {
+    let now = 0;
+    const store = new TelemetryStore();
+    const ingest = new TelemetryIngest(store, createLogger('test', { level: 'silent' }), { now: () => now });
+    for (const [host, reports] of Object.entries(fleet)) {
+      for (const r of reports) {
+        now = EPOCH + r.timestampMs;
+        const skewed = { ...r, timestampMs: now + (skewMs[host] ?? 0), monotonicMs: r.monotonicMs + 987_654, receivedAtMs: 0 };
+        ingest.receive({ subject: subjects.telemetry(host), data: TelemetryReport.encode(skewed).finish(), headers: undefined });
+      }
+    }
+    return store.reader(0);
+  }
+  // Wall clocks read real times: a report stamped at or before 1970 is refused by the ingest.
+  const EPOCH = Date.parse('2026-12-01T00:00:00Z');
+  const window = { from: EPOCH, to: EPOCH + 10_000 };
+  const skews = { c1: 30_000, c2: -30_000, b1: 30_000, b2: -30_000 };
+  const spec = specWith([{ name: 'drop_rate', max: 0.05, maxIncrease: 0.02 }]);
+  const canary = { hosts: ['c1', 'c2'], digest: NEW.digest };
+
+  it('passes a good version on canaries 30 s ahead and 30 s behind, and says so', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0), c2: reportsOf('c2', 10, NEW, 0), b1: reportsOf('b1', 10, OLD, 0), b2: reportsOf('b2', 10, OLD, 0) };
+    const run = analyze(input({ fleet: {}, spec, canary, ...window, reportsOf: received(fleet, skews) }));
+    assert.equal(run.verdict, Verdict.VERDICT_PASS, run.summary);
+    assert.equal(run.metrics[0]!.canarySamples, 20);
+    assert.deepEqual(run.staleHosts, []);
+    assert.match(run.summary, /clock skew \(host − control plane\) c1 \+30s, c2 −30s, b1 \+30s, b2 −30s: windows use the control plane's receive time/);
+  });
+
+  it('fails a bad version on the same skewed clocks', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0.5), c2: reportsOf('c2', 10, NEW, 0.5), b1: reportsOf('b1', 10, OLD, 0), b2: reportsOf('b2', 10, OLD, 0) };
+    const run = analyze(input({ fleet: {}, spec, canary, ...window, reportsOf: received(fleet, skews) }));
+    assert.equal(run.verdict, Verdict.VERDICT_FAIL, run.summary);
+    assert.match(run.summary, /^drop_rate: canary 0\.5 is above the limit 0\.05/);
+  });
+
+  it('names no skew below 2 s', () => {
+    const fleet = { c1: reportsOf('c1', 10, NEW, 0), c2: reportsOf('c2', 10, NEW, 0), b1: reportsOf('b1', 10, OLD, 0), b2: reportsOf('b2', 10, OLD, 0) };
+    const run = analyze(input({ fleet: {}, spec, canary, ...window, reportsOf: received(fleet, { c1: 1999, b2: -1999 }) }));
+    assert.equal(run.verdict, Verdict.VERDICT_PASS);
+    assert.doesNotMatch(run.summary, /skew/);
   });
 });

@@ -4,6 +4,9 @@ import { staleAfterMs } from '../rollout/spec.js';
 import { combine, judgeMetric } from './judge.js';
 import { forEachSample } from './samples.js';
 
+/** A host clock this far from the control plane's is named in the verdict's summary. */
+export const REPORTED_SKEW_MS = 2000;
+
 export interface AnalysisInput {
   spec: RolloutSpec;
   step: number;
@@ -28,9 +31,15 @@ export function analyze(input: AnalysisInput): AnalysisRun {
   const analysis = spec.analysis!;
   const limit = staleAfterMs(analysis);
   const ages = new Map<string, number | null>();
+  const skewed: string[] = [];
   for (const h of [...canary.hosts, ...baseline.hosts]) {
-    const newest = input.reportsOf(h).at(-1)?.timestampMs;
-    if (newest === undefined || to - newest > limit) ages.set(h, newest === undefined ? null : to - newest);
+    const newest = input.reportsOf(h).at(-1);
+    const at = newest?.receivedAtMs;
+    if (at === undefined || to - at > limit) ages.set(h, at === undefined ? null : to - at);
+    // What the host's clock said when it sent its newest report, against ours when it
+    // arrived (transit included): reported, never used to place a report.
+    const skew = newest ? newest.timestampMs - newest.receivedAtMs : 0;
+    if (Math.abs(skew) >= REPORTED_SKEW_MS) skewed.push(`${h} ${skew > 0 ? '+' : '−'}${fmtSeconds(Math.abs(skew))}`);
   }
   const fresh = (hosts: string[]) => hosts.filter((h) => !ages.has(h));
   // Every metric from one walk over each host's window, into one array per metric and
@@ -53,6 +62,9 @@ export function analyze(input: AnalysisInput): AnalysisRun {
     baselineExpected: baseline.hosts.length > 0,
   }, analysis.minSamples));
   const run = combine(input.step, results, new Date(to).toISOString());
+  if (skewed.length) {
+    run.summary = `${run.summary}; clock skew (host − control plane) ${skewed.join(', ')}: windows use the control plane's receive time`;
+  }
   if (ages.size === 0) return run;
   run.staleHosts = [...ages.keys()];
   const quiet = `no recent telemetry (limit ${fmtSeconds(limit)}) from ${[...ages].map(([h, age]) =>

@@ -28,14 +28,14 @@ test('a report is decoded into the store, with the install context its headers c
   const install = telemetry.tracer.startSpan('dataplane.install');
   install.end();
   const { store, ingest } = setUp();
-  const traced = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: 1000, attachments: [] },
+  const traced = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: 1000, monotonicMs: 0, receivedAtMs: 0, attachments: [] },
     injectHeaders(headers(), trace.setSpan(ROOT_CONTEXT, install))));
-  const untraced = ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: 2000, attachments: [] }));
+  const untraced = ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: 2000, monotonicMs: 0, receivedAtMs: 0, attachments: [] }));
   assert.deepEqual(store.reports('h1'), [traced, untraced]);
   assert.equal(traced!.sequence, 1);
   assert.deepEqual([ingest.contextOf(traced!)?.traceId, ingest.contextOf(traced!)?.spanId], [install.spanContext().traceId, install.spanContext().spanId]);
   assert.equal(ingest.contextOf(untraced!), undefined, 'a report without trace headers links to nothing');
-  assert.equal(ingest.contextOf({ host: 'h1', sequence: 1, timestampMs: 1000, attachments: [] }), undefined, 'only reports it stored');
+  assert.equal(ingest.contextOf({ host: 'h1', sequence: 1, timestampMs: 1000, monotonicMs: 0, receivedAtMs: 0, attachments: [] }), undefined, 'only reports it stored');
 });
 
 test('an undecodable message is counted by error type, logged with its subject and dropped', async (t) => {
@@ -44,7 +44,7 @@ test('an undecodable message is counted by error type, logged with its subject a
   const { store, lines, ingest } = setUp();
   // A length-delimited field (host) claiming more bytes than the message has.
   assert.equal(ingest.receive({ subject: subjects.telemetry('h9'), data: Uint8Array.of(0x0a, 0x05, 0x68), headers: undefined }), null);
-  ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: Date.now(), attachments: [] }));
+  ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: Date.now(), monotonicMs: 0, receivedAtMs: 0, attachments: [] }));
   assert.equal(store.totalReceived, 1);
   assert.deepEqual(lines.map((l) => [l.msg, l.subject]), [['dropped an undecodable telemetry report', 'bpfleet.telemetry.h9']]);
   const m = await scrape(telemetry.metricsUrl!);
@@ -57,7 +57,7 @@ test('a report naming another host than its subject is dropped, counted and logg
   const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });
   t.after(() => telemetry.shutdown());
   const { store, lines, ingest } = setUp();
-  const forged = { subject: subjects.telemetry('h3'), data: TelemetryReport.encode({ host: 'h1', sequence: 1, timestampMs: Date.now(), attachments: [] }).finish(), headers: undefined };
+  const forged = { subject: subjects.telemetry('h3'), data: TelemetryReport.encode({ host: 'h1', sequence: 1, timestampMs: Date.now(), attachments: [], monotonicMs: 0, receivedAtMs: 0 }).finish(), headers: undefined };
   assert.equal(ingest.receive(forged), null);
   assert.equal(ingest.receive(forged), null);
   assert.deepEqual(store.reports('h1'), []);
@@ -73,9 +73,9 @@ test('a report stamped further ahead than the skew is dropped; one within it is 
   const store = new TelemetryStore();
   const now = 1_000_000;
   const ingest = new TelemetryIngest(store, createLogger('test', { level: 'error' }), { maxSkewMs: 10_000, now: () => now });
-  const kept = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: now + 10_000, attachments: [] }));
-  assert.equal(ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: now + 10_001, attachments: [] })), null);
-  assert.equal(ingest.receive(message({ host: 'h1', sequence: 3, timestampMs: now + 3_600_000, attachments: [] })), null);
+  const kept = ingest.receive(message({ host: 'h1', sequence: 1, timestampMs: now + 10_000, attachments: [], monotonicMs: 0, receivedAtMs: 0 }));
+  assert.equal(ingest.receive(message({ host: 'h1', sequence: 2, timestampMs: now + 10_001, attachments: [], monotonicMs: 0, receivedAtMs: 0 })), null);
+  assert.equal(ingest.receive(message({ host: 'h1', sequence: 3, timestampMs: now + 3_600_000, attachments: [], monotonicMs: 0, receivedAtMs: 0 })), null);
   assert.deepEqual(store.reports('h1'), [kept]);
   const m = await scrape(telemetry.metricsUrl!);
   assert.equal(m.sum('bpfleet_telemetry_reports_total', { error_type: 'FUTURE_TIMESTAMP' }), 2);

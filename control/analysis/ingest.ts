@@ -12,8 +12,12 @@ import type { TelemetryStore } from './telemetry-store.js';
 /** What ingest reads of a NATS message. */
 export type TelemetryMessage = Pick<Msg, 'subject' | 'data' | 'headers'>;
 
-/** How far ahead of the control plane's clock a report may be stamped, by default (ms). */
-export const DEFAULT_TELEMETRY_MAX_SKEW_MS = 10_000;
+/**
+ * How far ahead of the control plane's clock a report may be stamped, by default (ms).
+ * Analysis places reports on the receiver's clock, so a host's skew costs it nothing;
+ * this only refuses stamps no honest host has (a host 30 s off must still be judged).
+ */
+export const DEFAULT_TELEMETRY_MAX_SKEW_MS = 300_000;
 /** A refused report is logged at most this often per subject and reason (forgers can be fast). */
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
@@ -41,6 +45,7 @@ export class TelemetryIngest {
   private sub: Subscription | null = null;
 
   private readonly maxSkewMs: number;
+  /** The control plane's wall clock in ms: it stamps every report on arrival and bounds how far ahead one may be. */
   private readonly now: () => number;
   private readonly lastRefusalLog = new Map<string, number>();
 
@@ -67,10 +72,10 @@ export class TelemetryIngest {
   }
 
   /**
-   * Decodes one message and stores its report: the report, or null when the message could
-   * not be decoded, failed decodeReport's checks, names another host than its subject, or is
-   * stamped more than the skew ahead (each counted with its reason as error.type, logged with
-   * its subject, and dropped). Never throws.
+   * Decodes one message, stamps it with the time it arrived and stores it: the report, or
+   * null when the message could not be decoded, failed decodeReport's checks, names another
+   * host than its subject, or is stamped more than the skew ahead (each counted with its
+   * reason as error.type, logged with its subject, and dropped). Never throws.
    */
   receive(msg: TelemetryMessage): TelemetryReport | null {
     try {
@@ -79,7 +84,10 @@ export class TelemetryIngest {
       if (report.timestampMs > now + this.maxSkewMs) {
         return this.refuse('FUTURE_TIMESTAMP', msg.subject, { aheadMs: report.timestampMs - now, maxSkewMs: this.maxSkewMs });
       }
-      recordTelemetryReceived(report, now);
+      // Hosts' wall clocks disagree with ours and with each other: the analysis places
+      // reports on this clock only (see samples.ts), and the agent's own stamp measures skew.
+      report.receivedAtMs = now;
+      recordTelemetryReceived(report);
       const sc = trace.getSpanContext(extractContext(msg.headers));
       if (sc && isSpanContextValid(sc)) this.contexts.set(report, sc);
       this.store.add(report);

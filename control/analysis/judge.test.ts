@@ -35,9 +35,24 @@ describe('judgeMetric', () => {
     assert.equal(r.verdict, V.VERDICT_PASS);
   });
 
-  it('max 0 means no absolute limit', () => {
+  it('max 0 means no absolute limit: with no baseline either, nothing can pass', () => {
     const r = judgeMetric(dropRate(0, 0), { canary: [1, 1, 1], baseline: [], baselineExpected: false }, 3);
-    assert.equal(r.verdict, V.VERDICT_PASS);
+    assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
+    assert.equal(r.reason, 'canary 1: no baseline hosts and no absolute limit (max) to judge it by');
+  });
+
+  it('no sample is no evidence even with minSamples 0 (zero traffic)', () => {
+    const r = judgeMetric(dropRate(0.05, 0), { canary: [], baseline: [], baselineExpected: false }, 0);
+    assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
+    assert.equal(r.reason, 'canary has 0 of 1 samples needed');
+  });
+
+  it('a metric that is not a number never passes', () => {
+    for (const canary of [[NaN, 0, 0], [Infinity, 0, 0]]) {
+      const r = judgeMetric(dropRate(0.05, 0.02), { canary, baseline: [0, 0, 0], baselineExpected: true }, 3);
+      assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE, String(canary));
+      assert.match(r.reason, /not a number, no evidence/);
+    }
   });
 
   it('a relative limit with a baseline expected but missing is inconclusive', () => {
@@ -46,10 +61,15 @@ describe('judgeMetric', () => {
     assert.equal(r.reason, 'baseline has 1 of 3 samples needed');
   });
 
-  it('a relative limit passes on the canary alone once no baseline host is left', () => {
+  it('a relative limit alone cannot pass once no baseline host is left', () => {
     const r = judgeMetric(dropRate(0, 0.02), { canary: [0.5, 0.5, 0.5], baseline: [], baselineExpected: false }, 3);
+    assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
+  });
+
+  it('with no baseline host left, the absolute limit judges the canary alone', () => {
+    const r = judgeMetric(dropRate(0.05, 0.02), { canary: [0.01, 0.01, 0.01], baseline: [], baselineExpected: false }, 3);
     assert.equal(r.verdict, V.VERDICT_PASS);
-    assert.equal(r.reason, 'canary 0.5 (no baseline hosts left)');
+    assert.equal(r.reason, 'canary 0.01 (no baseline hosts left)');
   });
 
   it('fails a significant increase above maxIncrease', () => {

@@ -28,11 +28,20 @@ export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: 
     canarySamples: samples.canary.length,
     baselineSamples: samples.baseline.length,
   };
-  if (samples.canary.length < minSamples) {
-    return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary has ${samples.canary.length} of ${minSamples} samples needed` };
+  // No sample, no evidence, whatever minSamples says: zero traffic is never a pass.
+  const needed = Math.max(1, minSamples);
+  if (samples.canary.length < needed) {
+    return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary has ${samples.canary.length} of ${needed} samples needed` };
+  }
+  if (!Number.isFinite(canary) || (samples.baselineExpected && samples.baseline.length && !Number.isFinite(baseline))) {
+    return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary ${canary} vs baseline ${baseline}: not a number, no evidence` };
   }
   if (metric.max > 0 && canary > metric.max) {
     return { ...base, verdict: Verdict.VERDICT_FAIL, reason: `canary ${fmt(canary)} is above the limit ${fmt(metric.max)}` };
+  }
+  if (!samples.baselineExpected && !(metric.max > 0)) {
+    // Only an absolute limit judges a canary alone: a relative one has nothing to compare to.
+    return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary ${fmt(canary)}: no baseline hosts and no absolute limit (max) to judge it by` };
   }
   if (metric.maxIncrease > 0 && samples.baselineExpected) {
     if (samples.baseline.length < minSamples) {

@@ -51,8 +51,9 @@ describe('metric registry', () => {
   it('a counter rate reads the counter its name gives, per second', () => {
     const a = tel({ counters: { packets: 100, bytes: 5 } });
     const b = tel({ counters: { packets: 400, bytes: 5 } });
-    assert.equal(metricFn('counter:packets_rate')!(a, b, 0, 2000), 150);
-    assert.equal(metricFn('counter:bytes_rate')!(a, b, 0, 2000), 0);
-    assert.equal(metricFn('counter:a_rate_rate')!(tel({ counters: { a_rate: 1 } }), tel({ counters: { a_rate: 3 } }), 0, 1000), 2);
+    assert.equal(metricFn('counter:packets_rate')!(a, b, 100, 2000), 150);
+    assert.equal(metricFn('counter:bytes_rate')!(a, b, 100, 2000), 0);
+    assert.equal(metricFn('counter:a_rate_rate')!(tel({ counters: { a_rate: 1 } }), tel({ counters: { a_rate: 3 } }), 100, 1000), 2);
+    assert.equal(metricFn('counter:packets_rate')!(a, b, 0, 2000), null, 'an interval without traffic is no sample');
   });
 });

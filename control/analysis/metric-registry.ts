@@ -55,10 +55,11 @@ export const METRICS: readonly MetricDefinition[] = [
     (a, b, runs) => (runs < MIN_RUNS_PER_INTERVAL ? null : (b.runTimeNs - a.runTimeNs) / runs)),
   parameterised('counter:<name>_rate', /^counter:([A-Za-z0-9_]+)_rate$/,
     'increase per second of the module counter <name> (one of its manifest\'s counters)',
-    (counter) => (a, b, _runs, dtMs) => {
+    (counter) => (a, b, runs, dtMs) => {
       const va = a.counters[counter];
       const vb = b.counters[counter];
-      if (va === undefined || vb === undefined || dtMs <= 0) return null;
+      // A quiet interval says nothing about a rate, not even that it is 0.
+      if (va === undefined || vb === undefined || dtMs <= 0 || runs < MIN_RUNS_PER_INTERVAL) return null;
       return ((vb - va) * 1000) / dtMs;
     }),
 ];

@@ -16,7 +16,7 @@ function tel(over: Partial<AttachmentTelemetry> = {}): AttachmentTelemetry {
 }
 
 function report(timestampMs: number, ...attachments: AttachmentTelemetry[]): TelemetryReport {
-  return { host: 'h1', timestampMs, sequence: timestampMs, attachments };
+  return { host: 'h1', timestampMs, monotonicMs: timestampMs, receivedAtMs: timestampMs, sequence: timestampMs, attachments };
 }
 
 describe('metricValue', () => {
@@ -65,8 +65,8 @@ describe('metricValue', () => {
   });
 
   it('a counter rate is per second of the interval', () => {
-    const a = tel({ counters: { packets: 1000, bytes: 5 } });
-    const b = tel({ counters: { packets: 4000, bytes: 5 } });
+    const a = tel({ runCount: 1000, counters: { packets: 1000, bytes: 5 } });
+    const b = tel({ runCount: 4000, counters: { packets: 4000, bytes: 5 } });
     assert.equal(metricValue('counter:packets_rate', a, b, 2000), 1500);
     assert.equal(metricValue('counter:bytes_rate', a, b, 2000), 0);
   });

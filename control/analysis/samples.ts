@@ -5,7 +5,7 @@ import { metricFn } from './metric-registry.js';
 export interface Sample {
   host: string;
   digest: string;
-  /** End of the interval, ms since epoch. */
+  /** End of the interval: when its closing report arrived, on the control plane's clock (ms since the epoch). */
   at: number;
   value: number;
 }
@@ -25,7 +25,7 @@ function attachmentOf(r: TelemetryReport, attachment: string): AttachmentTelemet
   return undefined;
 }
 
-/** Samples of `metric` on `attachment` from a host's reports (oldest first) for intervals ending in (from, to]. */
+/** Samples of `metric` on `attachment` from a host's reports (in arrival order) for intervals received in (from, to]. */
 export function samplesOf(reports: readonly TelemetryReport[], attachment: string, metric: string, from: number, to: number): Sample[] {
   const out: Sample[] = [];
   forEachSample(reports, attachment, [metric], from, to, (_m, host, digest, at, value) => out.push({ host, digest, at, value }));
@@ -41,24 +41,29 @@ export function forEachSample(
   each: (metric: number, host: string, digest: string, at: number, value: number) => void,
 ): void {
   const fns = metrics.map(metricFn);
-  let prevAt = 0;
+  let prevReport: TelemetryReport | undefined;
   let prev: AttachmentTelemetry | undefined;
   for (const r of reports) {
     const t = attachmentOf(r, attachment);
-    // An interval counts when it ends inside the window. It may start a little before:
-    // a canary's agent reports right after its swap, before the controller hears the
-    // Apply answer and starts the step, and that first interval of the new program is
-    // the earliest evidence there is (an interval spanning a swap never counts: progId).
-    if (t && prev && r.timestampMs > from && r.timestampMs <= to
+    // An interval counts when its closing report arrived inside the window (the control
+    // plane's clock, never the host's). It may start a little before: a canary's agent
+    // reports right after its swap, before the controller hears the Apply answer and starts
+    // the step, and that first interval of the new program is the earliest evidence there
+    // is (an interval spanning a swap never counts: progId). Its length is the host's own
+    // monotonic clock; two reports of one agent run in the order it sent them (a restart
+    // resets the sequence, a straggler arrives after its successor: neither pairs).
+    if (t && prev && prevReport && r.receivedAtMs > from && r.receivedAtMs <= to
+      && r.sequence > prevReport.sequence && r.monotonicMs > prevReport.monotonicMs
       && prev.progId === t.progId && t.module && prev.module?.digest === t.module.digest) {
       const runs = t.runCount - prev.runCount;
-      const dt = r.timestampMs - prevAt;
+      const dt = r.monotonicMs - prevReport.monotonicMs;
       for (let m = 0; m < fns.length; m++) {
         const value = fns[m]?.(prev, t, runs, dt) ?? null;
-        if (value !== null) each(m, r.host, t.module.digest, r.timestampMs, value);
+        // A value that is no number (NaN, ±Infinity from a counter gone wrong) is no evidence.
+        if (value !== null && Number.isFinite(value)) each(m, r.host, t.module.digest, r.receivedAtMs, value);
       }
     }
     prev = t;
-    prevAt = r.timestampMs;
+    prevReport = r;
   }
 }

@@ -29,6 +29,8 @@ const report = fc.record({
   host,
   timestampMs: fc.oneof(fc.integer({ min: 1, max: 2 ** 42 }), fc.integer({ min: -(2 ** 40), max: 0 })),
   sequence: fc.nat(),
+  monotonicMs: fc.nat(),
+  receivedAtMs: fc.constant(0),
   attachments: fc.array(attachment, { maxLength: MAX_REPORT_ATTACHMENTS + 2 }),
 });
 const message = fc.oneof(

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { MAX_SHARED_STRINGS, TelemetryStore } from './telemetry-store.js';
 
-const report = (host: string, timestampMs: number): TelemetryReport => ({ host, timestampMs, sequence: timestampMs, attachments: [] });
+const report = (host: string, timestampMs: number): TelemetryReport => ({ host, timestampMs, monotonicMs: timestampMs, receivedAtMs: timestampMs, sequence: timestampMs, attachments: [] });
 const times = (store: TelemetryStore, host: string) => store.reports(host).map((r) => r.timestampMs);
 
 describe('TelemetryStore', () => {
@@ -16,32 +16,29 @@ describe('TelemetryStore', () => {
     assert.deepEqual(store.reports('nobody'), []);
   });
 
-  it('sorts reports that arrive out of order', () => {
+  it('keeps arrival order on the receive clock: a host\'s own clock reorders nothing', () => {
     const store = new TelemetryStore();
-    for (const t of [1000, 4000, 2000, 3000, 500, 4000]) store.add(report('a', t));
-    assert.deepEqual(times(store, 'a'), [500, 1000, 2000, 3000, 4000, 4000]);
-    assert.equal(store.lastSeen('a'), 4000);
+    // A host whose clock runs 30 s behind, then is corrected: its stamps jump, arrivals do not.
+    const stamped = [[1000, -29_000], [2000, -28_000], [3000, 3000]] as const;
+    for (const [received, stamp] of stamped) store.add({ ...report('a', received), timestampMs: stamp });
+    assert.deepEqual(times(store, 'a'), [-29_000, -28_000, 3000]);
+    assert.deepEqual(store.reports('a').map((r) => r.receivedAtMs), [1000, 2000, 3000]);
+    assert.equal(store.lastSeen('a'), 3000);
+    assert.equal(store.lastSeen('b'), null);
   });
 
-  it('lastSeen is the newest report, not the last to arrive', () => {
+  it('a receive clock that steps back cannot unsort the list', () => {
     const store = new TelemetryStore();
     store.add(report('a', 5000));
     store.add(report('a', 1000));
+    assert.deepEqual(store.reports('a').map((r) => r.receivedAtMs), [5000, 5000]);
     assert.equal(store.lastSeen('a'), 5000);
-    assert.equal(store.lastSeen('b'), null);
   });
 
   it('forgets reports older than the retention window, measured from the newest', () => {
     const store = new TelemetryStore(10_000);
     for (let t = 0; t <= 30_000; t += 5000) store.add(report('a', t));
     assert.deepEqual(times(store, 'a'), [20_000, 25_000, 30_000]);
-  });
-
-  it('does not keep a late report that is already past retention', () => {
-    const store = new TelemetryStore(10_000);
-    store.add(report('a', 100_000));
-    store.add(report('a', 50_000));
-    assert.deepEqual(times(store, 'a'), [100_000]);
   });
 
   it('keeps at most maxPerHost reports, dropping the oldest', () => {
@@ -94,7 +91,7 @@ describe('TelemetryStore', () => {
   it('shares at most MAX_SHARED_STRINGS strings, whatever versions reports carry', () => {
     const store = new TelemetryStore();
     for (let i = 0; i < MAX_SHARED_STRINGS * 2 + 5; i++) {
-      store.add({ host: 'a', timestampMs: i + 1, sequence: i, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: `v${i}`, digest: `d${i}` }, progId: 1, runCount: 0, runTimeNs: 0, ifaceRxPackets: 0, ifaceTxPackets: 0, stackRxPackets: 0, counters: {} }] });
+      store.add({ host: 'a', timestampMs: i + 1, sequence: i, monotonicMs: i + 1, receivedAtMs: i + 1, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: `v${i}`, digest: `d${i}` }, progId: 1, runCount: 0, runTimeNs: 0, ifaceRxPackets: 0, ifaceTxPackets: 0, stackRxPackets: 0, counters: {} }] });
       assert.ok(store.sharedStrings <= MAX_SHARED_STRINGS);
     }
   });

@@ -14,9 +14,11 @@ export const TELEMETRY_LIMITS = {
 } as const;
 
 /**
- * Recent telemetry per host, in memory. A controller that restarts loses it, which is
- * fine: analysis windows start at the step's start, and a new leader simply waits for
- * fresh reports (missing telemetry is inconclusive, never a pass).
+ * Recent telemetry per host, in memory, in the order it arrived and on the control plane's
+ * clock (`receivedAtMs`, stamped by the ingest): a host's own wall clock places nothing. A
+ * controller that restarts loses it, which is fine: analysis windows start at the step's
+ * start, and a new leader simply waits for fresh reports (missing telemetry is
+ * inconclusive, never a pass).
  *
  * Bounded three ways (TELEMETRY_LIMITS): reports per host by age and count, hosts by
  * count (least recently reporting first out, so a stream of made-up host names cannot
@@ -45,16 +47,13 @@ export class TelemetryStore {
     }
     this.byHost.set(report.host, list);
     const last = list[list.length - 1];
-    // Reports can arrive out of order after a reconnect; keep the list sorted.
-    if (last && last.timestampMs > report.timestampMs) {
-      list.splice(firstAfter(list, report.timestampMs), 0, report);
-    } else {
-      list.push(report);
-    }
-    // Measured from the newest report, so a late straggler cannot hold old ones in place.
-    const cutoff = list[list.length - 1]!.timestampMs - this.retainMs;
+    // Arrival order is receive-time order; should our own clock step back, the list stays
+    // sorted (a report never lands before one that arrived earlier).
+    if (last && last.receivedAtMs > report.receivedAtMs) report.receivedAtMs = last.receivedAtMs;
+    list.push(report);
+    const cutoff = report.receivedAtMs - this.retainMs;
     let drop = 0;
-    while (drop < list.length && (list[drop]!.timestampMs < cutoff || list.length - drop > this.maxPerHost)) drop++;
+    while (drop < list.length && (list[drop]!.receivedAtMs < cutoff || list.length - drop > this.maxPerHost)) drop++;
     if (drop) list.splice(0, drop);
     this.received++;
   }
@@ -90,7 +89,7 @@ export class TelemetryStore {
   }
 
   /**
-   * The host's reports stamped at `from` or later, oldest first, led by the newest one before
+   * The host's reports received at `from` or later, oldest first, led by the newest one before
    * `from` if any: what an analysis of a window starting at `from` reads, without walking the
    * minutes of history kept before it. The lead pairs with nothing inside the window, but
    * still tells how long ago a host that went quiet before the window last reported.
@@ -117,7 +116,7 @@ export class TelemetryStore {
 
   lastSeen(host: string): number | null {
     const list = this.byHost.get(host);
-    return list?.length ? list[list.length - 1]!.timestampMs : null;
+    return list?.length ? list[list.length - 1]!.receivedAtMs : null;
   }
 
   get totalReceived(): number {
@@ -135,13 +134,13 @@ export class TelemetryStore {
   }
 }
 
-/** Index of the first report stamped after `t` in a list sorted by time (binary search). */
+/** Index of the first report received after `t` in a list in arrival order (binary search). */
 function firstAfter(list: readonly TelemetryReport[], t: number): number {
   let lo = 0;
   let hi = list.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (list[mid]!.timestampMs > t) hi = mid;
+    if (list[mid]!.receivedAtMs > t) hi = mid;
     else lo = mid + 1;
   }
   return lo;

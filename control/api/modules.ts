@@ -7,9 +7,29 @@ import { checkManifest, MAX_OBJECT_BYTES } from '../../common/manifest.js';
 import { checkSignatureFields } from '../../common/signing.js';
 import { requireBpfElf } from '../../common/elf.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import { ModuleManifest, type Module } from '../../proto/gen/bpfleet/v1/module.js';
 import type { AuditLog } from '../store/audit.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { actorOf, unary } from './handler.js';
+
+/**
+ * A version is immutable: pushing name@version again is accepted only with the same object
+ * and the same manifest (a no-op, `created: false`); anything else is ALREADY_EXISTS/
+ * VERSION_EXISTS naming what differs (the digest, or the manifest's fields).
+ */
+export function refuseChange(existing: Module, manifest: ModuleManifest, digest: string): void {
+  const what = `${manifest.name}@${manifest.version}`;
+  const differs: string[] = [];
+  if (existing.digest !== digest) differs.push(`object (stored ${existing.digest}, pushed ${digest})`);
+  const stored = ModuleManifest.toJSON(existing.manifest ?? ModuleManifest.fromPartial({})) as Record<string, unknown>;
+  const pushed = ModuleManifest.toJSON(manifest) as Record<string, unknown>;
+  const fields = [...new Set([...Object.keys(stored), ...Object.keys(pushed)])];
+  const changed = fields.filter((f) => JSON.stringify(stored[f]) !== JSON.stringify(pushed[f]));
+  if (changed.length) differs.push(`manifest ${changed.join(', ')}`);
+  if (differs.length) {
+    throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS', `module ${what} already exists and differs in its ${differs.join(' and its ')}; versions are immutable, push a new version`);
+  }
+}
 
 export interface ModuleDeps {
   artifacts: ArtifactStore;
@@ -43,14 +63,14 @@ export function moduleHandlers(deps: ModuleDeps): ModuleHandlers {
         throw new BpfleetError('INVALID_ARGUMENT', 'DIGEST_MISMATCH', `${what}: object digest is ${actual}, the request said ${digest}`);
       }
       const existing = await deps.modules.get(m.name, m.version);
-      if (existing && existing.digest !== actual) {
-        throw new BpfleetError('ALREADY_EXISTS', 'VERSION_EXISTS', `module ${what} already exists with digest ${existing.digest}; versions are immutable, push a new version`);
-      }
+      if (existing) refuseChange(existing, m, actual);
       const stored = await deps.artifacts.put(object);
       const result = await deps.modules.create({
         manifest: m, digest: actual, size: object.length, objectKey: stored.key,
         pushedAt: deps.clock().toISOString(), pushedBy: actorOf(call), signature, keyId,
       });
+      // Another push of the same version may have won the race since the read above.
+      if (!result.created) refuseChange(result.module, m, actual);
       if (result.created) await deps.audit.record(actorOf(call), 'module.push', what, { digest: actual });
       return { module: result.module, created: result.created };
     }),

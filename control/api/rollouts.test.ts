@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
+import { HookKind } from '../../proto/gen/bpfleet/v1/module.js';
 import { RolloutPhase, type Rollout, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import type { RolloutStore } from '../store/rollouts.js';
@@ -10,11 +11,12 @@ const SPEC = { module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0' 
 const NOW = new Date('2026-01-02T03:04:05.678Z');
 
 /** Stores that keep what startRollout created; `pushed` lists the module versions that exist. */
-function fakeStores(pushed: string[]) {
+function fakeStores(pushed: string[], programs = [{ name: 'xdp_pass', hook: HookKind.HOOK_KIND_XDP }]) {
   const created: Rollout[] = [];
   const modules = {
     require: async (name: string, version: string) => {
       if (!pushed.includes(`${name}@${version}`)) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${name}@${version} not found`);
+      return { manifest: { name, version, programs } };
     },
   } as unknown as ModuleRegistry;
   const rollouts = { create: async (r: Rollout) => void created.push(structuredClone(r)) } as unknown as RolloutStore;
@@ -22,6 +24,17 @@ function fakeStores(pushed: string[]) {
 }
 
 describe('startRollout', () => {
+  it('refuses a rollout onto a hook the module has no program for, naming the hook and its programs', async () => {
+    const { deps, created } = fakeStores(['pass-counter@2.0.0'], [{ name: 'egress_count', hook: HookKind.HOOK_KIND_TCX_EGRESS }]);
+    await assert.rejects(startRollout(deps, SPEC, 'alice'), (err: BpfleetError) => {
+      assert.equal(err.code, 'FAILED_PRECONDITION');
+      assert.equal(err.reason, 'NO_PROGRAM_FOR_HOOK');
+      assert.equal(err.message, 'pass-counter@2.0.0 has no xdp program for xdp:eth0; its programs: egress_count (tcx-egress)');
+      return true;
+    });
+    assert.deepEqual(created, [], 'nothing stored');
+  });
+
   it('stores a PENDING rollout of the spec, named after the module and the time, and returns it', async () => {
     const { deps, created } = fakeStores(['pass-counter@2.0.0']);
     const r = await startRollout(deps, SPEC, 'alice@ci');

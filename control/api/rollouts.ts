@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
+import { hookKind, hookName, parseAttachment } from '../../common/attachment.js';
 import { BpfleetError } from '../../common/errors.js';
 import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import type { ProgramSpec } from '../../proto/gen/bpfleet/v1/module.js';
 import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { checkRolloutSpec } from '../rollout/spec.js';
 import type { AuditLog } from '../store/audit.js';
@@ -35,6 +37,17 @@ export function requireId(id: string): string {
   return bounded('id', id, FIELD_BYTES.id);
 }
 
+/**
+ * Every host would refuse a module without a program for the attachment's hook: refuse the
+ * rollout up front, naming the hook and the programs the module has.
+ */
+export function requireProgramFor(attachment: string, module: string, version: string, programs: readonly ProgramSpec[]): void {
+  const { hook } = parseAttachment(attachment);
+  if (programs.some((p) => p.hook === hookKind(hook))) return;
+  const has = programs.map((p) => `${p.name} (${hookName(p.hook)})`).join(', ') || 'none';
+  throw new BpfleetError('FAILED_PRECONDITION', 'NO_PROGRAM_FOR_HOOK', `${module}@${version} has no ${hook} program for ${attachment}; its programs: ${has}`);
+}
+
 function newRolloutId(module: string, now: Date): string {
   const stamp = now.toISOString().replace(/[-:T]/g, '').slice(2, 14);
   return `${module}-${stamp}-${randomBytes(2).toString('hex')}`;
@@ -46,11 +59,13 @@ function newRolloutId(module: string, now: Date): string {
  * traceparent is the current request's span, so the controller's passes join its trace.
  * It is stored with an empty status, phase PENDING: the controller plans it from there.
  *
- * Errors: MODULE_NOT_FOUND when the version was never pushed; ROLLOUT_ACTIVE when another
- * rollout of the module holds the attachment.
+ * Errors: MODULE_NOT_FOUND when the version was never pushed; FAILED_PRECONDITION/
+ * NO_PROGRAM_FOR_HOOK when the module has no program for the attachment's hook;
+ * ROLLOUT_ACTIVE when another rollout of the module holds the attachment.
  */
 export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
-  await deps.modules.require(spec.module, spec.version);
+  const module = await deps.modules.require(spec.module, spec.version);
+  requireProgramFor(spec.attachment, spec.module, spec.version, module.manifest?.programs ?? []);
   const now = deps.clock();
   const rollout: Rollout = {
     id: newRolloutId(spec.module, now), spec, status: emptyStatus(),

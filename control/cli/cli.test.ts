@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { BpfleetError, fromServiceError, toServiceError, type ErrorCode } from '../../common/errors.js';
 import { RolloutPhase } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { buildCli, invokedNoun, NOUNS } from './cli.js';
+import { EXIT } from './exit-codes.js';
 import { exitCodeFor, exitCodeForError } from './exit-for.js';
 
 // The numbers themselves are the contract (README "Exit codes", `bpfleet --help`): pipelines
@@ -68,4 +69,8 @@ describe('lazy nouns', () => {
     assert.equal(lazy.helpInformation(), full.helpInformation());
     assert.deepEqual(full.commands.map((c) => c.name()).sort(), [...Object.keys(NOUNS), 'version'].sort());
   });
+});
+
+describe('EXIT', () => {
+  it('a verb recorded but not applied exits 8', () => assert.equal(EXIT.NOT_APPLIED, 8));
 });

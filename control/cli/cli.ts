@@ -60,7 +60,7 @@ Examples:
   bpfleet --server 10.0.0.1:50051,10.0.0.2:50051 rollout list   # any replica will do
 
 Exit codes: 0 ok/succeeded, 1 error or server unreachable, 2 usage or invalid input,
-3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found.
+3 rolled back, 4 failed or aborted, 5 timeout, 6 paused, 7 not found, 8 verb recorded but not applied.
 Every command takes -o json|yaml; \`bpfleet <command> --help\` has examples.`);
 
   for (const [name, noun] of Object.entries(NOUNS)) {

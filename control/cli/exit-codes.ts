@@ -19,4 +19,6 @@ export const EXIT = {
   PAUSED: 6,
   /** Something named does not exist (module, rollout, host). */
   NOT_FOUND: 7,
+  /** The API recorded an operator's verb, but the controller did not apply it (it says why). */
+  NOT_APPLIED: 8,
 } as const;

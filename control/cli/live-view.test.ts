@@ -9,7 +9,7 @@ const H = HostPhase;
 const T = (clock: string) => Date.parse(`2026-01-01T${clock}.000Z`);
 
 function host(name: string, wave: number, phase: HostPhase): HostProgress {
-  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, detail: '' };
+  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, detail: '', rollbackAttempts: 0 };
 }
 
 function rollout(over: Partial<NonNullable<Rollout['status']>> = {}): Rollout {

@@ -27,7 +27,7 @@ export function progressBar(hosts: readonly HostProgress[], width = BAR_WIDTH): 
 
 function tally(hosts: readonly HostProgress[]): string {
   const parts: string[] = [`${hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED).length}/${hosts.length} updated`];
-  for (const [phase, word] of [[H.HOST_PHASE_UPDATING, 'updating'], [H.HOST_PHASE_FAILED, 'failed'], [H.HOST_PHASE_ROLLING_BACK, 'rolling back'], [H.HOST_PHASE_ROLLED_BACK, 'rolled back']] as const) {
+  for (const [phase, word] of [[H.HOST_PHASE_UPDATING, 'updating'], [H.HOST_PHASE_FAILED, 'failed'], [H.HOST_PHASE_ROLLING_BACK, 'rolling back'], [H.HOST_PHASE_ROLLED_BACK, 'rolled back'], [H.HOST_PHASE_RESTORE_FAILED, 'not restored']] as const) {
     const c = hosts.filter((h) => h.phase === phase).length;
     if (c) parts.push(`${c} ${word}`);
   }

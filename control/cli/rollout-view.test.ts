@@ -8,7 +8,7 @@ import { changeLines, describeRollout } from './rollout-view.js';
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
 function host(name: string, wave: number, phase: HostPhase, over: Partial<HostProgress> = {}): HostProgress {
-  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, detail: '', ...over };
+  return { host: name, wave, phase, previousDigest: '', previousVersion: '1.0.0', message: '', progId: 0, detail: '', rollbackAttempts: 0, ...over };
 }
 
 function base(): Rollout {

@@ -47,5 +47,6 @@ function foldApply(r: Rollout, h: HostProgress | undefined, action: ApplyAction,
   h.message = `${outcome.reason}: ${outcome.message}`;
   if (outcome.detail) h.detail = outcome.detail.split('\n').slice(-DETAIL_LINES).join('\n');
   if (action.purpose === 'update') h.phase = H.HOST_PHASE_FAILED;
+  else h.rollbackAttempts++;
   return { kind: 'apply-result', host, purpose, result: { ok: false, reason: outcome.reason, message: outcome.message } };
 }

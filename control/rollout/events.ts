@@ -48,6 +48,8 @@ export type RolloutEvent =
   | { kind: 'rolling-back'; reason: string; ended?: StepEnd }
   /** A rollback apply sent to a host for the first time; `to` is the version restored, '' for none. */
   | { kind: 'restoring'; host: string; to: string }
+  /** The rollback gave up on a host after `attempts` failed restores (or an abort ended them); `message` says why. */
+  | { kind: 'restore-failed'; host: string; attempts: number; message: string }
   | { kind: 'finished'; phase: RolloutPhase; message: string; ended?: StepEnd }
   | { kind: 'apply-result'; host: string; purpose: ApplyPurpose; result: ApplyResult }
   /** A result for a host the rollout never planned. */
@@ -86,6 +88,8 @@ export function describe(event: RolloutEvent): string {
       return `rolling back: ${event.reason}`;
     case 'restoring':
       return `restoring ${event.host} to ${event.to || 'nothing'}`;
+    case 'restore-failed':
+      return `${event.host}: ${event.message}`;
     case 'finished':
       return `${phaseName(event.phase)}: ${event.message}`;
     case 'apply-result':

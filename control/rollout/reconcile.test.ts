@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HostPhase, RolloutPhase, Verdict, type AnalysisRun, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, RolloutVerb, Verdict, type AnalysisRun, type HostProgress, type Rollout, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { recordApply, type ApplyAction } from './apply-results.js';
 import { describe as describeEvent, endedStep } from './events.js';
 import { reconcile, type Decision } from './reconcile.js';
@@ -19,13 +19,22 @@ import {
   T0,
   TARGET,
 } from './rollouts.fixture.js';
-import type { AnalysisRequest, HostView } from './steps.js';
+import { ROLLBACK_MAX_ATTEMPTS, type AnalysisRequest, type HostView } from './steps.js';
 import { planWaves } from './waves.js';
 
 const H = HostPhase;
 const P = RolloutPhase;
 
 describe('reconcile: planning', () => {
+  it('fails before touching a host when a bake would have no baseline and a metric has no max', () => {
+    const d = step({ rollout: rolloutOf({ steps: [{ canary: 1 }, { bake: '1m' }] }), hosts: fleet(1), now: T0 });
+    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_FAILED);
+    assert.deepEqual(d.actions, []);
+    assert.equal(d.rollout.status!.message, 'no baseline: all 1 selected host is updated before step 2 (bake), so only an absolute limit can pass there; give drop_rate a max, or select more hosts');
+    const withMax = step({ rollout: rolloutOf({ steps: [{ canary: 1 }, { bake: '1m' }], analysis: { metrics: [{ name: 'drop_rate', max: 0.01 }] } }), hosts: fleet(1), now: T0 });
+    assert.equal(withMax.rollout.status!.phase, P.ROLLOUT_PHASE_PROGRESSING);
+  });
+
   it('selects only hosts whose labels contain every selector entry', () => {
     const hosts = [
       hostView('edge-a', { labels: { role: 'edge', zone: 'eu' } }),
@@ -391,12 +400,54 @@ describe('reconcile: rollback retries', () => {
     now += 10;
     const soon = step({ rollout: gone.rollout, hosts, now });
     assert.deepEqual(soon.actions, []);
-    assert.equal(soon.requeueAfterMs, 1990);
+    assert.equal(soon.requeueAfterMs, 990);
     assert.equal(soon.rollout.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
 
-    now += 1990;
+    now += 990;
     const retry = step({ rollout: soon.rollout, hosts, now });
     assert.deepEqual(retry.actions.map((a) => [a.host, a.purpose]), [[rb.actions[0]!.host, 'rollback']]);
+  });
+
+  /** A rollout rolling back its canary, whose restore failed once (HOST_GONE), at `now`. */
+  function rollbackFailedOnce() {
+    const hosts = fleet(3);
+    const r = canaryDone({ steps: [{ canary: 1 }, { bake: '1s' }] }, hosts);
+    const now = T0 + 1000;
+    const failed = step({ rollout: r, hosts, now, analyze: analyzer(Verdict.VERDICT_FAIL).analyze }).rollout;
+    const rb = step({ rollout: failed, hosts, now });
+    const gone = recordApply(rb.rollout, rb.actions[0]!, { ok: false, reason: 'HOST_GONE', message: 'host is no longer registered' }, now).rollout;
+    return { hosts, rollout: gone, host: rb.actions[0]!.host, now };
+  }
+
+  it(`gives up on a host after ${ROLLBACK_MAX_ATTEMPTS} failed restores spaced 1, 2, 4, 8 s, names it, and ends FAILED`, () => {
+    let { hosts, rollout, host, now } = rollbackFailedOnce();
+    const waits: number[] = [];
+    for (let attempt = 1; attempt < ROLLBACK_MAX_ATTEMPTS; attempt++) {
+      const wait = step({ rollout, hosts, now }).requeueAfterMs!;
+      waits.push(wait);
+      now += wait;
+      const retry = step({ rollout, hosts, now });
+      assert.equal(retry.actions.length, 1);
+      rollout = recordApply(retry.rollout, retry.actions[0]!, { ok: false, reason: 'DRIFT', message: 'runs something else' }, now).rollout;
+    }
+    assert.deepEqual(waits, [1000, 2000, 4000, 8000]);
+    assert.equal(hostOf(rollout, host).rollbackAttempts, ROLLBACK_MAX_ATTEMPTS);
+    const end = step({ rollout, hosts, now: now + 1 });
+    assert.deepEqual(end.actions, []);
+    assert.equal(end.rollout.status!.phase, P.ROLLOUT_PHASE_FAILED, 'a rollback that could not restore a host is no clean rollback');
+    assert.equal(hostOf(end.rollout, host).phase, H.HOST_PHASE_RESTORE_FAILED);
+    assert.match(end.rollout.status!.message, new RegExp(`could not restore 1 host: ${host} \\(not restored to 1\\.0\\.0 after 5 attempts \\(last error DRIFT: runs something else\\)\\)`));
+    assert.equal(end.requeueAfterMs, null);
+  });
+
+  it('abort while rolling back ends the retries: ABORTED, the host named', () => {
+    const { hosts, rollout, host, now } = rollbackFailedOnce();
+    const abort: RolloutRequest = { seq: 1, verb: RolloutVerb.ROLLOUT_VERB_ABORT, actor: 'erin', at: '', reason: 'host is dead' };
+    const d = reconcile({ rollout, target: TARGET, hosts, now: now + 10, analyze: neverAnalyze, requests: [abort] });
+    assert.deepEqual(d.actions, []);
+    assert.equal(d.rollout.status!.phase, P.ROLLOUT_PHASE_ABORTED);
+    assert.equal(hostOf(d.rollout, host).phase, H.HOST_PHASE_RESTORE_FAILED);
+    assert.match(d.rollout.status!.message, new RegExp(`aborted by erin \\(host is dead\\); could not restore 1 host: ${host} \\(not restored to 1\\.0\\.0 \\(aborted by erin`));
   });
 });
 

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HostPhase, RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, RolloutVerb, Verdict, type Rollout, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describe as describeEvent, endedStep } from './events.js';
 import { reconcile } from './reconcile.js';
 import { applyRequest, pendingRequests } from './requests.js';
-import { canaryDone, fleet, hostOf, hostsIn, neverAnalyze, OLD, recordAll, rolloutOf, step, T0, TARGET, type Pass } from './rollouts.fixture.js';
+import { analyzer, canaryDone, fleet, hostOf, hostsIn, neverAnalyze, OLD, recordAll, rolloutOf, step, T0, TARGET, type Pass } from './rollouts.fixture.js';
 import type { HostView } from './steps.js';
 import { emptyStatus, verbName } from './vocabulary.js';
 
@@ -151,6 +151,32 @@ describe('reconcile: operator requests', () => {
     assert.match(describeEvent(d.events[1]!), /^resumed by/);
   });
 
+  it('a promote that lands just after a failing analysis is recorded as not applied, with why', () => {
+    const hosts = fleet(3);
+    const r = canaryDone({ steps: [{ canary: 1 }, { bake: '1s' }, { percent: 100 }] }, hosts);
+    const failing = reconcile({ rollout: r, target: TARGET, hosts, now: T0 + 1000, analyze: analyzer(Verdict.VERDICT_FAIL).analyze }).rollout;
+    assert.equal(failing.status!.phase, P.ROLLOUT_PHASE_ROLLING_BACK);
+    const promote = req(RolloutVerb.ROLLOUT_VERB_PROMOTE, 'gina');
+    const pause = req(RolloutVerb.ROLLOUT_VERB_PAUSE, 'gina');
+    const d = withRequests(failing, hosts, T0 + 1001, [promote]);
+    assert.equal(d.rollout.status!.observedRequest, promote.seq);
+    assert.deepEqual(d.rollout.status!.requestOutcomes, [{
+      seq: promote.seq, verb: RolloutVerb.ROLLOUT_VERB_PROMOTE, applied: false, reason: 'ROLLING_BACK',
+      message: `rollout ${r.id} is rolling back and can only finish (abort ends its retries)`,
+    }]);
+    const again = withRequests(d.rollout, hosts, T0 + 1002, [promote, pause]);
+    assert.deepEqual(again.rollout.status!.requestOutcomes.map((o) => [o.seq, o.applied]), [[promote.seq, false], [pause.seq, false]], 'each request once, in order');
+  });
+
+  it('an applied request is recorded with its words', () => {
+    const hosts = fleet(3);
+    const r = canaryDone({ steps: [{ canary: 1 }, { bake: '10s' }, { percent: 100 }] }, hosts);
+    const promote = req(RolloutVerb.ROLLOUT_VERB_PROMOTE, 'hal');
+    const d = withRequests(r, hosts, T0 + 1, [promote]);
+    assert.deepEqual(d.rollout.status!.requestOutcomes.map((o) => [o.seq, o.applied, o.reason]), [[promote.seq, true, '']]);
+    assert.match(d.rollout.status!.requestOutcomes[0]!.message, /^promoted by hal/);
+  });
+
   it('a paused rollout whose in-flight apply failed still rolls back', () => {
     const hosts = fleet(4);
     const planned = step({ rollout: rolloutOf({ steps: [{ percent: 100 }] }), hosts, now: T0 }).rollout;
@@ -173,7 +199,7 @@ describe('applyRequest: what the API refuses up front', () => {
   const cases: [RolloutPhase, RolloutVerb, string][] = [
     [P.ROLLOUT_PHASE_SUCCEEDED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'refused:ROLLOUT_FINISHED'],
     [P.ROLLOUT_PHASE_ABORTED, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLOUT_FINISHED'],
-    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_ABORT, 'refused:ROLLING_BACK'],
+    [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_ABORT, 'applied'],
     [P.ROLLOUT_PHASE_ROLLING_BACK, RolloutVerb.ROLLOUT_VERB_PROMOTE, 'refused:ROLLING_BACK'],
     [P.ROLLOUT_PHASE_PROGRESSING, RolloutVerb.ROLLOUT_VERB_RESUME, 'refused:NOT_PAUSED'],
     [P.ROLLOUT_PHASE_PAUSED, RolloutVerb.ROLLOUT_VERB_PAUSE, 'unchanged'],

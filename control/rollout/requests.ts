@@ -3,9 +3,9 @@
  * act on, and what each does to a rollout.
  */
 import type { ErrorReason } from '../../common/errors.js';
-import { RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest, type RolloutStatus } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, RolloutVerb, type Rollout, type RolloutRequest, type RolloutStatus } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describe, requestedBy, type RequestBy, type RolloutEvent } from './events.js';
-import { endOfStep, moveOn } from './steps.js';
+import { endOfStep, giveUp, moveOn } from './steps.js';
 import { emptyStatus, isFinalPhase, phaseName } from './vocabulary.js';
 
 const P = RolloutPhase;
@@ -34,10 +34,11 @@ export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number)
   if (isFinalPhase(status.phase)) {
     return { kind: 'refused', reason: 'ROLLOUT_FINISHED', why: `rollout ${rollout.id} already ended (${phaseName(status.phase)})` };
   }
-  if (status.phase === P.ROLLOUT_PHASE_ROLLING_BACK) {
-    return { kind: 'refused', reason: 'ROLLING_BACK', why: `rollout ${rollout.id} is rolling back and can only finish` };
-  }
   const request: RequestBy = { verb: req.verb, actor: req.actor, reason: req.reason };
+  if (status.phase === P.ROLLOUT_PHASE_ROLLING_BACK) {
+    if (req.verb === RolloutVerb.ROLLOUT_VERB_ABORT) return abortRollback(status, request);
+    return { kind: 'refused', reason: 'ROLLING_BACK', why: `rollout ${rollout.id} is rolling back and can only finish (abort ends its retries)` };
+  }
   switch (req.verb) {
     case RolloutVerb.ROLLOUT_VERB_PAUSE:
       if (status.phase === P.ROLLOUT_PHASE_PAUSED) return { kind: 'unchanged', why: `rollout ${rollout.id} is already paused` };
@@ -72,6 +73,20 @@ export function applyRequest(rollout: Rollout, req: RolloutRequest, now: number)
 }
 
 const planned = (status: RolloutStatus): boolean => status.digest !== '';
+
+/**
+ * Abort during a rollback: hosts whose restore already failed are not retried any more
+ * (they are recorded RESTORE_FAILED, named in the final message); the rollback then ends
+ * ABORTED on its next pass. A host not yet tried cannot exist here: a rollback sends every
+ * host its first restore in the pass that starts it.
+ */
+function abortRollback(status: RolloutStatus, request: RequestBy): RequestOutcome {
+  status.aborted = true;
+  const by = requestedBy(request);
+  for (const h of status.hosts) if (h.phase === HostPhase.HOST_PHASE_ROLLING_BACK) giveUp(h, `(${by} after ${h.rollbackAttempts} attempts)`);
+  status.message = `${status.message}; ${by}`;
+  return { kind: 'applied', event: { kind: 'request', request, outcome: 'applied' } };
+}
 
 /** A request applied as its own words say; they become the status message. */
 function applied(status: RolloutStatus, request: RequestBy): RequestOutcome {

@@ -238,3 +238,15 @@ describe('every field of the spec', () => {
     assert.equal(staleAfterMs(toRolloutSpec({ ...MINIMAL, analysis: { interval: '2s', staleAfter: '500ms' } }).analysis!), 500);
   });
 });
+
+describe('a spec whose bake can have no baseline', () => {
+  const base = { module: 'm', version: '2.0.0', attachment: 'xdp:eth0' };
+  it('is refused when a metric has no absolute max, naming the step and the metric', () => {
+    assert.throws(() => toRolloutSpec({ ...base, steps: [{ percent: 100 }, { bake: '1m' }] }),
+      (err: BpfleetError) => err.reason === 'NO_BASELINE' && /step 2 \(bake\) comes after every host is updated.*give drop_rate a max/.test(err.message));
+  });
+  it('is accepted when every metric has a max', () => {
+    const spec = toRolloutSpec({ ...base, steps: [{ percent: 100 }, { bake: '1m' }], analysis: { metrics: [{ name: 'drop_rate', max: 0.01, maxIncrease: 0.01 }] } });
+    assert.equal(spec.steps.length, 2);
+  });
+});

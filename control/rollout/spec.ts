@@ -137,6 +137,12 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
     return { kind: { $case: 'pause', value: true } };
   });
   const a = s.analysis;
+  const metrics = (a?.metrics ?? DEFAULT_ANALYSIS.metrics).map((m) => ({ name: m.name, max: m.max ?? 0, maxIncrease: m.maxIncrease ?? 0 }));
+  const blind = bakesWithoutBaseline(steps);
+  const relativeOnly = metrics.filter((m) => !(m.max > 0)).map((m) => m.name);
+  if (blind.length && relativeOnly.length) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'NO_BASELINE', `invalid rollout spec:\n  steps: ${blind.map((i) => `step ${i + 1} (bake)`).join(', ')} comes after every host is updated, so no baseline is left and only an absolute limit can pass; give ${relativeOnly.join(', ')} a max`);
+  }
   return {
     module: s.module,
     version: s.version,
@@ -150,10 +156,20 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
       inconclusiveLimit: a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit,
       failureLimit: a?.failureLimit ?? DEFAULT_ANALYSIS.failureLimit,
       staleAfterMs: a?.staleAfter ? parseDuration(a.staleAfter)! : DEFAULT_ANALYSIS.staleAfterMs,
-      metrics: (a?.metrics ?? DEFAULT_ANALYSIS.metrics).map((m) => ({ name: m.name, max: m.max ?? 0, maxIncrease: m.maxIncrease ?? 0 })),
+      metrics,
     },
     onFailure: s.onFailure === 'halt' ? FailurePolicy.FAILURE_POLICY_HALT : FailurePolicy.FAILURE_POLICY_ROLLBACK,
   };
+}
+
+/**
+ * Indexes of the bake steps after a `percent: 100` step: whatever the fleet, their analysis
+ * has no baseline (the controller checks the other cases, a canary as large as the fleet,
+ * when it plans).
+ */
+export function bakesWithoutBaseline(steps: readonly Step[]): number[] {
+  const first = steps.findIndex((s) => s.kind?.$case === 'percent' && s.kind.value >= 100);
+  return first < 0 ? [] : steps.flatMap((s, i) => (i > first && s.kind?.$case === 'bakeMs' ? [i] : []));
 }
 
 /** Parses YAML (or JSON) text; errors name the bad field. */

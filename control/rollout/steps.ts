@@ -61,8 +61,15 @@ export interface StepOutput {
 const P = RolloutPhase;
 const H = HostPhase;
 const PLAN_HOSTS_SHOWN = 20;
-// How long to wait before re-trying a failed rollback apply on an unreachable host.
-const ROLLBACK_RETRY_MS = 2000;
+/**
+ * A rollback tries each host at most this many times (the first try and 4 retries), the
+ * retries 1 s, 2 s, 4 s and 8 s after the previous failure: a host that is gone, drifted or
+ * refuses its previous version is given up on about 15 s after the rollback started, marked
+ * RESTORE_FAILED with its last error, and the rollout still ends.
+ */
+export const ROLLBACK_MAX_ATTEMPTS = 5;
+/** The pause before the first retry of a host's rollback; it doubles after each failure. */
+export const ROLLBACK_RETRY_MS = 1000;
 
 /** Moves `status` on as far as one pass can in its phase; final phases never move again. */
 export function runSteps(input: StepInput, status: RolloutStatus, out: StepOutput): void {
@@ -108,6 +115,14 @@ function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
     return;
   }
   const waves = planWaves(input.rollout.id, spec.steps, selected.map((h) => h.name));
+  // A bake with every selected host updated before it has no baseline: only an absolute
+  // limit can pass there. Found now, before any host is touched, rather than at its end.
+  const relativeOnly = (spec.analysis?.metrics ?? []).filter((m) => !(m.max > 0)).map((m) => m.name);
+  const blind = spec.steps.flatMap((s, i) => (s.kind?.$case === 'bakeMs' && ![...waves.values()].some((w) => w > i) ? [i] : []));
+  if (blind.length && relativeOnly.length) {
+    finish(status, out, P.ROLLOUT_PHASE_FAILED, `no baseline: all ${selected.length} selected host${selected.length === 1 ? ' is' : 's are'} updated before step ${blind[0]! + 1} (bake), so only an absolute limit can pass there; give ${relativeOnly.join(', ')} a max, or select more hosts`);
+    return;
+  }
   status.hosts = selected.map((h): HostProgress => ({
     host: h.name,
     wave: waves.get(h.name)!,
@@ -117,6 +132,7 @@ function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
     message: h.running?.digest === input.target.digest ? 'already running the target version' : '',
     progId: 0,
     detail: '',
+    rollbackAttempts: 0,
   })).sort((a, b) => a.wave - b.wave || a.host.localeCompare(b.host));
   status.digest = input.target.digest;
   status.phase = P.ROLLOUT_PHASE_PROGRESSING;
@@ -286,19 +302,35 @@ function fail(input: StepInput, status: RolloutStatus, out: StepOutput, reason: 
   out.requeueAfterMs = 0;
 }
 
+/** The pause after a host's `attempts`-th failed restore: 1 s, 2 s, 4 s, 8 s. */
+export const rollbackRetryMs = (attempts: number): number => ROLLBACK_RETRY_MS * 2 ** Math.max(0, attempts - 1);
+
 function rollBack(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   // Every host an update was sent to: passes never overlap, so none has an apply in flight.
   const touched = (h: HostProgress) =>
     h.phase === H.HOST_PHASE_UPDATED || h.phase === H.HOST_PHASE_FAILED || h.phase === H.HOST_PHASE_ROLLING_BACK || h.phase === H.HOST_PHASE_UPDATING;
   // A host still ROLLING_BACK saw its last attempt fail (success makes it ROLLED_BACK). The
   // loop re-runs reconcile as soon as results are recorded, so without a pause a host that
-  // is gone would be retried in a tight loop of etcd writes.
+  // is gone would be retried in a tight loop of etcd writes; and without a bound, forever.
   const sinceChange = input.now - Date.parse(status.updatedAt);
-  const retryDue = !(sinceChange < ROLLBACK_RETRY_MS);
+  let nextRetryMs = Infinity;
   for (const h of status.hosts) {
     if (!touched(h)) continue;
-    if (h.phase === H.HOST_PHASE_ROLLING_BACK && !retryDue) continue;
-    if (h.phase !== H.HOST_PHASE_ROLLING_BACK) out.events.push({ kind: 'restoring', host: h.host, to: h.previousVersion });
+    if (h.phase === H.HOST_PHASE_ROLLING_BACK) {
+      if (h.rollbackAttempts >= ROLLBACK_MAX_ATTEMPTS) {
+        giveUp(h, `after ${h.rollbackAttempts} attempts`);
+        out.events.push({ kind: 'restore-failed', host: h.host, attempts: h.rollbackAttempts, message: h.message });
+        continue;
+      }
+      const wait = rollbackRetryMs(h.rollbackAttempts) - sinceChange;
+      if (wait > 0) {
+        nextRetryMs = Math.min(nextRetryMs, wait);
+        continue;
+      }
+    } else {
+      out.events.push({ kind: 'restoring', host: h.host, to: h.previousVersion });
+      h.rollbackAttempts = 0;
+    }
     h.phase = H.HOST_PHASE_ROLLING_BACK;
     out.actions.push({
       kind: 'apply',
@@ -309,10 +341,24 @@ function rollBack(input: StepInput, status: RolloutStatus, out: StepOutput): voi
     });
   }
   if (!status.hosts.some((h) => h.phase === H.HOST_PHASE_ROLLING_BACK)) {
-    finish(status, out, status.aborted ? P.ROLLOUT_PHASE_ABORTED : P.ROLLOUT_PHASE_ROLLED_BACK, status.message);
+    const lost = status.hosts.filter((h) => h.phase === H.HOST_PHASE_RESTORE_FAILED);
+    const message = lost.length
+      ? `${status.message}; could not restore ${lost.length} host${lost.length === 1 ? '' : 's'}: ${lost.slice(0, PLAN_HOSTS_SHOWN).map((h) => `${h.host} (${h.message})`).join(', ')}${lost.length > PLAN_HOSTS_SHOWN ? ', …' : ''}`
+      : status.message;
+    const phase = status.aborted ? P.ROLLOUT_PHASE_ABORTED : lost.length ? P.ROLLOUT_PHASE_FAILED : P.ROLLOUT_PHASE_ROLLED_BACK;
+    finish(status, out, phase, message);
   } else if (out.actions.length === 0) {
-    out.requeueAfterMs = retryDue ? ROLLBACK_RETRY_MS : ROLLBACK_RETRY_MS - sinceChange;
+    out.requeueAfterMs = nextRetryMs;
   }
+}
+
+/**
+ * Stops restoring `h`: it is recorded RESTORE_FAILED with why (its last error kept), so the
+ * rollout can end and say which hosts may still run the new version.
+ */
+export function giveUp(h: HostProgress, why: string): void {
+  h.phase = H.HOST_PHASE_RESTORE_FAILED;
+  h.message = `not restored to ${h.previousVersion || 'nothing'} ${why}${h.message ? ` (last error ${h.message})` : ''}`;
 }
 
 function finish(status: RolloutStatus, out: StepOutput, phase: RolloutPhase, message: string, ended?: StepEnd): void {

@@ -10,7 +10,7 @@ const NEW = `sha256:${'2'.repeat(64)}`;
 const OLD = `sha256:${'1'.repeat(64)}`;
 
 function host(name: string, phase: HostPhase, previousVersion = '1.0.0', previousDigest = OLD): HostProgress {
-  return { host: name, wave: 0, phase, previousDigest, previousVersion, message: '', progId: 0, detail: '' };
+  return { host: name, wave: 0, phase, previousDigest, previousVersion, message: '', progId: 0, detail: '', rollbackAttempts: 0 };
 }
 
 function finished(phase: RolloutPhase, hosts: HostProgress[], over: Partial<Rollout> = {}): Rollout {

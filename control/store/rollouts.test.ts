@@ -18,7 +18,7 @@ import { RolloutStore } from './rollouts.js';
 const spec = toRolloutSpec({ module: 'm', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }, { percent: 100 }] });
 
 function progress(host: string, wave: number, phase = HostPhase.HOST_PHASE_PENDING): HostProgress {
-  return { host, wave, phase, previousDigest: 'sha256:old', previousVersion: '1.0.0', message: '', progId: 0, detail: '' };
+  return { host, wave, phase, previousDigest: 'sha256:old', previousVersion: '1.0.0', message: '', progId: 0, detail: '', rollbackAttempts: 0 };
 }
 
 function rolloutOf(id: string, hosts: HostProgress[], phase = RolloutPhase.ROLLOUT_PHASE_PROGRESSING): Rollout {

@@ -107,6 +107,12 @@ function registerVerb(rollout: Command, name: 'pause' | 'resume' | 'promote' | '
           return;
         }
         print(opts.output, RolloutVerbResponse.toJSON({ rollout: now, request: req }), () => statusLine(now));
+        const outcome = now.status?.requestOutcomes.find((o) => o.seq === req.seq);
+        if (!outcome || !outcome.applied) {
+          const why = outcome ? `${outcome.reason}: ${outcome.message}` : `the rollout ended (${phaseName(now.status?.phase)}) before the controller acted on it`;
+          process.stderr.write(`bpfleet: ${name} was recorded (request ${req.seq}) but not applied: ${why}\n`);
+          process.exitCode = EXIT.NOT_APPLIED;
+        }
       });
     });
 }

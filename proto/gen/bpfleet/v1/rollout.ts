@@ -234,6 +234,11 @@ export enum HostPhase {
   HOST_PHASE_FAILED = "HOST_PHASE_FAILED",
   HOST_PHASE_ROLLING_BACK = "HOST_PHASE_ROLLING_BACK",
   HOST_PHASE_ROLLED_BACK = "HOST_PHASE_ROLLED_BACK",
+  /**
+   * HOST_PHASE_RESTORE_FAILED - The rollback gave up on this host after its bounded retries (unreachable, drifted, or
+   * refusing the previous version): its message says why; it may still run the new version.
+   */
+  HOST_PHASE_RESTORE_FAILED = "HOST_PHASE_RESTORE_FAILED",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -260,6 +265,9 @@ export function hostPhaseFromJSON(object: any): HostPhase {
     case 6:
     case "HOST_PHASE_ROLLED_BACK":
       return HostPhase.HOST_PHASE_ROLLED_BACK;
+    case 7:
+    case "HOST_PHASE_RESTORE_FAILED":
+      return HostPhase.HOST_PHASE_RESTORE_FAILED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -283,6 +291,8 @@ export function hostPhaseToJSON(object: HostPhase): string {
       return "HOST_PHASE_ROLLING_BACK";
     case HostPhase.HOST_PHASE_ROLLED_BACK:
       return "HOST_PHASE_ROLLED_BACK";
+    case HostPhase.HOST_PHASE_RESTORE_FAILED:
+      return "HOST_PHASE_RESTORE_FAILED";
     case HostPhase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -305,6 +315,8 @@ export function hostPhaseToNumber(object: HostPhase): number {
       return 5;
     case HostPhase.HOST_PHASE_ROLLED_BACK:
       return 6;
+    case HostPhase.HOST_PHASE_RESTORE_FAILED:
+      return 7;
     case HostPhase.UNRECOGNIZED:
     default:
       return -1;
@@ -481,6 +493,8 @@ export interface HostProgress {
    * through the rollback that follows, cleared when an update succeeds.
    */
   detail: string;
+  /** Failed attempts to restore this host's previous version in the rollback under way. */
+  rollbackAttempts: number;
 }
 
 /** What the controller observed and decided. Only the controller writes it. */
@@ -507,7 +521,34 @@ export interface RolloutStatus {
    * `hosts` (each host's progress has its own key), so a reader of the record alone still
    * sees how far the rollout got.
    */
-  hostCounts: HostCounts | undefined;
+  hostCounts:
+    | HostCounts
+    | undefined;
+  /**
+   * Hosts the selector matched that the rollout did not update: not registered (or
+   * reachable) at plan time, or gone before their wave. Each with why, at most 100.
+   */
+  skippedHosts: SkippedHost[];
+  /**
+   * What the controller did with the latest operator requests, newest last (at most 20):
+   * a request the API accepted is either applied or recorded here with why not.
+   */
+  requestOutcomes: RequestOutcome[];
+}
+
+export interface SkippedHost {
+  host: string;
+  reason: string;
+}
+
+export interface RequestOutcome {
+  seq: number;
+  verb: RolloutVerb;
+  /** True when the request changed the rollout or found it already so ("unchanged"). */
+  applied: boolean;
+  /** Stable UPPER_SNAKE reason when not applied (ROLLING_BACK, ROLLOUT_FINISHED, ...). */
+  reason: string;
+  message: string;
 }
 
 export interface HostCounts {
@@ -518,6 +559,7 @@ export interface HostCounts {
   failed: number;
   rollingBack: number;
   rolledBack: number;
+  restoreFailed: number;
 }
 
 export interface Rollout {
@@ -1634,6 +1676,7 @@ function createBaseHostProgress(): HostProgress {
     message: "",
     progId: 0,
     detail: "",
+    rollbackAttempts: 0,
   };
 }
 
@@ -1662,6 +1705,9 @@ export const HostProgress: MessageFns<HostProgress> = {
     }
     if (message.detail !== "") {
       writer.uint32(66).string(message.detail);
+    }
+    if (message.rollbackAttempts !== 0) {
+      writer.uint32(72).uint32(message.rollbackAttempts);
     }
     return writer;
   },
@@ -1743,6 +1789,14 @@ export const HostProgress: MessageFns<HostProgress> = {
             message.detail = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.rollbackAttempts = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1777,6 +1831,11 @@ export const HostProgress: MessageFns<HostProgress> = {
         ? globalThis.Number(object.prog_id)
         : 0,
       detail: isSet(object.detail) ? globalThis.String(object.detail) : "",
+      rollbackAttempts: isSet(object.rollbackAttempts)
+        ? globalThis.Number(object.rollbackAttempts)
+        : isSet(object.rollback_attempts)
+        ? globalThis.Number(object.rollback_attempts)
+        : 0,
     };
   },
 
@@ -1806,6 +1865,9 @@ export const HostProgress: MessageFns<HostProgress> = {
     if (message.detail !== "") {
       obj.detail = message.detail;
     }
+    if (message.rollbackAttempts !== 0) {
+      obj.rollbackAttempts = Math.round(message.rollbackAttempts);
+    }
     return obj;
   },
 
@@ -1822,6 +1884,7 @@ export const HostProgress: MessageFns<HostProgress> = {
     message.message = object.message ?? "";
     message.progId = object.progId ?? 0;
     message.detail = object.detail ?? "";
+    message.rollbackAttempts = object.rollbackAttempts ?? 0;
     return message;
   },
 };
@@ -1842,6 +1905,8 @@ function createBaseRolloutStatus(): RolloutStatus {
     aborted: false,
     failuresInStep: 0,
     hostCounts: undefined,
+    skippedHosts: [],
+    requestOutcomes: [],
   };
 }
 
@@ -1888,6 +1953,12 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     if (message.hostCounts !== undefined) {
       HostCounts.encode(message.hostCounts, writer.uint32(114).fork()).join();
+    }
+    for (const v of message.skippedHosts) {
+      SkippedHost.encode(v!, writer.uint32(122).fork()).join();
+    }
+    for (const v of message.requestOutcomes) {
+      RequestOutcome.encode(v!, writer.uint32(130).fork()).join();
     }
     return writer;
   },
@@ -2017,6 +2088,22 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.hostCounts = HostCounts.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.skippedHosts.push(SkippedHost.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.requestOutcomes.push(RequestOutcome.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2071,6 +2158,16 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         : isSet(object.host_counts)
         ? HostCounts.fromJSON(object.host_counts)
         : undefined,
+      skippedHosts: globalThis.Array.isArray(object?.skippedHosts)
+        ? object.skippedHosts.map((e: any) => SkippedHost.fromJSON(e))
+        : globalThis.Array.isArray(object?.skipped_hosts)
+        ? object.skipped_hosts.map((e: any) => SkippedHost.fromJSON(e))
+        : [],
+      requestOutcomes: globalThis.Array.isArray(object?.requestOutcomes)
+        ? object.requestOutcomes.map((e: any) => RequestOutcome.fromJSON(e))
+        : globalThis.Array.isArray(object?.request_outcomes)
+        ? object.request_outcomes.map((e: any) => RequestOutcome.fromJSON(e))
+        : [],
     };
   },
 
@@ -2118,6 +2215,12 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.hostCounts !== undefined) {
       obj.hostCounts = HostCounts.toJSON(message.hostCounts);
     }
+    if (message.skippedHosts?.length) {
+      obj.skippedHosts = message.skippedHosts.map((e) => SkippedHost.toJSON(e));
+    }
+    if (message.requestOutcomes?.length) {
+      obj.requestOutcomes = message.requestOutcomes.map((e) => RequestOutcome.toJSON(e));
+    }
     return obj;
   },
 
@@ -2142,12 +2245,232 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     message.hostCounts = (object.hostCounts !== undefined && object.hostCounts !== null)
       ? HostCounts.fromPartial(object.hostCounts)
       : undefined;
+    message.skippedHosts = object.skippedHosts?.map((e) => SkippedHost.fromPartial(e)) || [];
+    message.requestOutcomes = object.requestOutcomes?.map((e) => RequestOutcome.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSkippedHost(): SkippedHost {
+  return { host: "", reason: "" };
+}
+
+export const SkippedHost: MessageFns<SkippedHost> = {
+  encode(message: SkippedHost, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SkippedHost {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSkippedHost();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SkippedHost {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SkippedHost): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SkippedHost>, I>>(base?: I): SkippedHost {
+    return SkippedHost.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SkippedHost>, I>>(object: I): SkippedHost {
+    const message = createBaseSkippedHost();
+    message.host = object.host ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRequestOutcome(): RequestOutcome {
+  return { seq: 0, verb: RolloutVerb.ROLLOUT_VERB_UNSPECIFIED, applied: false, reason: "", message: "" };
+}
+
+export const RequestOutcome: MessageFns<RequestOutcome> = {
+  encode(message: RequestOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint32(message.seq);
+    }
+    if (message.verb !== RolloutVerb.ROLLOUT_VERB_UNSPECIFIED) {
+      writer.uint32(16).int32(rolloutVerbToNumber(message.verb));
+    }
+    if (message.applied !== false) {
+      writer.uint32(24).bool(message.applied);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RequestOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRequestOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.verb = rolloutVerbFromJSON(reader.int32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.applied = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RequestOutcome {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      verb: isSet(object.verb) ? rolloutVerbFromJSON(object.verb) : RolloutVerb.ROLLOUT_VERB_UNSPECIFIED,
+      applied: isSet(object.applied) ? globalThis.Boolean(object.applied) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: RequestOutcome): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.verb !== RolloutVerb.ROLLOUT_VERB_UNSPECIFIED) {
+      obj.verb = rolloutVerbToJSON(message.verb);
+    }
+    if (message.applied !== false) {
+      obj.applied = message.applied;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RequestOutcome>, I>>(base?: I): RequestOutcome {
+    return RequestOutcome.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RequestOutcome>, I>>(object: I): RequestOutcome {
+    const message = createBaseRequestOutcome();
+    message.seq = object.seq ?? 0;
+    message.verb = object.verb ?? RolloutVerb.ROLLOUT_VERB_UNSPECIFIED;
+    message.applied = object.applied ?? false;
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
     return message;
   },
 };
 
 function createBaseHostCounts(): HostCounts {
-  return { total: 0, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0 };
+  return { total: 0, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 };
 }
 
 export const HostCounts: MessageFns<HostCounts> = {
@@ -2172,6 +2495,9 @@ export const HostCounts: MessageFns<HostCounts> = {
     }
     if (message.rolledBack !== 0) {
       writer.uint32(56).uint32(message.rolledBack);
+    }
+    if (message.restoreFailed !== 0) {
+      writer.uint32(64).uint32(message.restoreFailed);
     }
     return writer;
   },
@@ -2245,6 +2571,14 @@ export const HostCounts: MessageFns<HostCounts> = {
             message.rolledBack = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.restoreFailed = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2274,6 +2608,11 @@ export const HostCounts: MessageFns<HostCounts> = {
         : isSet(object.rolled_back)
         ? globalThis.Number(object.rolled_back)
         : 0,
+      restoreFailed: isSet(object.restoreFailed)
+        ? globalThis.Number(object.restoreFailed)
+        : isSet(object.restore_failed)
+        ? globalThis.Number(object.restore_failed)
+        : 0,
     };
   },
 
@@ -2300,6 +2639,9 @@ export const HostCounts: MessageFns<HostCounts> = {
     if (message.rolledBack !== 0) {
       obj.rolledBack = Math.round(message.rolledBack);
     }
+    if (message.restoreFailed !== 0) {
+      obj.restoreFailed = Math.round(message.restoreFailed);
+    }
     return obj;
   },
 
@@ -2315,6 +2657,7 @@ export const HostCounts: MessageFns<HostCounts> = {
     message.failed = object.failed ?? 0;
     message.rollingBack = object.rollingBack ?? 0;
     message.rolledBack = object.rolledBack ?? 0;
+    message.restoreFailed = object.restoreFailed ?? 0;
     return message;
   },
 };

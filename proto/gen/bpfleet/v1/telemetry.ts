@@ -21,6 +21,16 @@ export interface TelemetryReport {
   timestampMs: number;
   sequence: number;
   attachments: AttachmentTelemetry[];
+  /**
+   * The agent's monotonic clock when it collected the report, in ms (any origin, never
+   * goes back while the agent runs): interval lengths come from it, not from wall clocks.
+   */
+  monotonicMs: number;
+  /**
+   * Stamped by the control plane when the report arrives (agents leave it 0): analysis
+   * windows and staleness are on this clock, so a host's wrong clock cannot move them.
+   */
+  receivedAtMs: number;
 }
 
 export interface AttachmentTelemetry {
@@ -53,7 +63,7 @@ export interface AttachmentTelemetry_CountersEntry {
 }
 
 function createBaseTelemetryReport(): TelemetryReport {
-  return { host: "", timestampMs: 0, sequence: 0, attachments: [] };
+  return { host: "", timestampMs: 0, sequence: 0, attachments: [], monotonicMs: 0, receivedAtMs: 0 };
 }
 
 export const TelemetryReport: MessageFns<TelemetryReport> = {
@@ -69,6 +79,12 @@ export const TelemetryReport: MessageFns<TelemetryReport> = {
     }
     for (const v of message.attachments) {
       AttachmentTelemetry.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.monotonicMs !== 0) {
+      writer.uint32(40).uint64(message.monotonicMs);
+    }
+    if (message.receivedAtMs !== 0) {
+      writer.uint32(48).int64(message.receivedAtMs);
     }
     return writer;
   },
@@ -118,6 +134,22 @@ export const TelemetryReport: MessageFns<TelemetryReport> = {
             message.attachments.push(AttachmentTelemetry.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.monotonicMs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.receivedAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -142,6 +174,16 @@ export const TelemetryReport: MessageFns<TelemetryReport> = {
       attachments: globalThis.Array.isArray(object?.attachments)
         ? object.attachments.map((e: any) => AttachmentTelemetry.fromJSON(e))
         : [],
+      monotonicMs: isSet(object.monotonicMs)
+        ? globalThis.Number(object.monotonicMs)
+        : isSet(object.monotonic_ms)
+        ? globalThis.Number(object.monotonic_ms)
+        : 0,
+      receivedAtMs: isSet(object.receivedAtMs)
+        ? globalThis.Number(object.receivedAtMs)
+        : isSet(object.received_at_ms)
+        ? globalThis.Number(object.received_at_ms)
+        : 0,
     };
   },
 
@@ -159,6 +201,12 @@ export const TelemetryReport: MessageFns<TelemetryReport> = {
     if (message.attachments?.length) {
       obj.attachments = message.attachments.map((e) => AttachmentTelemetry.toJSON(e));
     }
+    if (message.monotonicMs !== 0) {
+      obj.monotonicMs = Math.round(message.monotonicMs);
+    }
+    if (message.receivedAtMs !== 0) {
+      obj.receivedAtMs = Math.round(message.receivedAtMs);
+    }
     return obj;
   },
 
@@ -171,6 +219,8 @@ export const TelemetryReport: MessageFns<TelemetryReport> = {
     message.timestampMs = object.timestampMs ?? 0;
     message.sequence = object.sequence ?? 0;
     message.attachments = object.attachments?.map((e) => AttachmentTelemetry.fromPartial(e)) || [];
+    message.monotonicMs = object.monotonicMs ?? 0;
+    message.receivedAtMs = object.receivedAtMs ?? 0;
     return message;
   },
 };
