@@ -1,5 +1,5 @@
 /**
- * Real etcd (the Debian `etcd` binary, 3.4) on loopback, one member or a cluster, with the
+ * Real etcd (the Debian `etcd` binary, 3.4) on loopback (or another local address), one member or a cluster, with the
  * fault injection the HA tests need: kill a member, restart it on the same ports and data.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,11 +19,13 @@ export interface EtcdOptions {
   dataDir?: string;
   /** Echo the server's log lines on stderr. */
   echo?: boolean;
+  /** Local IPv4 address the client and peer ports bind to; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface EtcdMember {
   readonly name: string;
-  /** http://127.0.0.1:<clientPort> */
+  /** http://<host>:<clientPort> */
   readonly endpoint: string;
   readonly clientPort: number;
   readonly peerPort: number;
@@ -50,6 +52,7 @@ export interface EtcdCluster {
 
 interface MemberSpec {
   name: string;
+  host: string;
   clientPort: number;
   peerPort: number;
   initialCluster: string;
@@ -75,7 +78,7 @@ class Member implements EtcdMember {
     return this.spec.name;
   }
   get endpoint(): string {
-    return `http://${LOOPBACK}:${this.spec.clientPort}`;
+    return `http://${this.spec.host}:${this.spec.clientPort}`;
   }
   get clientPort(): number {
     return this.spec.clientPort;
@@ -91,9 +94,9 @@ class Member implements EtcdMember {
   }
 
   spawn(): void {
-    const { name, clientPort, peerPort, initialCluster, token, dataDir } = this.spec;
-    const client = `http://${LOOPBACK}:${clientPort}`;
-    const peer = `http://${LOOPBACK}:${peerPort}`;
+    const { name, host, clientPort, peerPort, initialCluster, token, dataDir } = this.spec;
+    const client = `http://${host}:${clientPort}`;
+    const peer = `http://${host}:${peerPort}`;
     const env: Record<string, string | undefined> = Object.fromEntries(
       Object.keys(process.env).filter((k) => k.startsWith('ETCD')).map((k) => [k, undefined]),
     );
@@ -171,16 +174,18 @@ function dataDirFor(opts: EtcdOptions): { dataDir: string; ownsDataDir: boolean 
   return { dataDir: opts.dataDir, ownsDataDir: false };
 }
 
-/** One etcd member on random loopback ports; resolves once it is healthy. */
+/** One etcd member on random ports of `opts.host` (loopback by default); resolves once it is healthy. */
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
+  const host = opts.host ?? LOOPBACK;
   for (let attempt = 1; ; attempt++) {
-    const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
+    const [clientPort, peerPort] = (await freePorts(2, host)) as [number, number];
     const name = 'etcd0';
     const member = new Member({
       name,
+      host,
       clientPort,
       peerPort,
-      initialCluster: `${name}=http://${LOOPBACK}:${peerPort}`,
+      initialCluster: `${name}=http://${host}:${peerPort}`,
       token: newToken(),
       ...dataDirFor(opts),
       echo: opts.echo ?? false,
@@ -197,15 +202,17 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   }
 }
 
-/** A cluster of `size` members on loopback, each with its own temp data dir; resolves once all are healthy. */
-export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo'> = {}): Promise<EtcdCluster> {
+/** A cluster of `size` members on `opts.host` (loopback by default), each with its own temp data dir; resolves once all are healthy. */
+export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo' | 'host'> = {}): Promise<EtcdCluster> {
+  const host = opts.host ?? LOOPBACK;
   for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(2 * size);
+    const ports = await freePorts(2 * size, host);
     const names = Array.from({ length: size }, (_, i) => `etcd${i}`);
-    const initialCluster = names.map((n, i) => `${n}=http://${LOOPBACK}:${ports[2 * i + 1]}`).join(',');
+    const initialCluster = names.map((n, i) => `${n}=http://${host}:${ports[2 * i + 1]}`).join(',');
     const token = newToken();
     const members = names.map((name, i) => new Member({
       name,
+      host,
       clientPort: ports[2 * i]!,
       peerPort: ports[2 * i + 1]!,
       initialCluster,
