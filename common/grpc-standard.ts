@@ -30,8 +30,9 @@ export function fileDescriptorProtos(set: Uint8Array): Buffer[] {
 
 /**
  * What the reflection service serves. The bpfleet files come from buf, as protoc would build
- * them: proto-loader's own descriptors (protobufjs) declare map fields with hand-made entry
- * messages that protoc-based clients reject. health.proto (no maps) comes from proto-loader.
+ * them: proto-loader's own descriptors (protobufjs) name a map field's entry message after
+ * the field ("Labels", not "LabelsEntry"), which protoc and Python's protobuf reject ("map_entry
+ * should not be set explicitly"). health.proto (no maps) comes from proto-loader.
  */
 function packageDefinition(): PackageDefinition {
   if (definition) return definition;
