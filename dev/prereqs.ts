@@ -18,8 +18,9 @@ function errText(err: unknown): string {
   return text.split('\n')[0]!;
 }
 
+/** `cmd` is a name looked up on PATH, or an absolute path. */
 async function works(cmd: string, args: string[]): Promise<string | null> {
-  const bin = findExecutable(cmd);
+  const bin = cmd.startsWith('/') ? (existsSync(cmd) ? cmd : undefined) : findExecutable(cmd);
   if (!bin) return `${cmd} not installed`;
   try {
     await run(bin, args, { timeoutMs: 10_000 });
