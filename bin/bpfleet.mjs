@@ -1,4 +1,7 @@
 #!/usr/bin/env node
 import { launch } from './launch.mjs';
 
-await launch('bpfleet', 'control/cli/main.ts');
+// `bpfleet dev` (a local fleet to try bpfleet against) lives in dev/, which the control
+// plane's CLI must not import; dispatching here costs nothing when it is not used.
+if (process.argv[2] === 'dev') await launch('bpfleet-dev', 'dev/dev-cli/main.ts');
+else await launch('bpfleet', 'control/cli/main.ts');

@@ -1,5 +1,5 @@
 /**
- * Real etcd (the Debian `etcd` binary, 3.4) on loopback, one member or a cluster, with the
+ * Real etcd (the Debian `etcd` binary, 3.4) on loopback (or another local address), one member or a cluster, with the
  * fault injection the HA tests need: kill a member, restart it on the same ports and data.
  * With `tls`, clients and peers talk TLS and must present a certificate from the CA (the
  * client's CN is its etcd user once auth is on); health and metrics stay on a plain-HTTP
@@ -31,11 +31,13 @@ export interface EtcdOptions {
   echo?: boolean;
   /** Client and peer TLS with mandatory client certificates; plain HTTP without. */
   tls?: EtcdTls;
+  /** Local IPv4 address the client and peer ports bind to; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface EtcdMember {
   readonly name: string;
-  /** http://127.0.0.1:<clientPort>, https:// with TLS */
+  /** http://<host>:<clientPort>, https:// with TLS */
   readonly endpoint: string;
   readonly clientPort: number;
   readonly peerPort: number;
@@ -64,6 +66,7 @@ export interface EtcdCluster {
 
 interface MemberSpec {
   name: string;
+  host: string;
   clientPort: number;
   peerPort: number;
   metricsPort: number;
@@ -93,10 +96,10 @@ class Member implements EtcdMember {
     return this.spec.name;
   }
   get endpoint(): string {
-    return `${scheme(this.spec.tls)}://${LOOPBACK}:${this.spec.clientPort}`;
+    return `${scheme(this.spec.tls)}://${this.spec.host}:${this.spec.clientPort}`;
   }
   get metricsUrl(): string {
-    return `http://${LOOPBACK}:${this.spec.metricsPort}`;
+    return `http://${this.spec.host}:${this.spec.metricsPort}`;
   }
   get clientPort(): number {
     return this.spec.clientPort;
@@ -112,9 +115,9 @@ class Member implements EtcdMember {
   }
 
   spawn(): void {
-    const { name, clientPort, peerPort, initialCluster, token, dataDir, tls } = this.spec;
-    const client = `${scheme(tls)}://${LOOPBACK}:${clientPort}`;
-    const peer = `${scheme(tls)}://${LOOPBACK}:${peerPort}`;
+    const { name, host, clientPort, peerPort, initialCluster, token, dataDir, tls } = this.spec;
+    const client = `${scheme(tls)}://${host}:${clientPort}`;
+    const peer = `${scheme(tls)}://${host}:${peerPort}`;
     const env: Record<string, string | undefined> = Object.fromEntries(
       Object.keys(process.env).filter((k) => k.startsWith('ETCD')).map((k) => [k, undefined]),
     );
@@ -197,17 +200,19 @@ function dataDirFor(opts: EtcdOptions): { dataDir: string; ownsDataDir: boolean 
   return { dataDir: opts.dataDir, ownsDataDir: false };
 }
 
-/** One etcd member on random loopback ports; resolves once it is healthy. */
+/** One etcd member on random ports of `opts.host` (loopback by default); resolves once it is healthy. */
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
+  const host = opts.host ?? LOOPBACK;
   for (let attempt = 1; ; attempt++) {
-    const [clientPort, peerPort, metricsPort] = (await freePorts(3)) as [number, number, number];
+    const [clientPort, peerPort, metricsPort] = (await freePorts(3, host)) as [number, number, number];
     const name = 'etcd0';
     const member = new Member({
       name,
+      host,
       clientPort,
       peerPort,
       metricsPort,
-      initialCluster: `${name}=${scheme(opts.tls)}://${LOOPBACK}:${peerPort}`,
+      initialCluster: `${name}=${scheme(opts.tls)}://${host}:${peerPort}`,
       token: newToken(),
       ...dataDirFor(opts),
       echo: opts.echo ?? false,
@@ -225,18 +230,21 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   }
 }
 
-/** A cluster of `size` members on loopback, each with its own temp data dir; resolves once all are healthy. */
-export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo' | 'tls'> = {}): Promise<EtcdCluster> {
+/** A cluster of `size` members on `opts.host` (loopback by default), each with its own temp data dir; resolves once all are healthy. */
+export async function startEtcdCluster(size = 3, opts: Pick<EtcdOptions, 'echo' | 'tls' | 'host'> = {}): Promise<EtcdCluster> {
+  const host = opts.host ?? LOOPBACK;
   for (let attempt = 1; ; attempt++) {
-    const ports = await freePorts(3 * size);
+    const ports = await freePorts(2 * size, host);
+    const metricsPorts = await freePorts(size, host);
     const names = Array.from({ length: size }, (_, i) => `etcd${i}`);
-    const initialCluster = names.map((n, i) => `${n}=${scheme(opts.tls)}://${LOOPBACK}:${ports[3 * i + 1]}`).join(',');
+    const initialCluster = names.map((n, i) => `${n}=${scheme(opts.tls)}://${host}:${ports[2 * i + 1]}`).join(',');
     const token = newToken();
     const members = names.map((name, i) => new Member({
       name,
-      clientPort: ports[3 * i]!,
-      peerPort: ports[3 * i + 1]!,
-      metricsPort: ports[3 * i + 2]!,
+      host,
+      clientPort: ports[2 * i]!,
+      peerPort: ports[2 * i + 1]!,
+      metricsPort: metricsPorts[i]!,
       initialCluster,
       token,
       ...dataDirFor({}),

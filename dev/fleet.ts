@@ -2,7 +2,16 @@
  * A local fleet on one machine, all real: etcd, nats-server with JetStream, the control
  * plane, and N hosts, each a network namespace with a veth pair, an agent process driving
  * it through the kernel (or the sim, for scale runs), and a bounded UDP traffic source from
- * the root namespace into it. Used by the e2e tests, `npm run demo` and the benchmarks.
+ * the root namespace into it. Used by the e2e tests, `npm run demo`, `bpfleet dev` and the
+ * benchmarks.
+ *
+ * Two network modes (docs/ARCHITECTURE.md, "One machine, many hosts"):
+ * - 'routed': every agent runs inside its host's namespace and reaches etcd, NATS and the
+ *   control plane over the host's management link (mgmt0), at the services address, a
+ *   198.18 address of the root namespace. Nothing of the fleet listens on loopback.
+ * - 'root': every agent runs in the root namespace with `--netns` and everything talks over
+ *   127.0.0.1; for tests whose helpers listen on loopback (an OTLP receiver) or need no
+ *   host namespace at all.
  */
 import { spawn } from 'node:child_process';
 import type { Etcd3, IOptions } from 'etcd3';
@@ -16,6 +25,7 @@ import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
 import { createHostNetns, type HostNetns } from './netns.js';
+import { LOOPBACK } from './ports.js';
 import { createPinRoot, type PinRoot } from './pins.js';
 import { createFleetPki, type FleetPki } from './pki.js';
 import { clientTls, enableEtcdAccess, storeServerTls, storeTlsFlags } from './secure-stores.js';
@@ -48,12 +58,24 @@ export interface FleetOptions {
    * for benchmarks that measure what security costs. Default false.
    */
   insecure?: boolean;
+  /** Where agents run and how they reach the services; see the module comment. Default 'root'. */
+  network?: FleetNetwork;
+  /** Start a new traffic run whenever one ends (each lasts trafficDurationMs), until stop(). */
+  trafficRenew?: boolean;
 }
+
+export type FleetNetwork = 'routed' | 'root';
+
+/** In 'routed' mode each agent has its namespace to itself, so its ports are fixed. */
+export const AGENT_PORT = 50061;
+export const AGENT_METRICS_PORT = 9464;
 
 export interface FleetHost {
   /** Host name in the fleet (h1, h2, ...). */
   name: string;
   netns: HostNetns;
+  /** The address the agent listens on and registers: mgmt0's ('routed') or loopback ('root'). */
+  address: string;
   pinRoot: PinRoot;
   cacheDir: string;
   listen: string;
@@ -86,14 +108,22 @@ export class LocalFleet {
   pki: FleetPki | null = null;
   /** etcd's root password (auth on), for changing users and roles; null when insecure. */
   etcdRootPassword: string | null = null;
+  /**
+   * The local address etcd, NATS and the control plane listen on: in 'routed' mode the
+   * root-side end of the services link (a 198.18 address), else 127.0.0.1.
+   */
+  servicesAddress = LOOPBACK;
+  /** 'routed' mode: the link (and its empty namespace) that holds servicesAddress. */
+  servicesLink: HostNetns | null = null;
   private readonly cleanup = new CleanupStack();
+  private stopping = false;
 
   private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>) {}
 
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
       hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
-      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, insecure: false, ...options,
+      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, network: 'root', trafficRenew: false, labels: undefined, insecure: false, ...options,
     });
     try {
       await fleet.boot();
@@ -106,20 +136,30 @@ export class LocalFleet {
 
   private async boot(): Promise<void> {
     const { opts, cleanup } = this;
+    if (opts.network === 'routed') {
+      // A host-shaped link claims a free /24 and its root-side address is the services address;
+      // its namespace stays empty.
+      const link = await createHostNetns(`${opts.name}-svc`);
+      this.servicesLink = link;
+      cleanup.defer(() => link.destroy(), `destroy ${link.netns}`);
+      this.servicesAddress = link.peerAddr;
+    }
+    const host = this.servicesAddress;
     const hostNames = Array.from({ length: opts.hosts }, (_, i) => `h${i + 1}`);
+    // After the services link: the servers' certificates name the address they serve on.
     const pki = opts.insecure ? null : await this.ensurePki(hostNames);
-    const tls = pki ? await storeServerTls(pki, hostNames) : undefined;
+    const tls = pki ? await storeServerTls(pki, hostNames, [host]) : undefined;
     if (opts.etcdMembers > 1) {
-      const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo, tls: tls?.etcd });
+      const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo, tls: tls?.etcd, host });
       this.etcdCluster = cluster;
       this.etcd = cluster.members[0]!;
       cleanup.defer(() => cluster.stop(), 'stop etcd cluster');
     } else {
-      this.etcd = await startEtcd({ echo: opts.echo, tls: tls?.etcd });
+      this.etcd = await startEtcd({ echo: opts.echo, tls: tls?.etcd, host });
       cleanup.defer(() => this.etcd.stop(), 'stop etcd');
     }
     if (pki) this.etcdRootPassword = await enableEtcdAccess(this.etcdEndpoints.split(','), pki, hostNames);
-    this.nats = await startNats({ echo: opts.echo, tls: tls?.nats });
+    this.nats = await startNats({ echo: opts.echo, tls: tls?.nats, host });
     cleanup.defer(() => this.nats.stop(), 'stop nats');
     await this.startControl();
     for (let i = 1; i <= opts.hosts; i++) await this.addHost(i);
@@ -131,7 +171,8 @@ export class LocalFleet {
     if (this.pki) return this.pki;
     const dir = makeTempDir(`${this.opts.name}-pki`);
     this.cleanup.defer(() => removeTempDir(dir), `remove ${dir}`);
-    this.pki = await createFleetPki(dir, { hosts });
+    // Servers name the address they serve on: 127.0.0.1 always, the services address when routed.
+    this.pki = await createFleetPki(dir, { hosts, sans: this.servicesAddress === LOOPBACK ? [] : [this.servicesAddress] });
     return this.pki;
   }
 
@@ -163,14 +204,15 @@ export class LocalFleet {
   }
 
   async startControl(): Promise<ManagedProcess> {
-    const [port, metricsPort] = await freePorts(2);
-    this.controlAddress = `127.0.0.1:${port}`;
-    this.controlMetricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    const host = this.servicesAddress;
+    const [port, metricsPort] = await freePorts(2, host);
+    this.controlAddress = `${host}:${port}`;
+    this.controlMetricsUrl = `http://${host}:${metricsPort}/metrics`;
     this.control = spawnManaged({
       name: `${this.opts.name}-control`,
       command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
-        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort),
+        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort), '--metrics-host', host,
         ...this.storeFlags()],
       env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
     });
@@ -183,27 +225,40 @@ export class LocalFleet {
   private async addHost(i: number): Promise<void> {
     const { opts, cleanup } = this;
     const name = `h${i}`;
-    const netns = await createHostNetns(`${opts.name}-${name}`);
+    const routed = opts.network === 'routed';
+    const netns = await createHostNetns(`${opts.name}-${name}`, undefined,
+      routed ? { management: { routes: [this.servicesAddress] } } : {});
     cleanup.defer(() => netns.destroy(), `destroy ${netns.netns}`);
     const pinRoot = await createPinRoot(`${opts.name}-${name}`);
     cleanup.defer(() => pinRoot.destroy(), `remove ${pinRoot.path}`);
     const cacheDir = makeTempDir(`${opts.name}-${name}-cache`);
     cleanup.defer(() => removeTempDir(cacheDir), `remove ${cacheDir}`);
+    const address = routed ? netns.management!.hostAddr : LOOPBACK;
     const host: FleetHost = {
-      name, netns, pinRoot, cacheDir,
-      listen: `127.0.0.1:${await freePort()}`,
+      name, netns, pinRoot, cacheDir, address,
+      listen: `${address}:${routed ? AGENT_PORT : await freePort()}`,
       labels: opts.labels?.(i) ?? { role: 'edge', zone: i % 2 ? 'a' : 'b' },
       agent: undefined as unknown as ManagedProcess,
       traffic: null,
-      metricsUrl: `http://127.0.0.1:${await freePort()}/metrics`,
+      metricsUrl: `http://${address}:${routed ? AGENT_METRICS_PORT : await freePort()}/metrics`,
     };
     this.hosts.push(host);
     await this.startAgent(name);
     if (opts.trafficPps > 0) {
-      host.traffic = startTraffic({ target: netns.hostAddr, port: 9, pps: opts.trafficPps, durationMs: opts.trafficDurationMs });
-      const traffic = host.traffic;
-      cleanup.defer(() => traffic.stop(), `stop traffic to ${name}`);
+      // Into eth0 over the data link, never mgmt0: the module under test sees all of it.
+      const send = (): void => {
+        const traffic = startTraffic({ target: netns.hostAddr, port: 9, pps: opts.trafficPps, durationMs: opts.trafficDurationMs });
+        host.traffic = traffic;
+        if (opts.trafficRenew) void traffic.done.then(() => this.stopping || send());
+      };
+      send();
+      cleanup.defer(() => host.traffic?.stop(), `stop traffic to ${name}`);
     }
+  }
+
+  /** The address a host's agent listens on and registers (see FleetHost.address). */
+  addressOf(name: string): string {
+    return this.host(name).address;
   }
 
   /** Every etcd endpoint, comma-separated, as the daemons take them. */
@@ -223,17 +278,21 @@ export class LocalFleet {
    */
   async startAgent(name: string, extra: { args?: readonly string[]; env?: Record<string, string> } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
+    const routed = this.opts.network === 'routed';
     const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
     const agent = spawnManaged({
       name: `${this.opts.name}-${name}-agent`,
       command: TSX_NODE[0],
       args: [...TSX_NODE.slice(1), 'agent/main.ts', '--host', name, '--listen', h.listen,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--driver', this.opts.driver,
-        '--netns', h.netns.netns, '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
+        // Inside its namespace the agent drives its own interfaces; from the root one it setns()es.
+        ...(routed ? [] : ['--netns', h.netns.netns]),
+        '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
         '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5',
-        '--metrics-port', new URL(h.metricsUrl).port, ...this.storeFlags(name),
+        '--metrics-port', new URL(h.metricsUrl).port, '--metrics-host', h.address, ...this.storeFlags(name),
         ...(this.opts.agentArgs?.(name) ?? []), ...(extra.args ?? [])],
       env: { ...this.telemetryEnv(), ...extra.env }, cwd: REPO, echo: this.opts.echo,
+      ...(routed ? { netns: h.netns.netns } : {}),
     });
     h.agent = agent;
     this.cleanup.defer(() => agent.stop(), `stop agent ${name}`);
@@ -263,7 +322,7 @@ export class LocalFleet {
   cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
-        cwd: REPO, env: { ...process.env, BPFLEET_SERVER: this.controlAddress, ...this.telemetryEnv(), ...opts.env },
+        cwd: REPO, env: { ...process.env, ...this.clientEnv(), ...this.telemetryEnv(), ...opts.env },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -276,12 +335,18 @@ export class LocalFleet {
     });
   }
 
+  /** The environment that points the `bpfleet` CLI at this fleet (`bpfleet dev env` prints it). */
+  clientEnv(): Record<string, string> {
+    return { BPFLEET_SERVER: this.controlAddress };
+  }
+
   /** Trace export for the processes this fleet starts; batches go out every 200 ms, not 5 s. */
   private telemetryEnv(): Record<string, string> {
     return this.opts.otlpEndpoint ? { OTEL_EXPORTER_OTLP_ENDPOINT: this.opts.otlpEndpoint, OTEL_BSP_SCHEDULE_DELAY: '200' } : {};
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.cleanup.runAll();
   }
 }

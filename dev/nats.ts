@@ -1,5 +1,5 @@
 /**
- * Real nats-server (Debian, 2.9) with JetStream on loopback. restart() keeps the client port
+ * Real nats-server (Debian, 2.9) with JetStream on loopback (or another local address). restart() keeps the client port
  * and the store, so a test can take NATS away mid-analysis and bring the same server back.
  * With `tls`, clients must present a certificate from the CA, and each is the user its
  * certificate maps to (`verify_and_map`), with that user's permissions.
@@ -28,13 +28,15 @@ export interface NatsOptions {
   /** Echo the server's log lines on stderr. */
   echo?: boolean;
   tls?: NatsTls;
+  /** Local IPv4 address the client and monitoring ports bind to; default 127.0.0.1. */
+  host?: string;
 }
 
 export interface NatsServer {
-  /** nats://127.0.0.1:<port> (the client's `tls` option decides TLS, not the scheme) */
+  /** nats://<host>:<port> (the client's `tls` option decides TLS, not the scheme) */
   readonly url: string;
   readonly port: number;
-  /** http://127.0.0.1:<monitorPort> (varz, jsz, healthz). */
+  /** http://<host>:<monitorPort> (varz, jsz, healthz). */
   readonly monitorUrl: string;
   readonly storeDir: string;
   readonly running: boolean;
@@ -53,6 +55,7 @@ class Server implements NatsServer {
   private stopped = false;
 
   constructor(
+    private readonly host: string,
     readonly port: number,
     private readonly monitorPort: number,
     readonly storeDir: string,
@@ -62,10 +65,10 @@ class Server implements NatsServer {
   ) {}
 
   get url(): string {
-    return `nats://${LOOPBACK}:${this.port}`;
+    return `nats://${this.host}:${this.port}`;
   }
   get monitorUrl(): string {
-    return `http://${LOOPBACK}:${this.monitorPort}`;
+    return `http://${this.host}:${this.monitorPort}`;
   }
   get running(): boolean {
     return this.process?.running ?? false;
@@ -77,7 +80,8 @@ class Server implements NatsServer {
     this.process = spawnManaged({
       name: 'nats',
       command: bin,
-      args: ['-a', LOOPBACK, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir,
+      // The monitoring port binds to the -a address too (nats-server's default http host).
+      args: ['-a', this.host, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir,
         ...(this.tls ? ['-c', this.writeConfig(this.tls)] : [])],
       echo: this.echo,
     });
@@ -117,14 +121,15 @@ class Server implements NatsServer {
   }
 }
 
-/** nats-server with JetStream on random loopback ports; resolves once it is ready. */
+/** nats-server with JetStream on random ports of `opts.host` (loopback by default); resolves once it is ready. */
 export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
+  const host = opts.host ?? LOOPBACK;
   for (let attempt = 1; ; attempt++) {
-    const [port, monitorPort] = (await freePorts(2)) as [number, number];
+    const [port, monitorPort] = (await freePorts(2, host)) as [number, number];
     const owns = opts.storeDir === undefined;
     const storeDir = opts.storeDir ?? makeTempDir('nats');
     mkdirSync(storeDir, { recursive: true });
-    const server = new Server(port, monitorPort, storeDir, owns, opts.echo ?? false, opts.tls);
+    const server = new Server(host, port, monitorPort, storeDir, owns, opts.echo ?? false, opts.tls);
     try {
       await server.start();
       return server;

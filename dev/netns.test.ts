@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { prereqSkip } from '../e2e/support/prereqs.js';
 import { ClaimConflictError, procRef } from './claims.js';
 import { CleanupStack } from './cleanup.js';
-import { createHostNetns, HOST_IFACE, listNetns, NETNS_PREFIX, sweepStale } from './netns.js';
+import { createHostNetns, HOST_IFACE, listNetns, MGMT_IFACE, NETNS_PREFIX, sweepStale } from './netns.js';
 import { createPinRoot } from './pins.js';
 import { CommandError, run, spawnManaged, type ManagedProcess } from './processes.js';
 
@@ -21,6 +21,31 @@ const alive = (pid: number): boolean => procRef(pid) !== undefined;
 describe('netns fixture', { skip: await prereqSkip(['root', 'netns', 'bpffs', 'nsenter']) }, () => {
   const cleanup = new CleanupStack();
   after(() => cleanup.runAll());
+
+  test('a management link routes the namespace to a services address of the root namespace, over mgmt0', async () => {
+    const svc = await createHostNetns(`s${process.pid}`, 202);
+    cleanup.defer(() => svc.destroy(), 'destroy services link');
+    await assert.rejects(createHostNetns(`m${process.pid}`, 201, { management: { routes: ['10.0.0.1'] } }), /must be an IPv4 address in 198\.18\.0\.0\/15/);
+    assert.equal((await listNetns()).includes(`${NETNS_PREFIX}m${process.pid}`), false);
+    const h = await createHostNetns(`m${process.pid}`, 201, { management: { routes: [svc.peerAddr] } });
+    cleanup.defer(() => h.destroy(), 'destroy netns');
+    assert.equal(h.hostAddr, '198.18.201.2');
+    assert.deepEqual({ ...h.management, peerIface: undefined }, {
+      iface: MGMT_IFACE, hostAddr: '198.18.201.130', peerAddr: '198.18.201.129', peerIface: undefined, prefixLen: 25, routes: [svc.peerAddr],
+    });
+    const route = JSON.parse((await run('ip', ['-j', 'route', 'get', svc.peerAddr], { netns: h.netns })).stdout) as { dev: string; prefsrc: string }[];
+    assert.deepEqual([route[0]?.dev, route[0]?.prefsrc], [MGMT_IFACE, '198.18.201.130']);
+    // Refused (not unreachable): the root namespace answered from the services address.
+    const probe = spawnManaged({
+      name: 'probe', netns: h.netns, command: process.execPath,
+      args: ['-e', `require('node:net').connect(1, '${svc.peerAddr}').on('error', (e) => console.log(e.code))`],
+    });
+    await probe.exited;
+    assert.deepEqual(probe.lines(), ['ECONNREFUSED']);
+    await h.destroy();
+    assert.equal(await linkExists(h.management!.peerIface), false);
+    assert.equal(await linkExists(h.peerIface), false);
+  });
 
   test('creates a host namespace with a veth pair, and destroy leaves nothing', async () => {
     const h = await createHostNetns(`t${process.pid}`, 200);

@@ -6,7 +6,10 @@ import { existsSync } from 'node:fs';
 import { bpffsMounted } from './pins.js';
 import { CommandError, findExecutable, run } from './processes.js';
 
-export type Prereq = 'root' | 'bpffs' | 'bpf' | 'etcd' | 'nats' | 'netns' | 'clang' | 'nsenter' | 'python3';
+export type Prereq = 'root' | 'bpffs' | 'bpf' | 'etcd' | 'nats' | 'netns' | 'clang' | 'nsenter' | 'python3' | 'python3-grpc';
+
+/** Debian's python3-* packages install into this interpreter, not into a python3 earlier on PATH (pyenv, a venv). */
+export const SYSTEM_PYTHON = '/usr/bin/python3';
 
 const BOOTSTRAP = 'run infra/bootstrap.sh';
 
@@ -15,8 +18,9 @@ function errText(err: unknown): string {
   return text.split('\n')[0]!;
 }
 
+/** `cmd` is a name looked up on PATH, or an absolute path. */
 async function works(cmd: string, args: string[]): Promise<string | null> {
-  const bin = findExecutable(cmd);
+  const bin = cmd.startsWith('/') ? (existsSync(cmd) ? cmd : undefined) : findExecutable(cmd);
   if (!bin) return `${cmd} not installed`;
   try {
     await run(bin, args, { timeoutMs: 10_000 });
@@ -59,6 +63,10 @@ const CHECKS: Record<Prereq, () => Promise<string | null>> = {
   },
   nsenter: async () => (findExecutable('nsenter') ? null : 'nsenter not installed: apt-get install util-linux'),
   python3: async () => (findExecutable('python3') ? null : `python3 not installed: apt-get install python3 (or ${BOOTSTRAP})`),
+  'python3-grpc': async () => {
+    const why = await works(SYSTEM_PYTHON, ['-c', 'import grpc, google.protobuf']);
+    return why && `${why}: apt-get install python3-grpcio python3-protobuf (or ${BOOTSTRAP})`;
+  },
 };
 
 const cache = new Map<Prereq, Promise<string | null>>();

@@ -27,9 +27,9 @@ export interface StoreServerTls {
  * kind that serves; their names are users in neither store, so they open nothing), and
  * NATS's users for the control plane and `hosts`.
  */
-export async function storeServerTls(pki: FleetPki, hosts: readonly string[]): Promise<StoreServerTls> {
+export async function storeServerTls(pki: FleetPki, hosts: readonly string[], sans: readonly string[] = []): Promise<StoreServerTls> {
   const server = async (name: string) => {
-    const leaf = await issue(pki.dir, { kind: 'host', name });
+    const leaf = await issue(pki.dir, { kind: 'host', name, sans: [...sans] });
     return { caPath: pki.caPath, certPath: leaf.certPath, keyPath: leaf.keyPath };
   };
   const authorization = natsAuthorizationConfig(natsUsers({ trustDomain: DEV_TRUST_DOMAIN, controlNames: [pki.control.name], hosts }));

@@ -1,8 +1,9 @@
 /**
  * The walking skeleton end to end, all real: etcd, nats-server with JetStream, the control
- * plane and three agents as processes, XDP programs in the kernel on veths inside network
- * namespaces, UDP traffic flowing, and the `bpfleet` CLI as a user runs it. What the kernel
- * runs is read with bpftool, never from the agents.
+ * plane and three agents as processes, each agent inside its host's network namespace and
+ * talking to the services over a routed management link (the 'routed' fleet), XDP programs
+ * in the kernel on veths inside those namespaces, UDP traffic flowing, and the `bpfleet` CLI
+ * as a user runs it. What the kernel runs is read with bpftool, never from the agents.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { LocalFleet } from '../dev/fleet.js';
 import { listNetns } from '../dev/netns.js';
 import * as kernel from './support/bpftool.js';
 import { prereqSkip } from './support/prereqs.js';
+import { reachesLoopback, tcpListeners } from './support/sockets.js';
 
 const skip = await prereqSkip(['root', 'bpf', 'bpffs', 'etcd', 'nats', 'netns', 'nsenter', 'clang']);
 
@@ -33,13 +35,35 @@ describe('walking skeleton: canary rollouts on a local fleet', { skip }, () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   before(async () => {
-    fleet = await LocalFleet.start({ name: 'e2e', hosts: 3, trafficPps: 1000 });
+    fleet = await LocalFleet.start({ name: 'e2e', hosts: 3, trafficPps: 1000, network: 'routed' });
     etcd = fleet.etcdClient();
   });
 
   after(async () => {
     etcd?.close();
     await fleet?.stop();
+  });
+
+  test('every daemon listens on its 198.18 address, none on loopback, and agents register that address', async () => {
+    assert.match(fleet.servicesAddress, /^198\.1[89]\./);
+    const services = new Set([fleet.etcd.process!.pid, fleet.nats.process!.pid, fleet.control.pid]);
+    const root = (await tcpListeners()).filter((l) => l.pids.some((p) => services.has(p)));
+    // etcd client + peer + metrics (plain HTTP beside its TLS ports), NATS client + monitoring,
+    // control API + metrics.
+    assert.equal(root.length, 7, JSON.stringify(root));
+    for (const l of root) assert.equal(l.address, fleet.servicesAddress, `pid ${l.pids} listens on ${l.address}:${l.port}`);
+    for (const h of fleet.hosts) {
+      const inside = await tcpListeners(h.netns.netns);
+      assert.ok(inside.length >= 1, `${h.name}: nothing listens in ${h.netns.netns}`);
+      for (const l of inside) {
+        assert.ok(!reachesLoopback(l.address), `${h.name}: ${l.address}:${l.port} reachable over loopback`);
+        assert.equal(l.address, h.address, `${h.name}: listens on ${l.address}, not its management address`);
+        assert.deepEqual(l.pids, [h.agent.pid], `${h.name}: ${l.address}:${l.port} is not the agent's`);
+      }
+      assert.equal(h.listen, `${fleet.addressOf(h.name)}:50061`);
+    }
+    const hosts = await cliJson<{ hosts: { name: string; address: string }[] }>(['hosts']);
+    assert.deepEqual(hosts.hosts.map((h) => h.address).sort(), fleet.hosts.map((h) => h.listen).sort());
   });
 
   test('pushing garbage is refused with a clear error and changes nothing', async () => {

@@ -16,9 +16,10 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || fail "Node.js $(node -v) is too old: install Node.js 20 or newer"
 command -v npm >/dev/null 2>&1 || fail "npm not found: install npm (it ships with Node.js)"
 
-# python3 runs the fastest benchmark traffic sender (dev/traffic.ts).
+# python3 runs the fastest benchmark traffic sender (dev/traffic.ts); python3-grpcio and
+# python3-protobuf a gRPC client that is not grpc-js (e2e/reflection.test.ts).
 # systemd brings systemd-analyze, which checks the units in infra/systemd/.
-packages=(etcd-server etcd-client nats-server clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 hping3 util-linux python3 systemd)
+packages=(etcd-server etcd-client nats-server clang llvm libbpf-dev libbpf1 bpftool iproute2 iperf3 hping3 util-linux python3 python3-grpcio python3-protobuf systemd)
 missing=()
 for p in "${packages[@]}"; do
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
@@ -34,6 +35,9 @@ fi
 for c in etcd etcdctl nats-server clang bpftool ip iperf3 hping3 nsenter timeout python3 systemd-analyze; do
   command -v "$c" >/dev/null 2>&1 || [ -x "/usr/sbin/$c" ] || fail "$c not found after installing packages: check PATH (it should include /usr/sbin)"
 done
+# Debian's python3-* modules live in /usr/bin/python3's path, whatever python3 comes first on PATH.
+/usr/bin/python3 -c 'import grpc, google.protobuf' 2>/dev/null \
+  || fail "/usr/bin/python3 cannot import grpc and protobuf: apt-get install --reinstall python3-grpcio python3-protobuf"
 
 if ! grep -qs ' /sys/fs/bpf bpf ' /proc/mounts; then
   say "mounting bpffs at /sys/fs/bpf"

@@ -32,6 +32,14 @@ test('generated code in proto/gen matches the .proto files', (t) => {
   }
 });
 
+test('proto/descriptors.binpb (what server reflection serves) matches the .proto files', (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'bpfleet-desc-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  execFileSync(BUF, ['build', '-o', join(out, 'descriptors.binpb'), '--as-file-descriptor-set'], { cwd: REPO, stdio: 'pipe' });
+  assert.ok(readFileSync(join(out, 'descriptors.binpb')).equals(readFileSync(join(REPO, 'proto/descriptors.binpb'))),
+    'proto/descriptors.binpb is stale: run npm run gen:proto');
+});
+
 test('the .proto files pass buf lint', () => {
   execFileSync(BUF, ['lint'], { cwd: REPO, stdio: 'pipe' });
 });
