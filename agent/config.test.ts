@@ -32,7 +32,7 @@ describe('agent config', () => {
       etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] }, grpc: { insecure: true },
       pinRoot: '/sys/fs/bpf/t', cacheDir: '/tmp/c', metrics: { port: 9100, host: '0.0.0.0' },
       signatures: { require: true, trustedKeysDir: '/keys' }, logLevel: 'info', driver: 'sim', netns: 'ns1',
-      telemetryIntervalMs: 250, leaseTtlSeconds: 3, simLoadDelayMs: 40,
+      telemetryIntervalMs: 250, leaseTtlSeconds: 3, simLoadDelayMs: 40, simClockOffsetMs: 0,
     });
   });
 

@@ -8,7 +8,7 @@ describe('control config', () => {
     const { config } = loadControlConfig({ listen: '127.0.0.1:0', etcd: 'http://127.0.0.1:1', nats: 'nats://127.0.0.1:2', id: 'r1', leaderTtl: '2', metricsPort: 0 }, {});
     assert.deepEqual(config, {
       id: 'r1', listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] },
-      grpc: { insecure: true }, metrics: { port: 0, host: '127.0.0.1' }, logLevel: 'info', leaderTtlSeconds: 2,
+      grpc: { insecure: true }, metrics: { port: 0, host: '127.0.0.1' }, logLevel: 'info', leaderTtlSeconds: 2, telemetryMaxSkewMs: 300_000,
     });
   });
 
