@@ -1,5 +1,5 @@
 import { release } from 'node:os';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
@@ -15,7 +15,9 @@ import type { DataplaneDriver } from './dataplane/driver.js';
 import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
-import { agentService } from './server.js';
+import { agentService, guardAgentService } from './server.js';
+import { BpfleetError } from '../common/errors.js';
+import { INSECURE_WARNING, serverCredentials, type TransportSecurity } from '../common/tls.js';
 import { TelemetryPublisher } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
@@ -39,6 +41,8 @@ export interface AgentConfig {
   signatures?: SignaturePolicy;
   /** Test hook (see crash-hook.ts). */
   checkpoint?: SwapCheckpoint;
+  /** mTLS for the AgentService (Apply only from the control plane's identity), or explicitly insecure. */
+  transport: TransportSecurity;
 }
 
 export interface RunningAgent {
@@ -49,7 +53,9 @@ export interface RunningAgent {
 
 /** Wires one host's agent: registration, adoption of pinned programs, gRPC, intents, telemetry. */
 export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
-  const { log, driver } = cfg;
+  const { log, driver, transport } = cfg;
+  checkHostIdentity(cfg.host, transport);
+  if (transport.mode === 'insecure') log.warn(INSECURE_WARNING);
   const etcd = new Etcd3({ hosts: cfg.etcdEndpoints });
   const nc: NatsConnection = await connect({
     servers: cfg.natsServers, name: `bpfleet-agent-${cfg.host}`,
@@ -73,10 +79,10 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
   for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
 
-  server.addService(AgentServiceService, agentService(reconciler, log));
+  server.addService(AgentServiceService, guardAgentService(agentService(reconciler, log), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.AgentService']);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.advertise ?? cfg.listen.replace(/:0$/, `:${port}`);
   await registration.start(address);
   const watch = new IntentWatch(new IntentStore(etcd), reconciler, log);
@@ -99,4 +105,16 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
       etcd.close();
     },
   };
+}
+
+/**
+ * An agent's host name is its certificate's: one host's certificate must not serve (and
+ * register, and report) as another host. Throws INVALID_ARGUMENT/IDENTITY_MISMATCH otherwise.
+ */
+export function checkHostIdentity(host: string, transport: TransportSecurity): void {
+  if (transport.mode === 'insecure') return;
+  const self = transport.self;
+  if (self.kind !== 'host' || self.name !== host) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'IDENTITY_MISMATCH', `--host ${host}, but the certificate names ${self.spiffeId}; an agent's host name is its certificate's (spiffe://${self.trustDomain}/bpfleet/host/${host})`);
+  }
 }

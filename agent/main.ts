@@ -3,8 +3,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { HOST_NAME_RE } from '../common/keys.js';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
+import { addTlsOptions, loadTransport } from '../common/tls.js';
 import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
-import { startAgent } from './agent.js';
+import { checkHostIdentity, startAgent } from './agent.js';
 import { crashHookFromEnv } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
 
@@ -18,7 +19,7 @@ function labels(value: string, previous: Record<string, string>): Record<string,
   return out;
 }
 
-const program = addMetricsOptions(new Command('bpfleet-agent'))
+const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-agent')))
   .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
   .option('--host <name>', 'host name in the fleet', hostname().toLowerCase().split('.')[0])
   .option('--listen <addr>', 'AgentService gRPC address (keep it on loopback or a management network)', '127.0.0.1:50061')
@@ -37,6 +38,8 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
   .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)', (v) => Number(v), 0)
   .action(async (opts) => {
     if (!HOST_NAME_RE.test(opts.host)) throw new InvalidArgumentError(`host name "${opts.host}": lowercase letters, digits and dashes`);
+    const transport = loadTransport(opts, 'bpfleet-agent');
+    checkHostIdentity(opts.host, transport);
     const log = createLogger('agent').child({ host: opts.host });
     const telemetry = await startDaemonTelemetry('bpfleet-agent', opts.host, opts, log);
     if (opts.requireSignatures && !opts.trustedKeys) throw new InvalidArgumentError('--require-signatures needs --trusted-keys <dir>');
@@ -59,7 +62,7 @@ const program = addMetricsOptions(new Command('bpfleet-agent'))
       host: opts.host, listen: opts.listen, advertise: opts.advertise,
       etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       labels: opts.label, cacheDir: opts.cacheDir, telemetryIntervalMs: opts.telemetryInterval,
-      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint,
+      leaseTtlSeconds: opts.leaseTtl, driver, log, signatures, checkpoint, transport,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping; pinned programs keep running');

@@ -2,9 +2,10 @@ import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
+import { addTlsOptions, loadTransport } from '../common/tls.js';
 import { startControlPlane } from './control-plane.js';
 
-const program = addMetricsOptions(new Command('bpfleet-control'))
+const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-control')))
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--listen <addr>', 'ControlService gRPC address (loopback by default)', process.env.BPFLEET_LISTEN ?? '127.0.0.1:50051')
   .option('--etcd <urls>', 'comma-separated etcd endpoints', process.env.BPFLEET_ETCD ?? 'http://127.0.0.1:2379')
@@ -12,11 +13,12 @@ const program = addMetricsOptions(new Command('bpfleet-control'))
   .option('--id <name>', 'replica identity for leader election', `${hostname()}-${process.pid}`)
   .option('--leader-ttl <s>', 'leader lease TTL in seconds (failover takes about this long)', (v) => Number(v), 5)
   .action(async (opts) => {
+    const transport = loadTransport(opts, 'bpfleet-control');
     const log = createLogger('control').child({ replica: opts.id });
     const telemetry = await startDaemonTelemetry('bpfleet-control', opts.id, opts, log);
     const cp = await startControlPlane({
       listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
-      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, log,
+      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, transport, log,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping');

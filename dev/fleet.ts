@@ -7,12 +7,16 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import type { Role } from '../common/identity.js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { channelCredentials, loadTransport, type TransportSecurity } from '../common/tls.js';
 import { CleanupStack } from './cleanup.js';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
 import { startNats, type NatsServer } from './nats.js';
 import { createHostNetns, type HostNetns } from './netns.js';
 import { createPinRoot, type PinRoot } from './pins.js';
+import { createFleetPki, type DevCertificate, type FleetPki } from './pki.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
 import { startTraffic, type TrafficSource } from './traffic.js';
@@ -37,6 +41,11 @@ export interface FleetOptions {
   agentArgs?: (host: string) => string[];
   /** OTEL_EXPORTER_OTLP_ENDPOINT for the control plane, the agents and `cli()`; none by default. */
   otlpEndpoint?: string;
+  /**
+   * Run every daemon and the CLI with --insecure instead of mTLS (benchmarks comparing the
+   * two); by default the fleet has its own PKI (dev/pki.ts) and everything speaks mTLS.
+   */
+  insecure?: boolean;
 }
 
 export interface FleetHost {
@@ -73,12 +82,15 @@ export class LocalFleet {
   nats!: NatsServer;
   private readonly cleanup = new CleanupStack();
 
+  /** The fleet's certificates; null when it runs --insecure. */
+  pki: FleetPki | null = null;
+
   private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>) {}
 
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
       hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
-      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, ...options,
+      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, labels: undefined, insecure: false, ...options,
     });
     try {
       await fleet.boot();
@@ -91,6 +103,11 @@ export class LocalFleet {
 
   private async boot(): Promise<void> {
     const { opts, cleanup } = this;
+    if (!opts.insecure) {
+      const dir = makeTempDir(`${opts.name}-pki`);
+      cleanup.defer(() => removeTempDir(dir), `remove ${dir}`);
+      this.pki = await createFleetPki(dir, { hosts: Array.from({ length: opts.hosts }, (_, i) => `h${i + 1}`) });
+    }
     if (opts.etcdMembers > 1) {
       const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo });
       this.etcdCluster = cluster;
@@ -115,7 +132,8 @@ export class LocalFleet {
       name: `${this.opts.name}-control`,
       command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
-        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort)],
+        '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort),
+        ...this.tlsFlags(this.pki?.control)],
       env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
     });
     const proc = this.control;
@@ -176,6 +194,7 @@ export class LocalFleet {
         '--netns', h.netns.netns, '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
         '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5',
         '--metrics-port', new URL(h.metricsUrl).port,
+        ...this.tlsFlags(this.pki?.hosts.get(name)),
         ...(this.opts.agentArgs?.(name) ?? []), ...(extra.args ?? [])],
       env: { ...this.telemetryEnv(), ...extra.env }, cwd: REPO, echo: this.opts.echo,
     });
@@ -203,11 +222,45 @@ export class LocalFleet {
     return JSON.parse(r.stdout) as T;
   }
 
-  /** Runs the real `bpfleet` CLI against this fleet. */
-  cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  /** A daemon's TLS flags for `cert` (or --insecure when the fleet runs without TLS). */
+  tlsFlags(cert: DevCertificate | undefined): string[] {
+    if (!this.pki) return ['--insecure'];
+    if (!cert) throw new Error(`fleet ${this.opts.name} has no certificate for this daemon`);
+    return ['--tls-ca', this.pki.caPath, '--tls-cert', cert.certPath, '--tls-key', cert.keyPath];
+  }
+
+  /**
+   * The environment that points the `bpfleet` CLI at this fleet as the fleet's user with
+   * `role` (admin by default): BPFLEET_SERVER and BPFLEET_CA/CERT/KEY, or BPFLEET_INSECURE.
+   */
+  cliEnv(role: Role = 'admin'): Record<string, string> {
+    const where = { BPFLEET_SERVER: this.controlAddress };
+    if (!this.pki) return { ...where, BPFLEET_INSECURE: '1' };
+    const user = this.pki.users[role];
+    return { ...where, BPFLEET_CA: this.pki.caPath, BPFLEET_CERT: user.certPath, BPFLEET_KEY: user.keyPath };
+  }
+
+  /**
+   * Client credentials for in-process gRPC clients (see common/tls.ts): the fleet's user
+   * with `who` as its role (admin by default), or the control plane's own identity (what
+   * an agent's Apply answers).
+   */
+  transport(who: Role | 'control' = 'admin'): TransportSecurity {
+    if (!this.pki) return { mode: 'insecure' };
+    const cert = who === 'control' ? this.pki.control : this.pki.users[who];
+    return loadTransport({ tlsCa: this.pki.caPath, tlsCert: cert.certPath, tlsKey: cert.keyPath }, `fleet ${this.opts.name} ${who}`);
+  }
+
+  /** grpc-js channel credentials of transport(`who`). */
+  credentials(who: Role | 'control' = 'admin'): ChannelCredentials {
+    return channelCredentials(this.transport(who));
+  }
+
+  /** Runs the real `bpfleet` CLI against this fleet, as the fleet's user with role `as` (admin by default). */
+  cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string>; as?: Role } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
-        cwd: REPO, env: { ...process.env, BPFLEET_SERVER: this.controlAddress, ...this.telemetryEnv(), ...opts.env },
+        cwd: REPO, env: { ...process.env, ...this.cliEnv(opts.as), ...this.telemetryEnv(), ...opts.env },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';

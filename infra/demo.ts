@@ -17,7 +17,7 @@ function cli(fleet: LocalFleet, args: string[]): Promise<number> {
   process.stdout.write(`$ bpfleet ${args.join(' ')}\n`);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
-      cwd: REPO, env: { ...process.env, BPFLEET_SERVER: fleet.controlAddress }, stdio: ['ignore', 'inherit', 'inherit'],
+      cwd: REPO, env: { ...process.env, ...fleet.cliEnv() }, stdio: ['ignore', 'inherit', 'inherit'],
     });
     // A demo stopped by a signal that reached it alone (not the terminal's whole group)
     // must not leave a CLI behind, still following a control plane that is gone.
@@ -37,6 +37,7 @@ async function main(): Promise<number> {
   const fleet = await LocalFleet.start({ name: 'demo', hosts: HOSTS, driver: 'kernel', trafficPps: 2000 });
   let failures = 0;
   try {
+    process.stdout.write(`mTLS on: fleet CA ${fleet.pki?.caPath}; the CLI runs as ${fleet.pki?.users.admin.spiffeId}\n`);
     process.stdout.write(`control plane at ${fleet.controlAddress}; etcd ${fleet.etcd.endpoint}; nats ${fleet.nats.url}\n`);
     for (const h of fleet.hosts) process.stdout.write(`  ${h.name}: netns ${h.netns.netns}, eth0 ${h.netns.hostAddr}, agent ${h.listen}\n`);
     await cli(fleet, ['hosts']);

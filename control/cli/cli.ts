@@ -15,10 +15,16 @@ export { exitCodeFor };
 export function buildCli(): Command {
   const program = new Command('bpfleet')
     .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
-    .option('-s, --server <addr>', 'control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
+    .option('-s, --server <addr>', `control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER, or the context's server; default ${DEFAULT_SERVER})`)
+    .option('--ca <file>', 'fleet CA bundle to verify the control plane (env BPFLEET_CA, or the context\'s ca)')
+    .option('--cert <file>', 'your client certificate, from `bpfleet pki issue user` (env BPFLEET_CERT, or the context\'s cert)')
+    .option('--key <file>', 'its private key (env BPFLEET_KEY, or the context\'s key)')
+    .option('--context <name>', `context of the config file to use (default: its current-context; file: $BPFLEET_CONFIG or ~/.config/bpfleet/config.yaml)`)
+    .option('--insecure', 'connect without TLS, to a control plane started with --insecure (experiments only)')
     .showHelpAfterError()
     .addHelpText('after', `
 Examples:
+  bpfleet --ca pki/ca.crt --cert pki/alice.crt --key pki/alice.key hosts   # or BPFLEET_CA/_CERT/_KEY, or a config context
   bpfleet module push agent/bpf/pass-counter-v2.yaml
   bpfleet rollout create -f rollout.yaml --wait          # exit 0 only if it succeeds
   bpfleet rollout get <id> --watch                       # live view on a terminal
@@ -59,7 +65,7 @@ export async function main(argv: string[]): Promise<void> {
       await program.parseAsync(argv);
     } catch (err) {
       const e = err instanceof BpfleetError ? err : null;
-      const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? DEFAULT_SERVER)}? set --server or BPFLEET_SERVER)` : '';
+      const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)}, and does it trust your certificate? set --server or BPFLEET_SERVER)` : '';
       process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
       if (e?.detail) process.stderr.write(`${e.detail}\n`);
       process.exitCode = exitCodeForError(err);

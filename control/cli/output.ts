@@ -2,7 +2,9 @@ import { Option, type Command } from 'commander';
 import YAML from 'yaml';
 import { BpfleetError } from '../../common/errors.js';
 import { parseDuration } from '../rollout/duration.js';
+import { INSECURE_WARNING } from '../../common/tls.js';
 import { Control } from './client.js';
+import { resolveConnection } from './connection.js';
 
 export type Output = 'text' | 'json' | 'yaml';
 
@@ -15,9 +17,14 @@ export function print(format: Output, json: unknown, text: () => string): void {
   else process.stdout.write(`${text()}\n`);
 }
 
-/** Runs `fn` with a client to the control plane named by the command's flags, then closes it. */
+/**
+ * Runs `fn` with a client to the control plane named by the command's flags, env or config
+ * context (see connection.ts), then closes it. Warns on stderr when the connection is insecure.
+ */
 export async function withControl<T>(cmd: Command, fn: (ctl: Control) => Promise<T>): Promise<T> {
-  const ctl = new Control(cmd.optsWithGlobals().server as string);
+  const { server, transport } = resolveConnection(cmd.optsWithGlobals());
+  if (transport.mode === 'insecure') process.stderr.write(`bpfleet: WARNING: ${INSECURE_WARNING}\n`);
+  const ctl = new Control(server, transport);
   try {
     return await fn(ctl);
   } finally {
