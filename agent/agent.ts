@@ -4,6 +4,7 @@ import { Etcd3 } from 'etcd3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
 import { IntentStore } from '../common/etcd/intents.js';
+import { keys } from '../common/keys.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
 import type { Logger } from '../common/log.js';
 import type { SignaturePolicy } from '../common/signing.js';
@@ -74,7 +75,9 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: AGENT_VERSION,
   }, cfg.leaseTtlSeconds, log);
   const traced = new TracedDriver(driver);
-  const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, { signatures: cfg.signatures, checkpoint: cfg.checkpoint });
+  const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, {
+    signatures: cfg.signatures, checkpoint: cfg.checkpoint, leaderEpoch: () => currentLeaderEpoch(etcd),
+  });
   const prior = await registration.lastReported();
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
   for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
@@ -105,6 +108,16 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
       etcd.close();
     },
   };
+}
+
+/**
+ * The current leader's epoch: the create revision of the oldest key under the election
+ * prefix (the etcd3 client's election elects the lowest create revision; control/leader.ts
+ * takes the same revision as its epoch). Null when nobody campaigns.
+ */
+export async function currentLeaderEpoch(etcd: Etcd3): Promise<number | null> {
+  const { kvs } = await etcd.getAll().prefix(keys.electionPrefix).sort('Create', 'Ascend').limit(1).exec();
+  return kvs[0] ? Number(kvs[0].create_revision) : null;
 }
 
 /**

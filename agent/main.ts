@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { HOST_NAME_RE } from '../common/keys.js';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
-import { addTlsOptions, loadTransport } from '../common/tls.js';
+import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../common/tls.js';
 import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
 import { checkHostIdentity, startAgent } from './agent.js';
 import { crashHookFromEnv } from './crash-hook.js';
@@ -75,6 +75,7 @@ const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-agent')))
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+quietIpServerNameWarning();
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-agent: ${(err as Error).message}\n`);
   process.exit(2);

@@ -13,6 +13,9 @@ const seg = (s: string): string => encodeURIComponent(s);
 export const nameIn = (prefix: string, key: string): string => decodeURIComponent(key.slice(prefix.length));
 
 export const keys = {
+  /** The election's candidates (etcd3 client layout: election/<name>/<lease hex>); the lowest create revision leads. */
+  electionPrefix: `${ROOT}election/${ELECTION}/`,
+
   hostsPrefix: `${ROOT}hosts/`,
   host: (host: string) => `${ROOT}hosts/${seg(host)}`,
 

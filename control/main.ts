@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { Command } from 'commander';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
-import { addTlsOptions, loadTransport } from '../common/tls.js';
+import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../common/tls.js';
 import { startControlPlane } from './control-plane.js';
 
 const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-control')))
@@ -28,6 +28,7 @@ const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-control')))
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+quietIpServerNameWarning();
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-control: ${(err as Error).message}\n`);
   process.exit(2);

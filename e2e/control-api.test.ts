@@ -109,10 +109,9 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   // The audit log names the caller's certificate identity (dev/pki.ts: one user per role);
   // a BPFLEET_ACTOR note changes nothing.
   const ADMIN = 'spiffe://bpfleet.dev/bpfleet/user/admin/admin';
-  const OPERATOR = 'spiffe://bpfleet.dev/bpfleet/user/operator/operator';
   const actorEnv = { BPFLEET_ACTOR: 'alice@ci' };
 
-  const cli = (args: string[], opts: { stdin?: string; env?: Record<string, string>; as?: 'admin' | 'operator' } = {}) =>
+  const cli = (args: string[], opts: { stdin?: string; env?: Record<string, string>; as?: 'admin' | 'publisher' } = {}) =>
     fleet.cli(args, { ...opts, env: { ...actorEnv, ...opts.env } });
   const cliJson = async <T>(args: string[]): Promise<T> => {
     const r = await cli([...args, '-o', 'json']);
@@ -248,8 +247,11 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     const status = await cli(['rollout', 'status', upgrade, '--timeout', '10s']);
     assert.equal(status.code, 6, `paused is exit 6: ${status.stdout}${status.stderr}`);
 
-    const resume = await cli(['rollout', 'resume', upgrade], { as: 'operator', env: { BPFLEET_ACTOR: 'bob@ci' } });
-    assert.equal(resume.code, 0, resume.stderr);
+    const resume = await cli(['rollout', 'resume', upgrade], { as: 'publisher', env: { BPFLEET_ACTOR: 'bob@ci' } });
+    assert.match(resume.stderr, /ResumeRollout needs role operator \(or admin\)/, 'a publisher may not resume');
+    assert.equal(resume.code, 1);
+    const resumed = await cli(['rollout', 'resume', upgrade], { env: { BPFLEET_ACTOR: 'bob@ci' } });
+    assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((await getRollout(upgrade)).status.phase, 'ROLLOUT_PHASE_PROGRESSING');
     const notPaused = await cli(['rollout', 'resume', upgrade]);
     assert.equal(notPaused.code, 2);
@@ -273,7 +275,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     assert.deepEqual(verbs, [
       ['rollout.create', ADMIN, ''],
       ['rollout.pause', ADMIN, 'checking dashboards'],
-      ['rollout.resume', OPERATOR, ''],
+      ['rollout.resume', ADMIN, ''],
       ['rollout.promote', ADMIN, 'verified by hand'],
     ]);
     for (const e of entries) assert.ok(!Number.isNaN(Date.parse(e.at)), 'every entry says when');

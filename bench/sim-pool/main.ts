@@ -3,7 +3,7 @@
  * simulated hosts behind one gRPC server, registered in etcd, reporting telemetry on NATS.
  * Prints "sim host pool ready" with its address once every host is registered.
  */
-import { addTlsOptions, loadTransport } from '../../common/tls.js';
+import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../../common/tls.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_BEHAVIOUR } from '../../agent/dataplane/sim/host.js';
 import { HOST_NAME_RE } from '../../common/keys.js';
@@ -77,6 +77,7 @@ const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+quietIpServerNameWarning();
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-sim-host-pool: ${(err as Error).message}\n`);
   process.exit(2);
