@@ -9,13 +9,20 @@ import { checkHostIdentity, startAgent } from './agent.js';
 import { crashHookFromEnv } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
 
+/** Labels are shown by the CLI and matched by selectors: short printable words, a few per host. */
+const LABEL_RE = /^[A-Za-z0-9._-]{1,63}$/;
+const LABEL_VALUE_RE = /^[A-Za-z0-9._-]{0,63}$/;
+const MAX_LABELS = 32;
+
 function labels(value: string, previous: Record<string, string>): Record<string, string> {
   const out = { ...previous };
   for (const pair of value.split(',').filter(Boolean)) {
     const [k, v] = pair.split('=');
     if (!k || v === undefined) throw new InvalidArgumentError(`label "${pair}" is not key=value`);
+    if (!LABEL_RE.test(k) || !LABEL_VALUE_RE.test(v)) throw new InvalidArgumentError(`label "${pair}": key and value are up to 63 of letters, digits, ".", "_", "-"`);
     out[k] = v;
   }
+  if (Object.keys(out).length > MAX_LABELS) throw new InvalidArgumentError(`${Object.keys(out).length} labels; at most ${MAX_LABELS}`);
   return out;
 }
 

@@ -14,6 +14,9 @@ const C_IDENT_RE = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
  */
 export const MAX_OBJECT_BYTES = 3 * 1024 * 1024;
 
+/** A module's description, in characters: text for people, shown by the CLI, not a document. */
+export const MAX_DESCRIPTION_CHARS = 1024;
+
 /** Slots in the `bpfleet_counters` map (see agent/bpf/bpfleet.h). */
 export const MAX_COUNTERS = 8;
 
@@ -22,7 +25,7 @@ const manifestFileSchema = z.strictObject({
   name: z.string().regex(NAME_RE, 'lowercase letters, digits and dashes'),
   version: z.string().regex(VERSION_RE, 'a version such as 1.2.0'),
   object: z.string().min(1),
-  description: z.string().optional(),
+  description: z.string().max(MAX_DESCRIPTION_CHARS).optional(),
   programs: z.array(z.strictObject({
     name: z.string().regex(C_IDENT_RE, 'the C function name of the program'),
     hook: z.enum(HOOK_NAMES),
@@ -75,6 +78,7 @@ export function checkManifest(m: ModuleManifest | undefined): ModuleManifest {
     if (p.hook === HookKind.HOOK_KIND_UNSPECIFIED) problems.push(`programs[${i}].hook: one of ${HOOK_NAMES.join(', ')}`);
   });
   if (m.counters.length > MAX_COUNTERS) problems.push(`counters: at most ${MAX_COUNTERS}`);
+  if (m.description.length > MAX_DESCRIPTION_CHARS) problems.push(`description: ${m.description.length} characters; at most ${MAX_DESCRIPTION_CHARS}`);
   if (problems.length) {
     throw new BpfleetError('INVALID_ARGUMENT', 'INVALID_MANIFEST', `invalid module manifest:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   }

@@ -52,6 +52,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
 
   async function request(call: VerbCall, verb: RolloutVerb): Promise<RolloutVerbResponse> {
     const id = requireId(call.request.id);
+    checkReason(call.request.reason);
     const rollout = await deps.rollouts.require(id);
     const now = deps.clock();
     const draft = { verb, actor: actorOf(call), at: now.toISOString(), reason: call.request.reason };
@@ -78,6 +79,7 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
 
     undoRollout: unary(log, 'UndoRollout', async (call: ServerUnaryCall<UndoRolloutRequest, Rollout>) => {
       const id = requireId(call.request.id);
+      checkReason(call.request.reason);
       const original = await deps.rollouts.require(id);
       const spec = undoSpec(original, await deps.rollouts.list());
       const actor = actorOf(call);
@@ -103,6 +105,13 @@ export function rolloutVerbs(deps: VerbDeps): VerbHandlers {
       return { entries: rollouts.map((r) => historyEntry(r, byTarget.get(r.id) ?? [])) };
     }),
   };
+}
+
+/** An operator's reason for a verb, in characters: a sentence for the audit log and status messages. */
+export const MAX_REASON_CHARS = 512;
+
+function checkReason(reason: string): void {
+  if (reason.length > MAX_REASON_CHARS) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `reason: ${reason.length} characters; at most ${MAX_REASON_CHARS}`);
 }
 
 function auditEvent(e: AuditEntry): AuditEvent {

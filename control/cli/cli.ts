@@ -7,6 +7,7 @@ import { registerModuleCommands } from './commands/module.js';
 import { registerPkiCommands } from './commands/pki.js';
 import { registerRolloutCommands } from './commands/rollout.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { inert } from './inert.js';
 import { traceCommand } from './tracing.js';
 
 export { exitCodeFor };
@@ -66,8 +67,8 @@ export async function main(argv: string[]): Promise<void> {
     } catch (err) {
       const e = err instanceof BpfleetError ? err : null;
       const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)}, and does it trust your certificate? set --server or BPFLEET_SERVER)` : '';
-      process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
-      if (e?.detail) process.stderr.write(`${e.detail}\n`);
+      process.stderr.write(`bpfleet: ${inert((err as Error).message)}${unreachable}\n`);
+      if (e?.detail) process.stderr.write(`${inert(e.detail)}\n`);
       process.exitCode = exitCodeForError(err);
     }
   });

@@ -4,6 +4,7 @@ import { BpfleetError } from '../../common/errors.js';
 import { parseDuration } from '../rollout/duration.js';
 import { INSECURE_WARNING } from '../../common/tls.js';
 import { Control } from './client.js';
+import { inert } from './inert.js';
 import { resolveConnection } from './connection.js';
 
 export type Output = 'text' | 'json' | 'yaml';
@@ -11,10 +12,11 @@ export type Output = 'text' | 'json' | 'yaml';
 /** `-o text|json|yaml`: every command takes it; json and yaml are the proto's canonical JSON. */
 export const outputOption = () => new Option('-o, --output <format>', 'output format').choices(['text', 'json', 'yaml']).default('text');
 
+/** Prints the result: JSON and YAML escape control characters themselves; text goes through inert(). */
 export function print(format: Output, json: unknown, text: () => string): void {
   if (format === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   else if (format === 'yaml') process.stdout.write(YAML.stringify(json));
-  else process.stdout.write(`${text()}\n`);
+  else process.stdout.write(`${inert(text())}\n`);
 }
 
 /**
