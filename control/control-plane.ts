@@ -5,6 +5,7 @@ import { ArtifactStore } from '../common/artifacts.js';
 import { CONTROL_MAX_MESSAGE_BYTES } from '../common/keys.js';
 import { BpfleetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { SignaturePolicy } from '../common/signing.js';
 import { addStandardServices } from '../common/grpc-standard.js';
 import { channelCredentials, INSECURE_WARNING, serverCredentials, type TransportSecurity } from '../common/tls.js';
 import { ControlServiceService } from '../proto/gen/bpfleet/v1/control.js';
@@ -36,6 +37,8 @@ export interface ControlPlaneConfig {
    * explicitly insecure.
    */
   transport: TransportSecurity;
+  /** Fleet-wide signature policy: CreateRollout and UndoRollout refuse a module it refuses. */
+  signatures?: SignaturePolicy;
   log: Logger;
 }
 
@@ -83,7 +86,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
   });
-  server.addService(ControlServiceService, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }), transport, log));
+  server.addService(ControlServiceService, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log, signatures: cfg.signatures }), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { TrustedKeys, type SignaturePolicy } from '../common/signing.js';
 import { addMetricsOptions, startDaemonTelemetry } from '../common/daemon-telemetry.js';
 import { createLogger } from '../common/log.js';
 import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../common/tls.js';
@@ -12,13 +13,19 @@ const program = addTlsOptions(addMetricsOptions(new Command('bpfleet-control')))
   .option('--nats <urls>', 'comma-separated NATS servers', process.env.BPFLEET_NATS ?? 'nats://127.0.0.1:4222')
   .option('--id <name>', 'replica identity for leader election', `${hostname()}-${process.pid}`)
   .option('--leader-ttl <s>', 'leader lease TTL in seconds (failover takes about this long)', (v) => Number(v), 5)
+  .option('--require-signatures', 'fleet-wide policy: refuse to create a rollout of a module not signed by a key in --trusted-keys (before any host is touched)')
+  .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem); without --require-signatures, signed modules must verify but unsigned ones pass')
   .action(async (opts) => {
+    if (opts.requireSignatures && !opts.trustedKeys) throw new InvalidArgumentError('--require-signatures needs --trusted-keys <dir>');
+    const signatures: SignaturePolicy | undefined = opts.trustedKeys
+      ? { require: Boolean(opts.requireSignatures), trusted: TrustedKeys.fromDir(opts.trustedKeys) }
+      : undefined;
     const transport = loadTransport(opts, 'bpfleet-control');
     const log = createLogger('control').child({ replica: opts.id });
     const telemetry = await startDaemonTelemetry('bpfleet-control', opts.id, opts, log);
     const cp = await startControlPlane({
       listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
-      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, transport, log,
+      identity: opts.id, leaderTtlSeconds: opts.leaderTtl, transport, signatures, log,
     });
     const shutdown = (signal: string) => {
       log.info({ signal }, 'stopping');

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
+import { enforceSignaturePolicy, type SignaturePolicy } from '../../common/signing.js';
 import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
@@ -24,6 +25,8 @@ export interface RolloutDeps {
   audit: AuditLog;
   log: Logger;
   clock: () => Date;
+  /** The fleet-wide signature policy: a rollout of a module it refuses is never created. */
+  signatures?: SignaturePolicy;
 }
 
 type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'listRollouts' | 'watchRollout' | 'listHosts'>;
@@ -45,10 +48,13 @@ function newRolloutId(module: string, now: Date): string {
  * It is stored with an empty status, phase PENDING: the controller plans it from there.
  *
  * Errors: MODULE_NOT_FOUND when the version was never pushed; ROLLOUT_ACTIVE when another
- * rollout of the module holds the attachment.
+ * rollout of the module holds the attachment; PERMISSION_DENIED UNSIGNED, UNTRUSTED_KEY or
+ * BAD_SIGNATURE when the fleet's signature policy refuses the module (before any host is
+ * touched: nothing is stored).
  */
-export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
-  await deps.modules.require(spec.module, spec.version);
+export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock' | 'signatures'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
+  const module = await deps.modules.require(spec.module, spec.version);
+  if (deps.signatures) enforceSignaturePolicy(module, deps.signatures, 'the fleet');
   const now = deps.clock();
   const rollout: Rollout = {
     id: newRolloutId(spec.module, now), spec, status: emptyStatus(),

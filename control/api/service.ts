@@ -1,6 +1,7 @@
 import type { Etcd3 } from 'etcd3';
 import type { ArtifactStore } from '../../common/artifacts.js';
 import type { Logger } from '../../common/log.js';
+import type { SignaturePolicy } from '../../common/signing.js';
 import type { ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 import type { AuditLog } from '../store/audit.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
@@ -20,6 +21,8 @@ export interface ApiDeps {
   audit: AuditLog;
   log: Logger;
   clock?: () => Date;
+  /** The fleet-wide signature policy (control plane --require-signatures / --trusted-keys). */
+  signatures?: SignaturePolicy;
   /** Operators' requests on rollouts; by default kept in `etcd`. */
   requests?: RequestStore;
 }

@@ -1,5 +1,6 @@
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError } from '../../common/errors.js';
+import type { SignaturePolicy } from '../../common/signing.js';
 import type { Logger } from '../../common/log.js';
 import type {
   AbortRolloutRequest,
@@ -26,6 +27,8 @@ import { actorOf, unary } from './handler.js';
 import { requireId, startRollout } from './rollouts.js';
 
 export interface VerbDeps {
+  /** The fleet-wide signature policy, which an undo's new rollout meets too. */
+  signatures?: SignaturePolicy;
   rollouts: RolloutStore;
   requests: RequestStore;
   modules: ModuleRegistry;
