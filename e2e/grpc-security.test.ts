@@ -84,7 +84,7 @@ describe('gRPC attacks: mTLS on both services, roles on the API, Apply only from
     etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
     scratch = makeTempDir('sec-certs');
     for (const m of ['pass-counter-v1', 'pass-counter-v2']) await fleet.cliJson(['module', 'push', `agent/bpf/${m}.yaml`]);
-    const r = await fleet.cli(['rollout', 'create', '-f', 'examples/rollout-v1.yaml', '--wait', '--timeout', '60s'], { as: 'operator' });
+    const r = await fleet.cli(['rollout', 'create', '-f', 'examples/rollout-v1.yaml', '--wait', '--timeout', '60s']);
     assert.equal(r.code, 0, r.stdout + r.stderr);
   });
 
