@@ -148,7 +148,7 @@ describe('Reconciler.apply', () => {
     await s.reconciler.apply(intent({ leaderEpoch: 7 }));
     await s.reconciler.apply(intent({ leaderEpoch: 7, generation: 2 }));
     await s.reconciler.apply(intent({ leaderEpoch: 6, generation: 3, attachment: 'xdp:eth1' }));
-    assert.equal(reads, 2, 'epoch 7 confirmed once; lower epochs need no read');
+    assert.equal(reads, 1, 'the read that refused epoch 8 confirmed epoch 7: no read for 7 or lower');
     leader = null;
     await assert.rejects(s.reconciler.apply(intent({ leaderEpoch: 9 })), refused('FAILED_PRECONDITION', 'EPOCH_AHEAD_OF_LEADER', /no leader elected/));
   });
@@ -199,7 +199,7 @@ describe('Reconciler.apply', () => {
     const driver = new SimDriver({ now: () => 0 });
     driver.capabilities = () => ['xdp'];
     const s = setup({ driver });
-    await assert.rejects(s.reconciler.apply(intent({ attachment: 'xdp:eth1' })), refused('FAILED_PRECONDITION', 'HOOK_UNSUPPORTED', /supports: xdp/));
+    await assert.rejects(s.reconciler.apply(intent({ attachment: 'tcx-ingress:eth0' })), refused('FAILED_PRECONDITION', 'HOOK_UNSUPPORTED', /supports: xdp/));
   });
 
   it('refuses a module the registry does not know', async () => {
