@@ -385,7 +385,8 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   });
 
   test('rollout get --watch draws a live view in place on a terminal, and exits with the outcome', async () => {
-    const id = await create('module: pass-counter\nversion: 2.0.0\nattachment: xdp:eth0\nsteps: [{canary: 1}, {bake: 1s}, {percent: 100}]\nanalysis: {interval: 300ms, minSamples: 2}\n');
+    // A bake long enough that the CLI (which now loads the X.509 reader and does a TLS handshake) attaches mid-rollout.
+    const id = await create('module: pass-counter\nversion: 2.0.0\nattachment: xdp:eth0\nsteps: [{canary: 1}, {bake: 4s}, {percent: 100}]\nanalysis: {interval: 300ms, minSamples: 2}\n');
     // `script` gives the CLI a pseudo-terminal, as a person's shell would.
     const cmd = `${process.execPath} ${join(REPO, 'bin/bpfleet.mjs')} rollout get ${id} --watch --timeout 60s`;
     const out = await new Promise<{ code: number; text: string }>((resolve, reject) => {
