@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { keys } from '../common/keys.js';
 import { LocalFleet } from '../dev/fleet.js';
 import { prereqSkip } from './support/prereqs.js';
@@ -36,7 +36,7 @@ describe('faults a rollout comes out of (sim dataplane)', { skip }, () => {
 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'faults', hosts: 3, driver: 'sim', trafficPps: 0, telemetryIntervalMs: 250 });
-    etcd = new Etcd3({ hosts: fleet.etcd.endpoint });
+    etcd = fleet.etcdClient();
     for (const m of ['pass-counter-v1', 'pass-counter-v2']) {
       const r = await cli(['module', 'push', `agent/bpf/${m}.yaml`]);
       assert.equal(r.code, 0, r.stderr);
