@@ -1,8 +1,10 @@
 import { release } from 'node:os';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
+import type { Etcd3 } from 'etcd3';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
 import { IntentStore } from '../common/etcd/intents.js';
+import { keys } from '../common/keys.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
 import type { Logger } from '../common/log.js';
 import type { SignaturePolicy } from '../common/signing.js';
@@ -15,7 +17,9 @@ import type { DataplaneDriver } from './dataplane/driver.js';
 import { IntentWatch } from './intent-watch.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
-import { agentService, agentServiceDefinition } from './server.js';
+import { agentService, agentServiceDefinition, guardAgentService } from './server.js';
+import { BpfleetError } from '../common/errors.js';
+import { INSECURE_WARNING, serverCredentials, type TransportSecurity } from '../common/tls.js';
 import { TelemetryPublisher, type TelemetryClock } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
 
@@ -48,6 +52,8 @@ export interface AgentConfig {
   checkIntervalMs?: number;
   /** The clocks telemetry is stamped with; the system's by default. */
   clock?: TelemetryClock;
+  /** mTLS for the AgentService (Apply only from the control plane's identity), or explicitly insecure. */
+  transport: TransportSecurity;
 }
 
 const DEFAULT_CHECK_INTERVAL_MS = 2000;
@@ -62,7 +68,9 @@ export interface RunningAgent {
 
 /** Wires one host's agent: registration, adoption of pinned programs, gRPC, intents, telemetry. */
 export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
-  const { log, driver } = cfg;
+  const { log, driver, transport } = cfg;
+  checkHostIdentity(cfg.host, transport);
+  if (transport.mode === 'insecure') log.warn(INSECURE_WARNING);
   const etcd = etcdClient(cfg.etcdEndpoints, cfg.storeTls?.etcd);
   const nc: NatsConnection = await connect({
     servers: cfg.natsServers, name: `bpfleet-agent-${cfg.host}`, tls: natsTls(cfg.storeTls?.nats),
@@ -87,15 +95,17 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: AGENT_VERSION,
   }, cfg.leaseTtlSeconds, log);
   const traced = new TracedDriver(driver);
-  const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, { signatures: cfg.signatures, checkpoint: cfg.checkpoint });
+  const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, {
+    signatures: cfg.signatures, checkpoint: cfg.checkpoint, leaderEpoch: () => currentLeaderEpoch(etcd),
+  });
   const prior = await registration.lastReported();
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
   for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
 
-  server.addService(agentServiceDefinition, agentService(reconciler, log));
+  server.addService(agentServiceDefinition, guardAgentService(agentService(reconciler, log), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.AgentService']);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.advertise ?? cfg.listen.replace(/:0$/, `:${port}`);
   await registration.start(address);
   const watch = new IntentWatch(new IntentStore(etcd), reconciler, log);
@@ -130,4 +140,26 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
       etcd.close();
     },
   };
+}
+
+/**
+ * The current leader's epoch: the create revision of the oldest key under the election
+ * prefix (the etcd3 client's election elects the lowest create revision; control/leader.ts
+ * takes the same revision as its epoch). Null when nobody campaigns.
+ */
+export async function currentLeaderEpoch(etcd: Etcd3): Promise<number | null> {
+  const { kvs } = await etcd.getAll().prefix(keys.electionPrefix).sort('Create', 'Ascend').limit(1).exec();
+  return kvs[0] ? Number(kvs[0].create_revision) : null;
+}
+
+/**
+ * An agent's host name is its certificate's: one host's certificate must not serve (and
+ * register, and report) as another host. Throws INVALID_ARGUMENT/IDENTITY_MISMATCH otherwise.
+ */
+export function checkHostIdentity(host: string, transport: TransportSecurity): void {
+  if (transport.mode === 'insecure') return;
+  const self = transport.self;
+  if (self.kind !== 'host' || self.name !== host) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'IDENTITY_MISMATCH', `--host ${host}, but the certificate names ${self.spiffeId}; an agent's host name is its certificate's (spiffe://${self.trustDomain}/bpfleet/host/${host})`);
+  }
 }

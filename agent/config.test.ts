@@ -26,10 +26,12 @@ describe('agent config', () => {
       host: 'h1', listen: '127.0.0.1:0', advertise: '198.18.0.2:50061', etcd: 'http://127.0.0.1:1', nats: 'nats://127.0.0.1:2',
       label: { zone: 'a' }, driver: 'sim', pinRoot: '/sys/fs/bpf/t', netns: 'ns1', cacheDir: '/tmp/c', telemetryInterval: '250',
       leaseTtl: '3', requireSignatures: true, trustedKeys: '/keys', simLoadDelay: '40', metricsPort: 9100, metricsHost: '0.0.0.0',
+      tlsCa: '/pki/ca.crt', tlsCert: '/pki/h1.crt', tlsKey: '/pki/h1.key',
     }, {});
     assert.deepEqual(config, {
       host: { name: 'h1', labels: { zone: 'a' } }, listen: '127.0.0.1:0', advertise: '198.18.0.2:50061',
-      etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] }, grpc: { insecure: true },
+      etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] },
+      grpc: { tls: { ca: '/pki/ca.crt', cert: '/pki/h1.crt', key: '/pki/h1.key' } },
       pinRoot: '/sys/fs/bpf/t', cacheDir: '/tmp/c', metrics: { port: 9100, host: '0.0.0.0' },
       signatures: { require: true, trustedKeysDir: '/keys' }, logLevel: 'info', driver: 'sim', netns: 'ns1',
       telemetryIntervalMs: 250, leaseTtlSeconds: 3, simLoadDelayMs: 40, simClockOffsetMs: 0,

@@ -33,7 +33,8 @@ export const agentConfigSchema = z.strictObject({
   advertise: hostPort.optional(),
   etcd: etcdSchema.prefault({}),
   nats: natsSchema.prefault({}),
-  grpc: grpcSchema.default({ insecure: true }),
+  /** No default: neither TLS nor insecure given refuses to start (transportFromConfig). */
+  grpc: grpcSchema.optional(),
   /** bpffs directory of this agent's pinned links, programs and maps. */
   pinRoot: filePath.refine((p) => p.startsWith('/'), 'an absolute path (a directory on bpffs)').default('/sys/fs/bpf/bpfleet'),
   /** Local artifact cache, by digest. */
@@ -121,5 +122,5 @@ export function loadAgentConfig(opts: AgentFlags, env: NodeJS.ProcessEnv = proce
 /** Fields a SIGHUP applies to a running agent; a change to any other needs a restart. */
 export const AGENT_LIVE_FIELDS: ReadonlySet<string> = new Set(['logLevel', 'host.labels']);
 
-/** Config fields this build accepts and validates but does not use yet (mutual TLS and credentials land separately). */
-export const AGENT_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;
+/** Config fields this build accepts and validates but does not use yet (store credentials land separately). */
+export const AGENT_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token'] as const;

@@ -30,6 +30,8 @@ const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH
   .option('--sim-clock-offset <ms>', 'with --driver sim: shift the wall clock its telemetry is stamped with, ms (tests of clock skew)')
   .addHelpText('after', `
 Precedence: ${AGENT_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+gRPC needs mutual TLS (--tls-ca/--tls-cert/--tls-key, or grpc.tls in the file) or an explicit
+--insecure; the certificate must name this host (spiffe://<trust domain>/bpfleet/host/<name>).
 SIGHUP (systemctl reload) re-reads the config: logLevel and host.labels apply live; other
 changes are reported and need a restart. Running programs stay pinned across restarts.`)
   .action(async (opts: AgentFlags) => {
@@ -54,9 +56,13 @@ program.command('version')
   });
 
 async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFlags): Promise<void> {
-  const [{ startDaemonTelemetry }, { TrustedKeys }, { startAgent }, { crashHookFromEnv }] = await Promise.all([
-    import('../common/daemon-telemetry.js'), import('../common/signing.js'), import('./agent.js'), import('./crash-hook.js'),
+  const [{ startDaemonTelemetry }, { TrustedKeys }, { checkHostIdentity, startAgent }, { crashHookFromEnv }, { quietIpServerNameWarning, transportFromConfig }] = await Promise.all([
+    import('../common/daemon-telemetry.js'), import('../common/signing.js'), import('./agent.js'), import('./crash-hook.js'), import('../common/tls.js'),
   ]);
+  quietIpServerNameWarning();
+  // Before anything starts: no TLS and no explicit insecure, or another host's certificate, is refused.
+  const transport = transportFromConfig(config.grpc, 'bpfleet-agent');
+  checkHostIdentity(config.host.name, transport);
   const log = createLogger('agent').child({ host: config.host.name });
   if (file) log.info({ file }, 'config read');
   const { storeTlsFromConfig, warnPlainStores } = await import('../common/store-clients.js');
@@ -78,7 +84,7 @@ async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFl
     host: config.host.name, listen: config.listen, advertise: config.advertise,
     etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
     labels: config.host.labels, cacheDir: config.cacheDir, telemetryIntervalMs: config.telemetryIntervalMs,
-    leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint, clock,
+    leaseTtlSeconds: config.leaseTtlSeconds, driver, log, signatures, checkpoint, clock, transport,
   });
 
   let running = config;

@@ -7,7 +7,7 @@ import type { Module, ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
 import type { ModuleArtifact } from './dataplane/driver.js';
 import { simArtifact } from './dataplane/sim/artifacts.js';
 import { SimDriver } from './dataplane/sim/sim-driver.js';
-import { Reconciler, type ModuleSource, type StateSink } from './reconciler.js';
+import { Reconciler, type ReconcilerOptions, type ModuleSource, type StateSink } from './reconciler.js';
 
 const HOST = 'edge-1';
 const ATTACHMENT = 'xdp:eth0';
@@ -61,11 +61,11 @@ function intent(over: Partial<Intent> = {}): Intent {
   };
 }
 
-function setup(opts: { driver?: SimDriver; source?: FakeSource } = {}) {
+function setup(opts: { driver?: SimDriver; source?: FakeSource; options?: ReconcilerOptions } = {}) {
   const driver = opts.driver ?? new SimDriver({ now: () => 0 });
   const source = opts.source ?? new FakeSource(V1, V2);
   const sink = new FakeSink();
-  const reconciler = new Reconciler(HOST, driver, source, sink, () => new Date('2026-01-01T00:00:00.000Z'));
+  const reconciler = new Reconciler(HOST, driver, source, sink, () => new Date('2026-01-01T00:00:00.000Z'), opts.options);
   return { driver, source, sink, reconciler };
 }
 
@@ -115,12 +115,42 @@ describe('Reconciler.apply', () => {
     assert.equal(again.state.progId, first.state.progId, 'not reloaded');
     assert.equal(s.reconciler.history.length, 1);
 
-    // A newer intent for what already runs is a no-op for the dataplane, but its marks count.
+    // A newer intent for what already runs is a no-op, and takes no fencing marks: a request
+    // that changed nothing must not be able to fence out the leader's next intents.
     const newer = await s.reconciler.apply(intent({ generation: 5 }));
     assert.equal(newer.changed, false);
-    assert.equal(newer.state.generation, 5);
+    assert.equal(newer.state.generation, 1);
     assert.equal(s.reconciler.history.length, 1);
-    await assert.rejects(s.reconciler.apply(intent({ generation: 4 })), refused('FAILED_PRECONDITION', 'STALE_GENERATION'));
+    assert.equal((await s.reconciler.apply(intent({ module: refOf(V2), expectedDigest: V1.digest, generation: 2 }))).changed, true);
+  });
+
+  it('cannot be poisoned: a no-op carrying huge marks does not block later intents, also after a restart', async () => {
+    const s = setup();
+    await s.reconciler.apply(intent({ generation: 1, leaderEpoch: 1 }));
+    const huge = Number.MAX_SAFE_INTEGER;
+    assert.equal((await s.reconciler.apply(intent({ generation: huge, leaderEpoch: huge }))).changed, false);
+    assert.equal((await s.reconciler.apply(intent({ module: undefined, attachment: 'xdp:eth1', expectedDigest: '', generation: huge, leaderEpoch: huge }))).changed, false, 'a removal of nothing is a no-op too');
+    assert.deepEqual(s.reconciler.state().attachments.map((a) => [a.generation, a.leaderEpoch]), [[1, 1]], 'no forged mark reported');
+    const restarted = setup({ driver: new SimDriver({ host: s.driver.host, now: () => 0 }) });
+    await restarted.reconciler.adopt(s.sink.reports.at(-1)!.attachments);
+    const next = await restarted.reconciler.apply(intent({ module: refOf(V2), expectedDigest: V1.digest, generation: 2, leaderEpoch: 1 }));
+    assert.equal(next.changed, true, 'the leader\'s next intent still applies');
+    const fresh = await restarted.reconciler.apply(intent({ attachment: 'xdp:eth1', generation: 1, leaderEpoch: 1 }));
+    assert.equal(fresh.changed, true);
+  });
+
+  it('refuses an epoch above the current leader\'s, reading it only for epochs it has not confirmed', async () => {
+    let reads = 0;
+    let leader: number | null = 7;
+    const s = setup({ options: { leaderEpoch: async () => (reads++, leader) } });
+    await assert.rejects(s.reconciler.apply(intent({ leaderEpoch: 8 })), refused('FAILED_PRECONDITION', 'EPOCH_AHEAD_OF_LEADER', /epoch 8, but the current leader's epoch is 7/));
+    assert.deepEqual(await s.driver.observe(), [], 'nothing installed');
+    await s.reconciler.apply(intent({ leaderEpoch: 7 }));
+    await s.reconciler.apply(intent({ leaderEpoch: 7, generation: 2 }));
+    await s.reconciler.apply(intent({ leaderEpoch: 6, generation: 3, attachment: 'xdp:eth1' }));
+    assert.equal(reads, 1, 'the read that refused epoch 8 confirmed epoch 7: no read for 7 or lower');
+    leader = null;
+    await assert.rejects(s.reconciler.apply(intent({ leaderEpoch: 9 })), refused('FAILED_PRECONDITION', 'EPOCH_AHEAD_OF_LEADER', /no leader elected/));
   });
 
   it('upgrades in place when the expected digest runs', async () => {

@@ -28,8 +28,15 @@ export interface ApplyResult {
 }
 
 export interface ReconcilerOptions {
-  /** Checked on every module before its object is fetched or anything is loaded. */
+  /** Checked on every module before its object is fetched or anything is loaded, and on adoption and removal. */
   signatures?: SignaturePolicy;
+  /**
+   * The current leader's epoch (its election key's create revision in etcd), or null when
+   * no leader is elected. An intent whose epoch is above it is refused (EPOCH_AHEAD_OF_LEADER):
+   * no leader ever issued it, so it would only block the real leader's intents. Read only
+   * when an intent's epoch is above every epoch this agent has already checked.
+   */
+  leaderEpoch?: () => Promise<number | null>;
   /** Test hook (see crash-hook.ts). */
   checkpoint?: SwapCheckpoint;
 }
@@ -66,6 +73,8 @@ export class Reconciler {
   /** One record per apply that changed the dataplane, the last MAX_APPLY_HISTORY: tests and audits count them. */
   readonly history: ApplyRecord[] = [];
   private readonly changeListeners = new Set<(attachment: string) => void>();
+  /** The highest leader epoch etcd confirmed so far: intents up to it need no read. */
+  private confirmedEpoch = 0;
 
   constructor(
     readonly host: string,
@@ -159,6 +168,7 @@ export class Reconciler {
         throw new BpfleetError('FAILED_PRECONDITION', 'STALE_GENERATION', `intent generation ${intent.generation} is older than ${current.generation} already applied on ${intent.attachment}`);
       }
     }
+    await this.checkEpoch(intent);
     const ref = intent.module;
     if (!ref || !ref.digest) {
       // Removal is a compare-and-swap too: detaching a program the intent did not expect
@@ -174,9 +184,12 @@ export class Reconciler {
       if (running) {
         this.record({ at: updatedAt, attachment: intent.attachment, digest: '', generation: intent.generation, rolloutId: intent.rolloutId });
       }
+      // Marks come only from a request that changed something: a no-op removal carrying a
+      // forged epoch must not fence out the real leader's next intent.
+      const changed = Boolean(running) || this.states.has(intent.attachment);
       this.states.delete(intent.attachment);
       this.stateSeqOf.set(intent.attachment, ++this.stateSeq);
-      this.fences.set(intent.attachment, { generation: intent.generation, leaderEpoch: intent.leaderEpoch });
+      if (changed) this.fences.set(intent.attachment, { generation: intent.generation, leaderEpoch: intent.leaderEpoch });
       await this.publish();
       return { state: { attachment: intent.attachment, module: undefined, progId: 0, linkId: 0, progTag: '', generation: intent.generation, rolloutId: intent.rolloutId, leaderEpoch: intent.leaderEpoch, updatedAt, status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED, reason: '', message: '' }, changed: Boolean(running), fetchMs: 0, loadMs: 0, swapMs: 0 };
     }
@@ -199,7 +212,12 @@ export class Reconciler {
     }
     const fetchMs = performance.now() - t0;
     const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
-    const state = this.stateOf(result.running, { generation: intent.generation, leaderEpoch: intent.leaderEpoch, rolloutId: intent.rolloutId });
+    // Marks come only from a request that changed something (see the removal above); an
+    // intent already satisfied leaves the marks of the apply that did the work.
+    // The state still comes from what runs: a BROKEN report the driver repaired becomes RUNNING.
+    const kept = result.changed ? undefined : this.states.get(intent.attachment);
+    const marks = kept && kept.module?.digest === ref.digest ? kept : intent;
+    const state = this.stateOf(result.running, { generation: marks.generation, leaderEpoch: marks.leaderEpoch, rolloutId: marks.rolloutId });
     this.setState(state);
     if (result.changed && intent.expectedDigest) this.options.checkpoint?.('before-report');
     if (result.changed) {
@@ -259,6 +277,17 @@ export class Reconciler {
       ...state, progId: 0, linkId: 0, progTag: '', updatedAt: this.clock().toISOString(),
       status: AttachmentStatus.ATTACHMENT_STATUS_BROKEN, reason, message,
     };
+  }
+
+  /** Refuses an intent from an epoch no leader has reached yet (see ReconcilerOptions.leaderEpoch). */
+  private async checkEpoch(intent: Intent): Promise<void> {
+    if (!this.options.leaderEpoch || intent.leaderEpoch <= this.confirmedEpoch) return;
+    const leader = await this.options.leaderEpoch();
+    if (leader !== null) this.confirmedEpoch = Math.max(this.confirmedEpoch, leader);
+    if (leader === null || intent.leaderEpoch > leader) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'EPOCH_AHEAD_OF_LEADER',
+        `intent from leader epoch ${intent.leaderEpoch}, but the current leader's epoch is ${leader ?? 'none (no leader elected)'}`);
+    }
   }
 
   private setState(state: AttachmentState): void {

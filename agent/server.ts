@@ -5,11 +5,28 @@ import { bounded, FIELD_BYTES } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { withServerSpan } from '../common/otel-grpc.js';
 import { AgentServiceService, type AgentServiceServer, type ApplyRequest, type ApplyResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import { guardService, type AccessRule } from '../common/access.js';
+import type { TransportSecurity } from '../common/tls.js';
 import type { Reconciler } from './reconciler.js';
 import { tracedApply } from './tracing.js';
 
 /** The AgentService definition to serve: a request that does not parse is INVALID_ARGUMENT, not INTERNAL. */
 export const agentServiceDefinition = tolerantService(AgentServiceService);
+
+/**
+ * Who may call each AgentService method: Apply changes the kernel and answers only the
+ * control plane's identity; the read-only methods also answer viewers (and admins).
+ */
+export const AGENT_ACCESS: Readonly<Record<keyof AgentServiceServer, AccessRule>> = {
+  apply: { control: true },
+  getState: { control: true, role: 'viewer' },
+  getApplyHistory: { control: true, role: 'viewer' },
+};
+
+/** The AgentService behind its access check (see common/access.ts): the caller is checked before any handler runs. */
+export function guardAgentService(handlers: AgentServiceServer, transport: TransportSecurity, log: Logger): AgentServiceServer {
+  return guardService(AgentServiceService, handlers, AGENT_ACCESS, transport, log);
+}
 
 /** Every string of an intent within its limit (common/limits.ts); throws FIELD_TOO_LONG naming the field. */
 function checkIntentFields(intent: Intent): Intent {

@@ -136,6 +136,8 @@ async function main(): Promise<void> {
       host: HOST, listen: '127.0.0.1:0', etcdEndpoints: [etcd.endpoint], natsServers: [nats.url], labels: {},
       cacheDir, telemetryIntervalMs: 1000, leaseTtlSeconds: 10, driver: sandbox.driver(),
       log: createLogger('agent', { level: 'warn' }),
+      // TLS's cost is measured on its own by bench/tls.ts; this bench is the kernel path.
+      transport: { mode: 'insecure' },
     });
     cleanup.defer(() => agent.stop(), 'stop agent');
     process.stderr.write(`apply bench: agent ${agent.address} on ${sandbox.host.netns}, ${APPLIES} applies per hook and tracing mode\n`);

@@ -14,7 +14,7 @@
  *
  * Writes bench/results/detect.json. Run: npx tsx bench/detect.ts
  */
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
 import { AgentServiceClient, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { RolloutPhase } from '../proto/gen/bpfleet/v1/rollout.js';
@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     await waitForHosts(bench, HOSTS);
     // Every host needs reports before and after: let the baseline build up.
     await new Promise((r) => setTimeout(r, 3 * REPORT_MS));
-    const agents = new AgentServiceClient(address, credentials.createInsecure());
+    const agents = new AgentServiceClient(address, bench.credentials);
     try {
       for (let i = 0; i < RUNS; i++) {
         const timeline = await runRollout(bench, spec, 120_000);

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   | 'DEADLINE_EXCEEDED'
   | 'PERMISSION_DENIED'
+  | 'UNAUTHENTICATED'
   | 'UNIMPLEMENTED'
   | 'INTERNAL';
 
@@ -47,6 +48,9 @@ export const ERROR_REASONS = [
   // The fleet PKI.
   'CA_EXISTS', 'NO_CA', 'BAD_CA', 'CERTIFICATE_EXISTS', 'FOREIGN_CERTIFICATE',
   'INVALID_CERTIFICATE_REQUEST', 'ROTATION_UNFINISHED', 'CANNOT_WRITE',
+  // Transport security and access: who a peer is and what it may do.
+  'TLS_CONFIG', 'INSECURE_NOT_CHOSEN', 'NO_IDENTITY', 'IDENTITY_MISMATCH', 'ROLE_REQUIRED', 'CONTROL_PLANE_ONLY',
+  'EPOCH_AHEAD_OF_LEADER',
   // The control plane's own state.
   'NOT_LEADER', 'STORE_UNAVAILABLE', 'INTERNAL',
 ] as const;

@@ -26,6 +26,9 @@ export function nameOf(prefix: string, key: string): string | null {
 }
 
 export const keys = {
+  /** The election's candidates (etcd3 client layout: election/<name>/<lease hex>); the lowest create revision leads. */
+  electionPrefix: `${ROOT}election/${ELECTION}/`,
+
   hostsPrefix: `${ROOT}hosts/`,
   host: (host: string) => `${ROOT}hosts/${seg(host)}`,
 

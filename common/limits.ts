@@ -19,8 +19,6 @@ export const FIELD_BYTES = {
   attachment: 32,
   /** A reason typed with a verb. */
   reason: 1024,
-  /** Who is calling (the bpfleet-actor header). */
-  actor: 256,
   /** A module's description. */
   description: 4096,
   /** A selector's or a label's key and value. */

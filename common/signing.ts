@@ -162,12 +162,12 @@ export interface SignaturePolicy {
  * module does not satisfy `policy`. A signed module is checked whenever keys are trusted,
  * required or not: a signature that does not verify is a tampered module.
  */
-export function enforceSignaturePolicy(module: Module, policy: SignaturePolicy): void {
+export function enforceSignaturePolicy(module: Module, policy: SignaturePolicy, who = 'this host'): void {
   const m = module.manifest;
   const what = `${m?.name}@${m?.version}`;
   const signed = module.signature.length > 0 || module.keyId !== '';
   if (!signed) {
-    if (policy.require) throw new BpfleetError('PERMISSION_DENIED', 'UNSIGNED', `${what} is not signed and this host requires signed modules`);
+    if (policy.require) throw new BpfleetError('PERMISSION_DENIED', 'UNSIGNED', `${what} is not signed and ${who} requires signed modules`);
     return;
   }
   if (!policy.trusted) return;

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, type EnvBinding, type FlagValue, type LoadedConfig } from '../common/config/load.js';
 import { SHARED_ENV, explicitConfigPath, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
-import { etcdSchema, grpcSchema, hostPort, logLevel, metricsSchema, natsSchema } from '../common/config/schema.js';
+import { etcdSchema, filePath, grpcSchema, hostPort, logLevel, metricsSchema, natsSchema } from '../common/config/schema.js';
 import { DEFAULT_TELEMETRY_MAX_SKEW_MS } from './analysis/ingest.js';
 
 export const CONTROL_CONFIG_PATH = '/etc/bpfleet/control.yaml';
@@ -19,8 +19,16 @@ export const controlConfigSchema = z.strictObject({
   listen: hostPort.default('127.0.0.1:50051'),
   etcd: etcdSchema.prefault({}),
   nats: natsSchema.prefault({}),
-  grpc: grpcSchema.default({ insecure: true }),
+  /** No default: neither TLS nor insecure given refuses to start (transportFromConfig). */
+  grpc: grpcSchema.optional(),
   metrics: metricsSchema.prefault({}),
+  /** Fleet-wide signature policy: CreateRollout and UndoRollout refuse a module it refuses, before any host is touched. */
+  signatures: z.strictObject({
+    /** Refuse a rollout of a module not signed by a key in trustedKeysDir. */
+    require: z.boolean().default(false),
+    /** Directory of ed25519 public keys (*.pem); without require, signed modules must verify but unsigned ones pass. */
+    trustedKeysDir: filePath.optional(),
+  }).refine((s) => !s.require || s.trustedKeysDir !== undefined, '--require-signatures needs --trusted-keys <dir> (in a config file: require: true needs trustedKeysDir)').prefault({}),
   logLevel: logLevel.default('info'),
   /** Leader lease TTL, s (failover takes about this long): 1 s to 10 min. */
   leaderTtlSeconds: z.number().int().min(1).max(600).default(5),
@@ -33,12 +41,15 @@ export type ControlDaemonConfig = z.output<typeof controlConfigSchema>;
 export const CONTROL_ENV: readonly EnvBinding[] = [
   ...SHARED_ENV,
   { name: 'BPFLEET_ID', path: ['id'] },
+  { name: 'BPFLEET_TRUSTED_KEYS', path: ['signatures', 'trustedKeysDir'] },
 ];
 
 export interface ControlFlags extends SharedFlags {
   id?: string;
   leaderTtl?: string;
   telemetryMaxSkew?: string;
+  requireSignatures?: boolean;
+  trustedKeys?: string;
 }
 
 function controlFlagValues(opts: ControlFlags): FlagValue[] {
@@ -46,6 +57,8 @@ function controlFlagValues(opts: ControlFlags): FlagValue[] {
   if (opts.id !== undefined) out.push({ flag: '--id', path: ['id'], value: opts.id });
   if (opts.leaderTtl !== undefined) out.push({ flag: '--leader-ttl', path: ['leaderTtlSeconds'], value: wholeFlag(opts.leaderTtl) });
   if (opts.telemetryMaxSkew !== undefined) out.push({ flag: '--telemetry-max-skew', path: ['telemetryMaxSkewMs'], value: wholeFlag(opts.telemetryMaxSkew) });
+  if (opts.requireSignatures !== undefined) out.push({ flag: '--require-signatures', path: ['signatures', 'require'], value: opts.requireSignatures });
+  if (opts.trustedKeys !== undefined) out.push({ flag: '--trusted-keys', path: ['signatures', 'trustedKeysDir'], value: opts.trustedKeys });
   return out;
 }
 
@@ -60,5 +73,5 @@ export function loadControlConfig(opts: ControlFlags, env: NodeJS.ProcessEnv = p
 /** Fields a SIGHUP applies to a running replica; a change to any other needs a restart. */
 export const CONTROL_LIVE_FIELDS: ReadonlySet<string> = new Set(['logLevel']);
 
-/** Config fields this build accepts and validates but does not use yet (mutual TLS and credentials land separately). */
-export const CONTROL_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token', 'grpc.tls'] as const;
+/** Config fields this build accepts and validates but does not use yet (store credentials land separately). */
+export const CONTROL_UNWIRED_FIELDS = ['etcd.username', 'etcd.password', 'etcd.passwordFile', 'nats.credsFile', 'nats.token'] as const;

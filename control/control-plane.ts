@@ -1,14 +1,18 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { ArtifactStore } from '../common/artifacts.js';
 import { CONTROL_MAX_MESSAGE_BYTES } from '../common/keys.js';
+import { BpfleetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import type { SignaturePolicy } from '../common/signing.js';
 import { etcdClient, natsTls, type StoreTls } from '../common/store-clients.js';
 import { addStandardServices } from '../common/grpc-standard.js';
+import { channelCredentials, INSECURE_WARNING, serverCredentials, type TransportSecurity } from '../common/tls.js';
 import { AgentClients } from './agent-clients.js';
 import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
 import { controlService, controlServiceDefinition } from './api/service.js';
+import { guardControlService } from './api/handler.js';
 import { RolloutController } from './controller.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';
@@ -30,6 +34,14 @@ export interface ControlPlaneConfig {
   /** Unique per replica: shows in the election and the logs. */
   identity: string;
   leaderTtlSeconds: number;
+  /**
+   * mTLS for the ControlService (client certificates required; roles checked per method)
+   * and for the calls to agents (this certificate is the control plane's identity), or
+   * explicitly insecure.
+   */
+  transport: TransportSecurity;
+  /** Fleet-wide signature policy: CreateRollout and UndoRollout refuse a module it refuses. */
+  signatures?: SignaturePolicy;
   log: Logger;
 }
 
@@ -41,7 +53,11 @@ export interface RunningControlPlane {
 
 /** One control-plane replica: API always, rollout controller while it leads. */
 export async function startControlPlane(cfg: ControlPlaneConfig): Promise<RunningControlPlane> {
-  const { log } = cfg;
+  const { log, transport } = cfg;
+  if (transport.mode === 'insecure') log.warn(INSECURE_WARNING);
+  else if (transport.self.kind !== 'control') {
+    throw new BpfleetError('INVALID_ARGUMENT', 'IDENTITY_MISMATCH', `the control plane's certificate names ${transport.self.spiffeId}, not a control identity (spiffe://<trust-domain>/bpfleet/control/<name>)`);
+  }
   const etcd = etcdClient(cfg.etcdEndpoints, cfg.storeTls?.etcd);
   const nc: NatsConnection = await connect({
     servers: cfg.natsServers, name: `bpfleet-control-${cfg.identity}`, tls: natsTls(cfg.storeTls?.nats),
@@ -56,7 +72,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   const rollouts = new RolloutStore(etcd);
   const hosts = new HostDirectory(etcd, log);
   const audit = new AuditLog(etcd);
-  const agents = new AgentClients();
+  const agents = new AgentClients(channelCredentials(transport));
   const controller = new RolloutController({
     etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, ingest, log,
   });
@@ -73,13 +89,13 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
   });
-  server.addService(controlServiceDefinition, controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log }));
+  server.addService(controlServiceDefinition, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log, signatures: cfg.signatures }), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(cfg.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.listen.replace(/:0$/, `:${port}`);
   elector.start();
-  log.info({ address, identity: cfg.identity }, 'control plane ready');
+  log.info({ address, identity: cfg.identity, tls: transport.mode === 'mtls' ? transport.self.spiffeId : 'off (--insecure)' }, 'control plane ready');
 
   return {
     address,

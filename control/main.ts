@@ -9,8 +9,12 @@ const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_
   .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
   .option('--telemetry-max-skew <ms>', 'drop telemetry stamped more than this far ahead of this replica\'s clock, ms (default 300000)')
+  .option('--require-signatures', 'fleet-wide policy: refuse to create a rollout of a module not signed by a key in --trusted-keys (before any host is touched)')
+  .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem); without --require-signatures, signed modules must verify but unsigned ones pass (env BPFLEET_TRUSTED_KEYS)')
   .addHelpText('after', `
 Precedence: ${CONTROL_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+gRPC needs mutual TLS (--tls-ca/--tls-cert/--tls-key, or grpc.tls in the file; a control
+certificate, spiffe://<trust domain>/bpfleet/control/<name>) or an explicit --insecure.
 SIGHUP (systemctl reload) re-reads the config: logLevel applies live; other changes are
 reported and need a restart (replica by replica: another replica takes over leadership).`)
   .action(async (opts: ControlFlags) => {
@@ -35,9 +39,14 @@ program.command('version')
   });
 
 async function run(config: ControlDaemonConfig, file: string | null, opts: ControlFlags): Promise<void> {
-  const [{ startDaemonTelemetry }, { startControlPlane }, { storeTlsFromConfig, warnPlainStores }] = await Promise.all([
-    import('../common/daemon-telemetry.js'), import('./control-plane.js'), import('../common/store-clients.js'),
+  const [{ startDaemonTelemetry }, { startControlPlane }, { storeTlsFromConfig, warnPlainStores }, { quietIpServerNameWarning, transportFromConfig }, { TrustedKeys }] = await Promise.all([
+    import('../common/daemon-telemetry.js'), import('./control-plane.js'), import('../common/store-clients.js'), import('../common/tls.js'), import('../common/signing.js'),
   ]);
+  quietIpServerNameWarning();
+  // Before anything starts: no TLS and no explicit insecure is refused.
+  const transport = transportFromConfig(config.grpc, 'bpfleet-control');
+  const { signatures: sig } = config;
+  const signatures = sig.trustedKeysDir ? { require: sig.require, trusted: TrustedKeys.fromDir(sig.trustedKeysDir) } : undefined;
   const log = createLogger('control').child({ replica: config.id });
   if (file) log.info({ file }, 'config read');
   const storeTls = storeTlsFromConfig(config);
@@ -45,7 +54,7 @@ async function run(config: ControlDaemonConfig, file: string | null, opts: Contr
   const telemetry = await startDaemonTelemetry('bpfleet-control', config.id, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
   const cp = await startControlPlane({
     listen: config.listen, etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
-    telemetryMaxSkewMs: config.telemetryMaxSkewMs, identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, log,
+    telemetryMaxSkewMs: config.telemetryMaxSkewMs, identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, transport, signatures, log,
   });
   let running = config;
   process.on('SIGHUP', () => {

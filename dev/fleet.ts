@@ -20,6 +20,9 @@ import { subjects } from '../common/keys.js';
 import { etcdClient, natsTls, type ClientTls } from '../common/store-clients.js';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import type { Role } from '../common/identity.js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { channelCredentials, loadTransport, type TransportSecurity } from '../common/tls.js';
 import { CleanupStack } from './cleanup.js';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
@@ -27,7 +30,7 @@ import { startNats, type NatsServer } from './nats.js';
 import { createHostNetns, type HostNetns } from './netns.js';
 import { LOOPBACK } from './ports.js';
 import { createPinRoot, type PinRoot } from './pins.js';
-import { createFleetPki, type FleetPki } from './pki.js';
+import { createFleetPki, type DevCertificate, type FleetPki } from './pki.js';
 import { clientTls, enableEtcdAccess, storeServerTls, storeTlsFlags } from './secure-stores.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
@@ -54,8 +57,10 @@ export interface FleetOptions {
   /** OTEL_EXPORTER_OTLP_ENDPOINT for the control plane, the agents and `cli()`; none by default. */
   otlpEndpoint?: string;
   /**
-   * etcd and NATS without TLS, users or permissions (every daemon may do everything): only
-   * for benchmarks that measure what security costs. Default false.
+   * No PKI: etcd and NATS without TLS, users or permissions (every daemon may do
+   * everything), and every daemon and the CLI with --insecure gRPC. Only for benchmarks that
+   * measure what security costs. Default false: the fleet has its own PKI (dev/pki.ts) and
+   * everything speaks TLS with client certificates.
    */
   insecure?: boolean;
   /** Where agents run and how they reach the services; see the module comment. Default 'root'. */
@@ -146,8 +151,11 @@ export class LocalFleet {
     }
     const host = this.servicesAddress;
     const hostNames = Array.from({ length: opts.hosts }, (_, i) => `h${i + 1}`);
+    // The hosts' namespaces before the PKI: an agent's certificate names its management address.
+    const namespaces = new Map<string, HostNetns>();
+    for (const name of hostNames) namespaces.set(name, await this.createNetns(name));
     // After the services link: the servers' certificates name the address they serve on.
-    const pki = opts.insecure ? null : await this.ensurePki(hostNames);
+    const pki = opts.insecure ? null : await this.ensurePki(hostNames, namespaces);
     const tls = pki ? await storeServerTls(pki, hostNames, [host]) : undefined;
     if (opts.etcdMembers > 1) {
       const cluster = await startEtcdCluster(opts.etcdMembers, { echo: opts.echo, tls: tls?.etcd, host });
@@ -162,17 +170,22 @@ export class LocalFleet {
     this.nats = await startNats({ echo: opts.echo, tls: tls?.nats, host });
     cleanup.defer(() => this.nats.stop(), 'stop nats');
     await this.startControl();
-    for (let i = 1; i <= opts.hosts; i++) await this.addHost(i);
+    for (let i = 1; i <= opts.hosts; i++) await this.addHost(i, namespaces.get(`h${i}`)!);
     await this.waitForHosts(opts.hosts);
   }
 
-  /** The fleet's PKI, created on first use (one CA per fleet, whoever asks first). */
-  private async ensurePki(hosts: readonly string[]): Promise<FleetPki> {
+  /**
+   * The fleet's PKI, created on first use (one CA per fleet, whoever asks first): etcd's,
+   * NATS's, the control plane's, the agents' and the CLI users' certificates all chain to it.
+   */
+  private async ensurePki(hosts: readonly string[], namespaces: ReadonlyMap<string, HostNetns>): Promise<FleetPki> {
     if (this.pki) return this.pki;
     const dir = makeTempDir(`${this.opts.name}-pki`);
     this.cleanup.defer(() => removeTempDir(dir), `remove ${dir}`);
-    // Servers name the address they serve on: 127.0.0.1 always, the services address when routed.
-    this.pki = await createFleetPki(dir, { hosts, sans: this.servicesAddress === LOOPBACK ? [] : [this.servicesAddress] });
+    // Servers name the address they serve on: 127.0.0.1 always, the services address when
+    // routed, and each agent its management address.
+    const hostSans = new Map([...namespaces].flatMap(([name, netns]) => (netns.management ? [[name, [netns.management.hostAddr]] as const] : [])));
+    this.pki = await createFleetPki(dir, { hosts, sans: this.servicesAddress === LOOPBACK ? [] : [this.servicesAddress], hostSans });
     return this.pki;
   }
 
@@ -213,7 +226,7 @@ export class LocalFleet {
       command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
         '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort), '--metrics-host', host,
-        ...this.storeFlags()],
+        ...this.storeFlags(), ...this.tlsFlags(this.pki?.control)],
       env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
     });
     const proc = this.control;
@@ -222,13 +235,18 @@ export class LocalFleet {
     return proc;
   }
 
-  private async addHost(i: number): Promise<void> {
+  /** Host `name`'s namespace; in 'routed' mode with its management link to the services address. */
+  private async createNetns(name: string): Promise<HostNetns> {
+    const netns = await createHostNetns(`${this.opts.name}-${name}`, undefined,
+      this.opts.network === 'routed' ? { management: { routes: [this.servicesAddress] } } : {});
+    this.cleanup.defer(() => netns.destroy(), `destroy ${netns.netns}`);
+    return netns;
+  }
+
+  private async addHost(i: number, netns: HostNetns): Promise<void> {
     const { opts, cleanup } = this;
     const name = `h${i}`;
     const routed = opts.network === 'routed';
-    const netns = await createHostNetns(`${opts.name}-${name}`, undefined,
-      routed ? { management: { routes: [this.servicesAddress] } } : {});
-    cleanup.defer(() => netns.destroy(), `destroy ${netns.netns}`);
     const pinRoot = await createPinRoot(`${opts.name}-${name}`);
     cleanup.defer(() => pinRoot.destroy(), `remove ${pinRoot.path}`);
     const cacheDir = makeTempDir(`${opts.name}-${name}-cache`);
@@ -290,6 +308,7 @@ export class LocalFleet {
         '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,
         '--label', labels, '--telemetry-interval', String(this.opts.telemetryIntervalMs), '--lease-ttl', '5',
         '--metrics-port', new URL(h.metricsUrl).port, '--metrics-host', h.address, ...this.storeFlags(name),
+        ...this.tlsFlags(this.pki?.hosts.get(name)),
         ...(this.opts.agentArgs?.(name) ?? []), ...(extra.args ?? [])],
       env: { ...this.telemetryEnv(), ...extra.env }, cwd: REPO, echo: this.opts.echo,
       ...(routed ? { netns: h.netns.netns } : {}),
@@ -318,11 +337,34 @@ export class LocalFleet {
     return JSON.parse(r.stdout) as T;
   }
 
-  /** Runs the real `bpfleet` CLI against this fleet. */
-  cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  /** A daemon's TLS flags for `cert` (or --insecure when the fleet runs without TLS). */
+  tlsFlags(cert: DevCertificate | undefined): string[] {
+    if (!this.pki) return ['--insecure'];
+    if (!cert) throw new Error(`fleet ${this.opts.name} has no certificate for this daemon`);
+    return ['--tls-ca', this.pki.caPath, '--tls-cert', cert.certPath, '--tls-key', cert.keyPath];
+  }
+
+  /**
+   * Client credentials for in-process gRPC clients (see common/tls.ts): the fleet's user
+   * with `who` as its role (admin by default), or the control plane's own identity (what
+   * an agent's Apply answers).
+   */
+  transport(who: Role | 'control' = 'admin'): TransportSecurity {
+    if (!this.pki) return { mode: 'insecure' };
+    const cert = who === 'control' ? this.pki.control : this.pki.users[who];
+    return loadTransport({ tlsCa: this.pki.caPath, tlsCert: cert.certPath, tlsKey: cert.keyPath }, `fleet ${this.opts.name} ${who}`);
+  }
+
+  /** grpc-js channel credentials of transport(`who`). */
+  credentials(who: Role | 'control' = 'admin'): ChannelCredentials {
+    return channelCredentials(this.transport(who));
+  }
+
+  /** Runs the real `bpfleet` CLI against this fleet, as the fleet's user with role `as` (admin by default). */
+  cli(args: readonly string[], opts: { stdin?: string; env?: Record<string, string>; as?: Role } = {}): Promise<CliResult> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [join(REPO, 'bin/bpfleet.mjs'), ...args], {
-        cwd: REPO, env: { ...process.env, ...this.clientEnv(), ...this.telemetryEnv(), ...opts.env },
+        cwd: REPO, env: { ...process.env, ...this.clientEnv(opts.as), ...this.telemetryEnv(), ...opts.env },
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stdout = '';
@@ -335,9 +377,16 @@ export class LocalFleet {
     });
   }
 
-  /** The environment that points the `bpfleet` CLI at this fleet (`bpfleet dev env` prints it). */
-  clientEnv(): Record<string, string> {
-    return { BPFLEET_SERVER: this.controlAddress };
+  /**
+   * The environment that points the `bpfleet` CLI at this fleet as the fleet's user with
+   * `role` (admin by default): BPFLEET_SERVER and BPFLEET_CA/CERT/KEY, or BPFLEET_INSECURE
+   * when the fleet has no PKI. `bpfleet dev env` prints it.
+   */
+  clientEnv(role: Role = 'admin'): Record<string, string> {
+    const where = { BPFLEET_SERVER: this.controlAddress };
+    if (!this.pki) return { ...where, BPFLEET_INSECURE: '1' };
+    const user = this.pki.users[role];
+    return { ...where, BPFLEET_CA: this.pki.caPath, BPFLEET_CERT: user.certPath, BPFLEET_KEY: user.keyPath };
   }
 
   /** Trace export for the processes this fleet starts; batches go out every 200 ms, not 5 s. */

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { credentials, Metadata } from '@grpc/grpc-js';
+import { Metadata } from '@grpc/grpc-js';
 import { Objm } from '@nats-io/obj';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Etcd3 } from 'etcd3';
@@ -76,7 +76,7 @@ describe('errors that help: refused modules say why and change nothing', { skip 
     etcd = fleet.etcdClient();
     nc = await connect(fleet.natsOptions());
     artifacts = await ArtifactStore.open(nc);
-    agent = new AgentServiceClient(fleet.host('h2').listen, credentials.createInsecure());
+    agent = new AgentServiceClient(fleet.host('h2').listen, fleet.credentials('control'));
     for (const m of ['pass-counter-v1.yaml', 'pass-counter-v2.yaml', 'testdata/verifier-reject.yaml']) {
       const r = await fleet.cli(['module', 'push', `agent/bpf/${m}`]);
       assert.equal(r.code, 0, r.stderr);

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { credentials, Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { keys } from '../common/keys.js';
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
@@ -30,7 +30,7 @@ describe('bad input on the real control plane (sim dataplane)', { skip }, () => 
   before(async () => {
     fleet = await LocalFleet.start({ name: 'badin', hosts: 3, driver: 'sim', trafficPps: 0, telemetryIntervalMs: 250 });
     etcd = fleet.etcdClient();
-    api = new ControlServiceClient(fleet.controlAddress, credentials.createInsecure());
+    api = new ControlServiceClient(fleet.controlAddress, fleet.credentials('admin'));
     const pushed = await fleet.cli(['module', 'push', 'agent/bpf/pass-counter-v1.yaml']);
     assert.equal(pushed.code, 0, pushed.stderr);
   });

@@ -9,9 +9,9 @@ import { spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { credentials, loadPackageDefinition, Metadata, status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
+import { loadPackageDefinition, type ChannelCredentials, Metadata, status, type Client, type ClientReadableStream, type ServiceError } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { protoPath as HEALTH_PROTO } from 'grpc-health-check';
 import { AgentServiceClient, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
@@ -60,17 +60,17 @@ async function grpcError(p: Promise<unknown>): Promise<{ code: number; reason: s
 const require = createRequire(import.meta.url);
 const REFLECTION_PROTO = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
 
-type Ctor = new (address: string, creds: ReturnType<typeof credentials.createInsecure>) => Client & Record<string, (...args: unknown[]) => unknown>;
+type Ctor = new (address: string, creds: ChannelCredentials) => Client & Record<string, (...args: unknown[]) => unknown>;
 
-function genericClient(proto: string, includeDir: string, path: string[], address: string) {
+function genericClient(proto: string, includeDir: string, path: string[], address: string, creds: ChannelCredentials) {
   const pkg = loadPackageDefinition(loadSync(proto, { includeDirs: [includeDir], enums: String })) as Record<string, unknown>;
   const ctor = path.reduce<unknown>((o, k) => (o as Record<string, unknown>)[k], pkg) as Ctor;
-  return new ctor(address, credentials.createInsecure());
+  return new ctor(address, creds);
 }
 
 /** What server reflection says: the services, and whether it can describe `symbol`. */
-async function reflect(address: string, symbol: string): Promise<{ services: string[]; descriptor: string }> {
-  const client = genericClient(REFLECTION_PROTO, dirname(REFLECTION_PROTO), ['grpc', 'reflection', 'v1', 'ServerReflection'], address);
+async function reflect(address: string, symbol: string, creds: ChannelCredentials): Promise<{ services: string[]; descriptor: string }> {
+  const client = genericClient(REFLECTION_PROTO, dirname(REFLECTION_PROTO), ['grpc', 'reflection', 'v1', 'ServerReflection'], address, creds);
   try {
     const call = client.ServerReflectionInfo!() as NodeJS.ReadWriteStream & { end(): void; write(m: unknown): boolean };
     const answers: Record<string, unknown>[] = [];
@@ -91,8 +91,8 @@ async function reflect(address: string, symbol: string): Promise<{ services: str
   }
 }
 
-async function health(address: string, service: string): Promise<string> {
-  const client = genericClient(HEALTH_PROTO, dirname(dirname(dirname(HEALTH_PROTO))), ['grpc', 'health', 'v1', 'Health'], address);
+async function health(address: string, service: string, creds: ChannelCredentials): Promise<string> {
+  const client = genericClient(HEALTH_PROTO, dirname(dirname(dirname(HEALTH_PROTO))), ['grpc', 'health', 'v1', 'Health'], address, creds);
   try {
     const res = await unary<{ status: string }>((cb) => client.Check!({ service }, cb));
     return res.status;
@@ -106,9 +106,12 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   let etcd: Etcd3;
   let api: ControlServiceClient;
   const digests = new Map<string, string>();
+  // The audit log names the caller's certificate identity (dev/pki.ts: one user per role);
+  // a BPFLEET_ACTOR note changes nothing.
+  const ADMIN = 'spiffe://bpfleet.dev/bpfleet/user/admin/admin';
   const actorEnv = { BPFLEET_ACTOR: 'alice@ci' };
 
-  const cli = (args: string[], opts: { stdin?: string; env?: Record<string, string> } = {}) =>
+  const cli = (args: string[], opts: { stdin?: string; env?: Record<string, string>; as?: 'admin' | 'publisher' } = {}) =>
     fleet.cli(args, { ...opts, env: { ...actorEnv, ...opts.env } });
   const cliJson = async <T>(args: string[]): Promise<T> => {
     const r = await cli([...args, '-o', 'json']);
@@ -123,7 +126,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   };
   const snapshot = async () => etcd.getAll().prefix('/bpfleet/').strings();
   const history = async (host: string): Promise<GetApplyHistoryResponse> => {
-    const agent = new AgentServiceClient(fleet.host(host).listen, credentials.createInsecure());
+    const agent = new AgentServiceClient(fleet.host(host).listen, fleet.credentials('viewer'));
     try {
       return await unary<GetApplyHistoryResponse>((cb) => agent.getApplyHistory({}, cb));
     } finally {
@@ -136,7 +139,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   before(async () => {
     fleet = await LocalFleet.start({ name: 'api', hosts: 3, driver: 'sim', trafficPps: 0, telemetryIntervalMs: 250 });
     etcd = fleet.etcdClient();
-    api = new ControlServiceClient(fleet.controlAddress, credentials.createInsecure());
+    api = new ControlServiceClient(fleet.controlAddress, fleet.credentials('admin'));
     for (const m of ['pass-counter-v1', 'pass-counter-v2', 'drop-all']) {
       const pushed = await cliJson<{ module: { manifest: { version: string }; digest: string } }>(['module', 'push', `agent/bpf/${m}.yaml`]);
       digests.set(pushed.module.manifest.version, pushed.module.digest);
@@ -152,17 +155,17 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   });
 
   test('server reflection and the standard health service, on the control plane and on an agent', async () => {
-    const control = await reflect(fleet.controlAddress, 'bpfleet.v1.ControlService');
+    const control = await reflect(fleet.controlAddress, 'bpfleet.v1.ControlService', fleet.credentials('viewer'));
     assert.deepEqual(control.services, ['bpfleet.v1.ControlService', 'grpc.health.v1.Health']);
     for (const rpc of ['PauseRollout', 'UndoRollout', 'WatchRollout', 'GetRolloutHistory']) assert.ok(control.descriptor.includes(rpc), `reflection does not describe ${rpc}`);
-    const agent = await reflect(fleet.host('h1').listen, 'bpfleet.v1.AgentService');
+    const agent = await reflect(fleet.host('h1').listen, 'bpfleet.v1.AgentService', fleet.credentials('viewer'));
     assert.deepEqual(agent.services, ['bpfleet.v1.AgentService', 'grpc.health.v1.Health']);
     assert.ok(agent.descriptor.includes('GetApplyHistory'));
 
-    assert.equal(await health(fleet.controlAddress, ''), 'SERVING');
-    assert.equal(await health(fleet.controlAddress, 'bpfleet.v1.ControlService'), 'SERVING');
-    assert.equal(await health(fleet.host('h1').listen, 'bpfleet.v1.AgentService'), 'SERVING');
-    const unknown = await grpcError(health(fleet.controlAddress, 'no.such.Service'));
+    assert.equal(await health(fleet.controlAddress, '', fleet.credentials('viewer')), 'SERVING');
+    assert.equal(await health(fleet.controlAddress, 'bpfleet.v1.ControlService', fleet.credentials('viewer')), 'SERVING');
+    assert.equal(await health(fleet.host('h1').listen, 'bpfleet.v1.AgentService', fleet.credentials('viewer')), 'SERVING');
+    const unknown = await grpcError(health(fleet.controlAddress, 'no.such.Service', fleet.credentials('viewer')));
     assert.equal(unknown.code, status.NOT_FOUND);
   });
 
@@ -237,15 +240,18 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
 
     const pause = await cli(['rollout', 'pause', upgrade, '--reason', 'checking dashboards']);
     assert.equal(pause.code, 0, pause.stderr);
-    assert.match(pause.stdout, /paused .*paused by alice@ci \(checking dashboards\)/);
+    assert.match(pause.stdout, new RegExp(`paused .*paused by ${ADMIN} \\(checking dashboards\\)`));
     const again = await cli(['rollout', 'pause', upgrade]);
     assert.equal(again.code, 0, 'pausing a paused rollout is not an error');
     assert.match(again.stdout, /nothing to pause/);
     const status = await cli(['rollout', 'status', upgrade, '--timeout', '10s']);
     assert.equal(status.code, 6, `paused is exit 6: ${status.stdout}${status.stderr}`);
 
-    const resume = await cli(['rollout', 'resume', upgrade], { env: { BPFLEET_ACTOR: 'bob@ci' } });
-    assert.equal(resume.code, 0, resume.stderr);
+    const resume = await cli(['rollout', 'resume', upgrade], { as: 'publisher', env: { BPFLEET_ACTOR: 'bob@ci' } });
+    assert.match(resume.stderr, /ResumeRollout needs role operator \(or admin\)/, 'a publisher may not resume');
+    assert.equal(resume.code, 1);
+    const resumed = await cli(['rollout', 'resume', upgrade], { env: { BPFLEET_ACTOR: 'bob@ci' } });
+    assert.equal(resumed.code, 0, resumed.stderr);
     assert.equal((await getRollout(upgrade)).status.phase, 'ROLLOUT_PHASE_PROGRESSING');
     const notPaused = await cli(['rollout', 'resume', upgrade]);
     assert.equal(notPaused.code, 2);
@@ -267,13 +273,13 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     const entries = await audit(upgrade);
     const verbs = entries.filter((e) => e.action !== 'rollout.transition').map((e) => [e.action, e.actor, e.detail?.reason ?? '']);
     assert.deepEqual(verbs, [
-      ['rollout.create', 'alice@ci', ''],
-      ['rollout.pause', 'alice@ci', 'checking dashboards'],
-      ['rollout.resume', 'bob@ci', ''],
-      ['rollout.promote', 'alice@ci', 'verified by hand'],
+      ['rollout.create', ADMIN, ''],
+      ['rollout.pause', ADMIN, 'checking dashboards'],
+      ['rollout.resume', ADMIN, ''],
+      ['rollout.promote', ADMIN, 'verified by hand'],
     ]);
     for (const e of entries) assert.ok(!Number.isNaN(Date.parse(e.at)), 'every entry says when');
-    assert.ok(entries.some((e) => e.action === 'rollout.transition' && /promoted by alice@ci/.test(JSON.stringify(e.detail))), 'the controller recorded acting on it');
+    assert.ok(entries.some((e) => e.action === 'rollout.transition' && JSON.stringify(e.detail).includes(`promoted by ${ADMIN}`)), 'the controller recorded acting on it');
 
     for (const h of fleet.hosts) {
       const records = (await history(h.name)).records.filter((x) => x.rolloutId === upgrade);
@@ -298,7 +304,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     assert.equal(status.code, 4, status.stdout + status.stderr);
     const r = await getRollout(id);
     assert.equal(r.status.phase, 'ROLLOUT_PHASE_ABORTED');
-    assert.equal(r.status.message, 'aborted by alice@ci (wrong build)');
+    assert.equal(r.status.message, `aborted by ${ADMIN} (wrong build)`);
     assert.deepEqual(r.status.hosts.filter((h) => h.phase === 'HOST_PHASE_ROLLED_BACK').map((h) => h.host).sort(), canaries);
 
     const hosts = await cliJson<{ hosts: { name: string; attachments: { version: string }[] }[] }>(['hosts']);
@@ -345,7 +351,7 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     const text = await cli(['rollout', 'history', '--module', 'pass-counter']);
     assert.equal(text.code, 0);
     assert.match(text.stdout, new RegExp(`${upgrade}  pass-counter 1\\.0\\.0 → 2\\.0\\.0 on xdp:eth0  SUCCEEDED`));
-    assert.match(text.stdout, /pause by alice@ci {2}seq=\d+ reason=checking dashboards/);
+    assert.match(text.stdout, new RegExp(`pause by ${ADMIN} {2}seq=\\d+ reason=checking dashboards`));
     assert.match(text.stdout, /ABORTED/);
     const yaml = await cli(['rollout', 'history', '-o', 'yaml']);
     assert.match(yaml.stdout, /^entries:\n {2}- id: /);
@@ -379,13 +385,13 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
   });
 
   test('rollout get --watch draws a live view in place on a terminal, and exits with the outcome', async () => {
-    // The bake outlasts the CLI's start even on a loaded machine, so the view sees the
-    // rollout move and redraws at least once.
+    // The bake outlasts the CLI's start (X.509 reader, TLS handshake) even on a loaded
+    // machine, so the view sees the rollout move and redraws at least once.
     const id = await create('module: pass-counter\nversion: 2.0.0\nattachment: xdp:eth0\nsteps: [{canary: 1}, {bake: 8s}, {percent: 100}]\nanalysis: {interval: 300ms, minSamples: 2}\n');
     // `script` gives the CLI a pseudo-terminal, as a person's shell would.
     const cmd = `${process.execPath} ${join(REPO, 'bin/bpfleet.mjs')} rollout get ${id} --watch --timeout 60s`;
     const out = await new Promise<{ code: number; text: string }>((resolve, reject) => {
-      const child = spawn('script', ['-qefc', cmd, '/dev/null'], { cwd: REPO, env: { ...process.env, BPFLEET_SERVER: fleet.controlAddress, COLUMNS: '120' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn('script', ['-qefc', cmd, '/dev/null'], { cwd: REPO, env: { ...process.env, ...fleet.clientEnv(), COLUMNS: '120' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let text = '';
       child.stdout.on('data', (d) => (text += d));
       child.on('error', reject);

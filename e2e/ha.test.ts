@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { credentials, type ServiceError } from '@grpc/grpc-js';
+import { type ServiceError } from '@grpc/grpc-js';
 import { LocalFleet, type CliResult } from '../dev/fleet.js';
 import type { ManagedProcess } from '../dev/processes.js';
 import { AgentServiceClient, type ApplyRecord, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
@@ -57,7 +57,7 @@ describe('control plane HA (sim dataplane): leader loss, NATS loss, etcd member 
   const leaderOf = (reps: Replica[]) => reps.find((r) => r.process.lines().some((l) => l.includes('leading: resuming unfinished rollouts')));
   /** The rollout as any live replica's API shows it. */
   const getRollout = async (id: string): Promise<Rollout> => {
-    const api = new ControlServiceClient(live()[0]!.address, credentials.createInsecure());
+    const api = new ControlServiceClient(live()[0]!.address, fleet.credentials('viewer'));
     try {
       return await unary<Rollout>((cb) => api.getRollout({ id }, cb));
     } finally {
@@ -67,7 +67,7 @@ describe('control plane HA (sim dataplane): leader loss, NATS loss, etcd member 
   const appliesOf = async (rolloutId: string): Promise<Map<string, ApplyRecord[]>> => {
     const out = new Map<string, ApplyRecord[]>();
     for (const h of fleet.hosts) {
-      const agent = new AgentServiceClient(h.listen, credentials.createInsecure());
+      const agent = new AgentServiceClient(h.listen, fleet.credentials('viewer'));
       try {
         const res = await unary<GetApplyHistoryResponse>((cb) => agent.getApplyHistory({}, cb));
         out.set(h.name, res.records.filter((r) => r.rolloutId === rolloutId));

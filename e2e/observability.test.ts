@@ -45,7 +45,7 @@ describe('observability: traces, metrics and the CI example on a local fleet', {
       env: {
         ...process.env,
         BPFLEET: `${process.execPath} ${join(REPO, 'bin/bpfleet.mjs')}`,
-        BPFLEET_SERVER: fleet.controlAddress,
+        ...fleet.clientEnv(),
         BPFLEET_SUMMARY: summary,
         BPFLEET_TIMEOUT: '90s',
         BPFLEET_ACTOR: 'ci:e2e',

@@ -3,7 +3,8 @@
  * python3-protobuf, e2e/support/grpc_reflect_call.py) learns the API from the control plane's
  * server reflection alone, builds the descriptors into a protobuf DescriptorPool, which
  * validates them as protoc does, and calls GetRollout and ListHosts, whose messages carry
- * map fields (selector, labels). A real control plane with a sim-dataplane host.
+ * map fields (selector, labels), over mutual TLS as the fleet's viewer. A real control plane
+ * with a sim-dataplane host.
  */
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,8 @@ describe('server reflection serves descriptors a protoc-based client accepts', {
   /** Calls `method` with `request` through the Python client; a failure throws with its stderr. */
   async function call<T>(method: string, request: unknown): Promise<T> {
     try {
-      const { stdout } = await run(SYSTEM_PYTHON, [CLIENT, fleet.controlAddress, `bpfleet.v1.ControlService/${method}`, JSON.stringify(request)]);
+      const viewer = fleet.pki!.users.viewer;
+      const { stdout } = await run(SYSTEM_PYTHON, [CLIENT, fleet.controlAddress, `bpfleet.v1.ControlService/${method}`, JSON.stringify(request), fleet.pki!.caPath, viewer.certPath, viewer.keyPath]);
       return JSON.parse(stdout) as T;
     } catch (err) {
       throw new Error(err instanceof CommandError ? `exit ${err.code}: ${err.stderr.trim()}` : String(err));

@@ -132,7 +132,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
     await sign(signedOnce, 'release');
     const sig = JSON.parse(readFileSync(join(dir, '2.1.0.bpf.o.sig'), 'utf8')) as { signature: string; keyId: string };
     const replayed = parseManifestFile(readFileSync(signedOnce, 'utf8').replace(/^version: .*$/m, 'version: 2.1.0-replayed'), 'replayed');
-    const ctl = new Control(fleet.controlAddress);
+    const ctl = new Control(fleet.controlAddress, fleet.transport());
     try {
       await ctl.call('pushModule', {
         manifest: replayed.manifest, object: readFileSync(join(dir, '2.1.0.bpf.o')), digest: '',
@@ -175,7 +175,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /3\.0\.0-stale\.bpf\.o\.sig does not sign this module \(digest: signed sha256:[0-9a-f]+, now sha256:[0-9a-f]+\); run bpfleet module sign again/);
 
-    const ctl = new Control(fleet.controlAddress);
+    const ctl = new Control(fleet.controlAddress, fleet.transport());
     try {
       const { manifest } = parseManifestFile(readFileSync(stale, 'utf8').replace(/^version: .*$/m, 'version: 3.0.0-short'), 'short');
       const err = await ctl.call('pushModule', {
@@ -190,7 +190,7 @@ describe('signed modules: an agent that requires signatures refuses the rest bef
   });
 
   test('an agent with an unusable signature policy refuses to start, with the reason', async () => {
-    const base = ['--import', 'tsx', join(REPO, 'agent/main.ts'), '--driver', 'sim', '--host', 'policy-check', '--etcd', fleet.etcd.endpoint, '--nats', fleet.nats.url];
+    const base = ['--import', 'tsx', join(REPO, 'agent/main.ts'), '--driver', 'sim', '--host', 'policy-check', '--etcd', fleet.etcd.endpoint, '--nats', fleet.nats.url, '--insecure'];
     const noKeys = await run(process.execPath, [...base, '--require-signatures']).then(() => null, (e: CommandError) => e);
     assert.ok(noKeys, 'an agent requiring signatures with no trusted keys must not start');
     assert.match(noKeys.stderr, /--require-signatures needs --trusted-keys <dir>/);

@@ -24,6 +24,7 @@ import { clientTls, enableEtcdAccess, storeServerTls } from '../dev/secure-store
 import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { scrape } from './support/prometheus.js';
 import { prereqSkip } from './support/prereqs.js';
+import { loadTransport } from '../common/tls.js';
 
 const skip = await prereqSkip(['etcd', 'nats']);
 const HOSTS = ['h1', 'h3', 'h10'];
@@ -175,6 +176,7 @@ describe('the control plane files telemetry under the subject\'s host only', { s
     cp = await startControlPlane({
       listen: '127.0.0.1:0', etcdEndpoints: [etcd.endpoint], natsServers: [nats.url], storeTls: { etcd: own, nats: own },
       identity: 'forgery-test', leaderTtlSeconds: 3, log: createLogger('control', { level: 'error' }),
+      transport: loadTransport({ tlsCa: pki.caPath, tlsCert: pki.control.certPath, tlsKey: pki.control.keyPath }, 'forgery-test'),
     });
     cleanup.defer(() => cp.stop(), 'stop control plane');
   });

@@ -9,6 +9,7 @@ export BPFLEET_LOG_LEVEL="${BPFLEET_LOG_LEVEL:-warn}"
 
 npx tsx bench/swap.ts
 npx tsx bench/apply.ts
+npx tsx bench/tls.ts
 npx tsx bench/fleet.ts
 BPFLEET_BENCH_PROFILE=1 BPFLEET_BENCH_FLEET_SIZES=10000 npx tsx bench/fleet.ts
 npx tsx bench/detect.ts

@@ -54,6 +54,7 @@ async function main(): Promise<number> {
     const exports = (await bpfleet(['dev', 'env', '--name', NAME], {}, true)).stdout;
     const env = Object.fromEntries([...exports.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
     const cli = async (args: string[]) => (await bpfleet(args, env)).code;
+    process.stdout.write(env.BPFLEET_CA ? `mTLS on: fleet CA ${env.BPFLEET_CA}; the CLI presents ${env.BPFLEET_CERT} (the admin user)\n` : 'mTLS off (insecure fleet)\n');
     await cli(['hosts']);
 
     say('pushing three versions of pass-counter (the third drops every packet)');

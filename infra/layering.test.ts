@@ -22,7 +22,9 @@ function sources(dir: string): string[] {
   });
 }
 
-const isTest = (file: string): boolean => file.endsWith('.test.ts') || file.startsWith('e2e/') || file.startsWith('bench/');
+// Tests outside the suite, run by their own npm script (npm run test:package).
+const TEST_SCRIPTS: ReadonlySet<string> = new Set(['infra/package-install.ts']);
+const isTest = (file: string): boolean => file.endsWith('.test.ts') || file.startsWith('e2e/') || file.startsWith('bench/') || TEST_SCRIPTS.has(file);
 
 /** file (repo-relative) → the repo-relative files and the bare modules it imports. */
 function importGraph(): Map<string, { files: string[]; modules: string[] }> {

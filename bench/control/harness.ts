@@ -10,7 +10,11 @@ import { Etcd3 } from 'etcd3';
 import { simArtifact } from '../../agent/dataplane/sim/artifacts.js';
 import { keys } from '../../common/keys.js';
 import { Control } from '../../control/cli/client.js';
+import type { ChannelCredentials } from '@grpc/grpc-js';
+import { channelCredentials, loadTransport, type TransportSecurity } from '../../common/tls.js';
+import { makeTempDir, removeTempDir } from '../../dev/claims.js';
 import { CleanupStack } from '../../dev/cleanup.js';
+import { createFleetPki, type DevCertificate, type FleetPki } from '../../dev/pki.js';
 import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
 import { REPO } from '../../dev/fleet.js';
 import { startNats, type NatsServer } from '../../dev/nats.js';
@@ -37,6 +41,8 @@ export interface Bench {
   api: Control;
   /** A client of our own, to watch what the controller writes. */
   kv: Etcd3;
+  /** Credentials of the bench's admin user for gRPC clients of our own (insecure when the bench is). */
+  credentials: ChannelCredentials;
   startPool(opts: PoolOptions): Promise<{ process: ManagedProcess; address: string }>;
   stop(): Promise<void>;
 }
@@ -45,6 +51,8 @@ export interface BenchOptions {
   name: string;
   /** Directory for a V8 CPU profile of the control process (written when it exits). */
   cpuProfileDir?: string;
+  /** Run the control plane, the pool and the API client --insecure (to compare with mTLS, the default). */
+  insecure?: boolean;
 }
 
 export async function startBench(opts: BenchOptions): Promise<Bench> {
@@ -55,27 +63,36 @@ export async function startBench(opts: BenchOptions): Promise<Bench> {
     const nats = await startNats();
     cleanup.defer(() => nats.stop(), 'stop nats');
     const listen = `127.0.0.1:${await freePort()}`;
+    let pki: FleetPki | null = null;
+    if (!opts.insecure) {
+      const dir = makeTempDir(`${opts.name}-pki`);
+      cleanup.defer(() => removeTempDir(dir), `remove ${dir}`);
+      pki = await createFleetPki(dir, { hosts: ['sim-pool'] });
+    }
+    const tls = (cert: DevCertificate | undefined) => (pki && cert ? ['--tls-ca', pki.caPath, '--tls-cert', cert.certPath, '--tls-key', cert.keyPath] : ['--insecure']);
     const profile = opts.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.cpuProfileDir}`] : [];
     const control = spawnManaged({
       name: `${opts.name}-control`,
       command: TSX[0], args: [...TSX.slice(1), ...profile, 'control/main.ts', '--listen', listen,
-        '--etcd', etcd.endpoint, '--nats', nats.url, '--id', `${opts.name}-control`],
+        '--etcd', etcd.endpoint, '--nats', nats.url, '--id', `${opts.name}-control`, ...tls(pki?.control)],
       // Its "ready" line is at info; per-host events are at debug, so info stays short.
       env: { BPFLEET_LOG_LEVEL: 'info' },
       cwd: REPO,
     });
     cleanup.defer(() => control.stop(), 'stop control plane');
     await control.waitForLine(/control plane ready/, 60_000);
-    const api = new Control(listen, 120_000);
+    const admin = pki?.users.admin;
+    const transport: TransportSecurity = pki && admin ? loadTransport({ tlsCa: pki.caPath, tlsCert: admin.certPath, tlsKey: admin.keyPath }, 'bench') : { mode: 'insecure' };
+    const api = new Control(listen, transport, 120_000);
     cleanup.defer(() => api.close(), 'close API client');
     const kv = new Etcd3({ hosts: etcd.endpoint });
     cleanup.defer(() => kv.close(), 'close etcd client');
     return {
-      etcd, nats, control, api, kv,
+      etcd, nats, control, api, kv, credentials: channelCredentials(transport),
       async startPool(p) {
         const args = [...TSX.slice(1), 'bench/sim-pool/main.ts', '--hosts', String(p.hosts),
           '--etcd', etcd.endpoint, '--nats', nats.url, '--telemetry-interval', String(p.telemetryIntervalMs),
-          '--pps', String(p.pps ?? 1000)];
+          '--pps', String(p.pps ?? 1000), ...tls(pki?.hosts.get('sim-pool'))];
         if (p.preinstall) args.push('--preinstall', p.preinstall);
         for (const [version, rate] of Object.entries(p.dropRates ?? {})) args.push('--drop-rate', `${version}=${rate}`);
         const pool = spawnManaged({ name: `${opts.name}-sim-pool`, command: TSX[0], args, cwd: REPO });

@@ -3,6 +3,7 @@
  * simulated hosts behind one gRPC server, registered in etcd, reporting telemetry on NATS.
  * Prints "sim host pool ready" with its address once every host is registered.
  */
+import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../../common/tls.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_BEHAVIOUR } from '../../agent/dataplane/sim/host.js';
 import { HOST_NAME_RE } from '../../common/keys.js';
@@ -38,7 +39,7 @@ const positive = (what: string) => (v: string): number => {
   return n;
 };
 
-const program = new Command('bpfleet-sim-host-pool')
+const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
   .description('many simulated hosts in one process, for scale tests (sim dataplane: no kernel)')
   .requiredOption('--hosts <n>', 'how many hosts', positive('host count'))
   .option('--name-prefix <p>', 'host i is named <p><i>', 'sim-')
@@ -55,6 +56,7 @@ const program = new Command('bpfleet-sim-host-pool')
   .action(async (opts) => {
     const prefix = opts.namePrefix as string;
     if (!HOST_NAME_RE.test(`${prefix}${opts.hosts}`)) throw new InvalidArgumentError(`--name-prefix "${prefix}" makes host names that are not lowercase letters, digits and dashes`);
+    const transport = loadTransport(opts, 'bpfleet-sim-host-pool');
     const log = createLogger('sim-host-pool');
     const rates = opts.dropRate as Map<string, number>;
     const pool = await SimHostPool.start({
@@ -63,7 +65,7 @@ const program = new Command('bpfleet-sim-host-pool')
       telemetryIntervalMs: opts.telemetryInterval, leaseTtlSeconds: opts.leaseTtl, pps: opts.pps,
       behaviour: (a) => ({ ...DEFAULT_BEHAVIOUR, dropRate: rates.get(a.manifest.version) ?? 0 }),
       preinstall: opts.preinstall ? { ...opts.preinstall, attachment: opts.attachment } : undefined,
-      log,
+      transport, log,
     });
     // On stdout, whatever the log level: whoever started the pool waits for this line.
     process.stdout.write(`sim host pool ready: ${pool.hosts.size} hosts at ${pool.address}\n`);
@@ -75,6 +77,7 @@ const program = new Command('bpfleet-sim-host-pool')
     process.once('SIGINT', () => shutdown('SIGINT'));
   });
 
+quietIpServerNameWarning();
 program.parseAsync().catch((err) => {
   process.stderr.write(`bpfleet-sim-host-pool: ${(err as Error).message}\n`);
   process.exit(2);

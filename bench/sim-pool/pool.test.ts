@@ -61,7 +61,7 @@ describe('sim host pool (sim dataplane)', { skip: await prereqSkip(['etcd', 'nat
     await etcd.put(keys.module('pool-probe', '1.0.0')).value(JSON.stringify(Module.toJSON(module)));
     pool = await SimHostPool.start({
       hosts: 3, namePrefix: 'sim-', labels: (i) => ({ role: 'edge', index: String(i) }), listen: '127.0.0.1:0',
-      etcdEndpoints: [etcdServer.endpoint], natsServers: [natsServer.url], telemetryIntervalMs: 100, leaseTtlSeconds: 10,
+      etcdEndpoints: [etcdServer.endpoint], natsServers: [natsServer.url], telemetryIntervalMs: 100, leaseTtlSeconds: 10, transport: { mode: 'insecure' },
       pps: 1000, log: createLogger('sim-pool-test', { level: 'warn' }),
     });
     cleanup.defer(() => pool.stop(), 'stop pool');

@@ -9,10 +9,11 @@
  * NATS connection, and transactions that carry many hosts' etcd writes at once.
  */
 import { release } from 'node:os';
-import { Server, ServerCredentials, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Server, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Etcd3, type Lease, type Watcher } from 'etcd3';
-import { agentService } from '../../agent/server.js';
+import { agentService, guardAgentService } from '../../agent/server.js';
+import { serverCredentials, type TransportSecurity } from '../../common/tls.js';
 import { convergeTo } from '../../agent/intent-watch.js';
 import { Reconciler, type ModuleSource } from '../../agent/reconciler.js';
 import { TelemetryPublisher } from '../../agent/telemetry-publisher.js';
@@ -52,6 +53,8 @@ export interface SimHostPoolOptions {
   behaviour?: (artifact: ModuleArtifact) => ModuleBehaviour;
   /** Attached on every host before it registers, as if an earlier agent had pinned it. */
   preinstall?: { module: string; version: string; attachment: string };
+  /** mTLS with one certificate for the whole pool (Apply only from the control plane, as on an agent), or insecure. */
+  transport: TransportSecurity;
   log: Logger;
 }
 
@@ -104,9 +107,9 @@ export class SimHostPool {
     if (opts.preinstall) await this.preinstall(source, opts.preinstall);
     await Promise.all([...this.hosts.values()].map((h) => h.reconciler.adopt([])));
 
-    this.server.addService(AgentServiceService, this.routedService());
+    this.server.addService(AgentServiceService, guardAgentService(this.routedService(), opts.transport, opts.log));
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(opts.listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+      this.server.bindAsync(opts.listen, serverCredentials(opts.transport), (err, p) => (err ? reject(err) : resolve(p))));
     this.address = opts.listen.replace(/:0$/, `:${port}`);
     await this.register();
     await this.watchIntents();

@@ -1,7 +1,7 @@
 /**
  * What both daemons do with their config: the shared flags (--config, --print-config,
- * --log-level, --etcd, --nats, --etcd-ca/cert/key, --nats-ca/cert/key, --listen,
- * --metrics-*) and variables, printing the effective
+ * --log-level, --etcd, --nats, --etcd-ca/cert/key, --nats-ca/cert/key, --tls-ca/cert/key,
+ * --insecure, --listen, --metrics-*) and variables, printing the effective
  * config, and re-reading it on SIGHUP (`systemctl reload`).
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -19,6 +19,7 @@ export const SHARED_ENV: readonly EnvBinding[] = [
   { name: 'BPFLEET_NATS', path: ['nats', 'servers'], parse: commaList },
   { name: 'BPFLEET_NATS_TOKEN', path: ['nats', 'token'] },
   ...(['etcd', 'nats'] as const).flatMap((store) => (['ca', 'cert', 'key'] as const).map((part) => ({ name: `BPFLEET_${store.toUpperCase()}_${part.toUpperCase()}`, path: [store, 'tls', part] }))),
+  ...(['ca', 'cert', 'key'] as const).map((part) => ({ name: `BPFLEET_TLS_${part.toUpperCase()}`, path: ['grpc', 'tls', part] })),
   { name: 'BPFLEET_METRICS_PORT', path: ['metrics', 'port'], parse: parsePort },
   { name: 'BPFLEET_METRICS_HOST', path: ['metrics', 'host'] },
   { name: 'BPFLEET_LOG_LEVEL', path: ['logLevel'] },
@@ -50,6 +51,10 @@ export function addSharedOptions(command: Command, defaultConfigPath: string, li
     .option('--nats-ca <file>', 'CA bundle (PEM) that signs the NATS servers\' certificates (env BPFLEET_NATS_CA)')
     .option('--nats-cert <file>', 'client certificate (PEM) this daemon presents to NATS; its SPIFFE ID is the NATS user (env BPFLEET_NATS_CERT)')
     .option('--nats-key <file>', 'its private key (PEM) (env BPFLEET_NATS_KEY)')
+    .option('--tls-ca <file>', 'fleet CA bundle (PEM): gRPC peers must present a certificate it signed (env BPFLEET_TLS_CA)')
+    .option('--tls-cert <file>', 'this daemon\'s gRPC certificate (PEM), from `bpfleet pki issue` (env BPFLEET_TLS_CERT)')
+    .option('--tls-key <file>', 'its private key (PEM) (env BPFLEET_TLS_KEY)')
+    .option('--insecure', 'gRPC without TLS: no authentication, no roles; for experiments only (one of this or --tls-* is required)')
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: any free port); off unless given (env BPFLEET_METRICS_PORT)', portFlag)
     .option('--metrics-host <addr>', 'address the metrics endpoint binds to (default 127.0.0.1; env BPFLEET_METRICS_HOST)');
 }
@@ -67,6 +72,10 @@ export interface SharedFlags {
   natsCa?: string;
   natsCert?: string;
   natsKey?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecure?: boolean;
   metricsPort?: number;
   metricsHost?: string;
 }
@@ -87,6 +96,19 @@ export function sharedFlagValues(opts: SharedFlags): FlagValue[] {
   add('--nats-ca', ['nats', 'tls', 'ca'], opts.natsCa);
   add('--nats-cert', ['nats', 'tls', 'cert'], opts.natsCert);
   add('--nats-key', ['nats', 'tls', 'key'], opts.natsKey);
+  if (opts.insecure && (opts.tlsCa || opts.tlsCert || opts.tlsKey)) {
+    throw new InvalidArgumentError('--insecure and TLS files (--tls-ca, --tls-cert, --tls-key) exclude each other');
+  }
+  // --insecure, or all three TLS files, replace the whole grpc section (the file's choice of
+  // TLS or insecure included): the flags win. Some of the files complete the file's tls section.
+  add('--insecure', ['grpc'], opts.insecure ? { insecure: true } : undefined);
+  if (opts.tlsCa && opts.tlsCert && opts.tlsKey) {
+    add('--tls-ca', ['grpc'], { tls: { ca: opts.tlsCa, cert: opts.tlsCert, key: opts.tlsKey } });
+  } else {
+    add('--tls-ca', ['grpc', 'tls', 'ca'], opts.tlsCa);
+    add('--tls-cert', ['grpc', 'tls', 'cert'], opts.tlsCert);
+    add('--tls-key', ['grpc', 'tls', 'key'], opts.tlsKey);
+  }
   add('--metrics-port', ['metrics', 'port'], opts.metricsPort);
   add('--metrics-host', ['metrics', 'host'], opts.metricsHost);
   return out;

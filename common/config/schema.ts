@@ -54,8 +54,8 @@ export const natsSchema = z.strictObject({
 
 /**
  * How the daemon's gRPC server and clients are secured: mutual TLS with these files, or
- * plaintext only when asked for by name (`insecure: true`). Without a grpc section a daemon
- * runs plaintext, as every bpfleet release before mutual TLS did.
+ * plaintext only when asked for by name (`insecure: true`). There is no default: without a
+ * grpc section (or --tls-* / --insecure) a daemon refuses to start (common/tls.ts).
  */
 export const grpcSchema = z.union([
   z.strictObject({ tls: z.strictObject({ ca: filePath, cert: filePath, key: filePath }) }),

@@ -5,7 +5,7 @@ import { Metadata, status, type ServerUnaryCall, type ServerWritableStream, type
 import { GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { actorOf, failStream, serverStream, unary } from './handler.js';
+import { CONTROL_ACCESS, failStream, serverStream, unary } from './handler.js';
 
 /** A logger that keeps what unary() logs at error level. */
 function recordingLog() {
@@ -117,9 +117,12 @@ describe('server streams', () => {
   });
 });
 
-describe('actorOf', () => {
-  it('names the caller from the bpfleet-actor header, else anonymous', () => {
-    assert.equal(actorOf(unaryCall('alice@ci')), 'alice@ci');
-    assert.equal(actorOf(unaryCall()), 'anonymous');
+describe('CONTROL_ACCESS', () => {
+  it('names the role each method needs: reads for viewers, rollout verbs for operators, pushes for publishers', () => {
+    const byRole = (role: string) => Object.entries(CONTROL_ACCESS).filter(([, r]) => r.role === role).map(([m]) => m).sort();
+    assert.deepEqual(byRole('viewer'), ['getRollout', 'getRolloutHistory', 'listHosts', 'listModules', 'listRollouts', 'watchRollout']);
+    assert.deepEqual(byRole('operator'), ['abortRollout', 'createRollout', 'pauseRollout', 'promoteRollout', 'resumeRollout', 'undoRollout']);
+    assert.deepEqual(byRole('publisher'), ['pushModule']);
+    assert.ok(Object.values(CONTROL_ACCESS).every((r) => !r.control), 'the control plane has no business calling its own API');
   });
 });

@@ -1,18 +1,49 @@
 /**
- * What every ControlService handler shares: the span around it, who is calling, and the one
- * mapping from a thrown error to the gRPC status the client sees.
+ * What every ControlService handler shares: who may call it (checked before it runs), the
+ * span around it, who is calling, and the one mapping from a thrown error to the gRPC status the client sees.
  */
 import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import { GRPCDeadlineExceededError, GRPCUnavailableError } from 'etcd3';
 import { BpfleetError, toServiceError } from '../../common/errors.js';
 import { malformedRequest } from '../../common/grpc-malformed.js';
-import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import type { Logger } from '../../common/log.js';
 import { withServerSpan } from '../../common/otel-grpc.js';
+import { callerOf, guardService, type AccessRule } from '../../common/access.js';
+import type { TransportSecurity } from '../../common/tls.js';
+import { ControlServiceService, type ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 
-/** Who is calling, for the audit log (at most FIELD_BYTES.actor). mTLS identities will replace the header later. */
-export function actorOf(call: { metadata: { get(k: string): unknown[] } }): string {
-  return bounded('bpfleet-actor header', String(call.metadata.get('bpfleet-actor')[0] ?? 'anonymous'), FIELD_BYTES.actor);
+/**
+ * Who may call each ControlService method (deny by default: the type makes every method
+ * name a rule, and guardService() refuses a method without one). Health and reflection
+ * are separate services, open to any peer that completed the mTLS handshake.
+ */
+export const CONTROL_ACCESS: Readonly<Record<keyof ControlServiceServer, AccessRule>> = {
+  listModules: { role: 'viewer' },
+  getRollout: { role: 'viewer' },
+  listRollouts: { role: 'viewer' },
+  watchRollout: { role: 'viewer' },
+  listHosts: { role: 'viewer' },
+  getRolloutHistory: { role: 'viewer' },
+  createRollout: { role: 'operator' },
+  pauseRollout: { role: 'operator' },
+  resumeRollout: { role: 'operator' },
+  promoteRollout: { role: 'operator' },
+  abortRollout: { role: 'operator' },
+  undoRollout: { role: 'operator' },
+  pushModule: { role: 'publisher' },
+};
+
+/**
+ * The ControlService behind its access check: every call's caller is identified from its
+ * TLS peer certificate and checked against CONTROL_ACCESS before the handler runs.
+ */
+export function guardControlService(handlers: ControlServiceServer, transport: TransportSecurity, log: Logger, onRefused?: (method: string, err: BpfleetError) => void): ControlServiceServer {
+  return guardService(ControlServiceService, handlers, CONTROL_ACCESS, transport, log, onRefused);
+}
+
+/** Who is calling, for the audit log: the verified identity's SPIFFE ID (see common/access.ts). */
+export function actorOf(call: object): string {
+  return callerOf(call).actor;
 }
 
 /** Runs `fn` unless the request did not parse (see common/grpc-malformed.ts): then INVALID_ARGUMENT. */

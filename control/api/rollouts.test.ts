@@ -16,7 +16,7 @@ function fakeStores(pushed: string[], programs = [{ name: 'xdp_pass', hook: Hook
   const modules = {
     require: async (name: string, version: string) => {
       if (!pushed.includes(`${name}@${version}`)) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${name}@${version} not found`);
-      return { manifest: { name, version, programs } };
+      return { manifest: { name, version, programs }, digest: 'sha256:00', signature: Buffer.alloc(0), keyId: '' };
     },
   } as unknown as ModuleRegistry;
   const rollouts = { create: async (r: Rollout) => void created.push(structuredClone(r)) } as unknown as RolloutStore;
@@ -57,6 +57,17 @@ describe('startRollout', () => {
     const { deps, created } = fakeStores([]);
     await assert.rejects(startRollout(deps, SPEC, 'alice@ci'), (err: BpfleetError) => err.reason === 'MODULE_NOT_FOUND');
     assert.deepEqual(created, []);
+  });
+});
+
+describe('startRollout under a fleet-wide signature policy', () => {
+  it('refuses an unsigned module before storing anything', async () => {
+    const { deps, created } = fakeStores(['pass-counter@2.0.0']);
+    await assert.rejects(startRollout({ ...deps, signatures: { require: true, trusted: null } }, SPEC, 'alice@ci'),
+      (err: BpfleetError) => err.code === 'PERMISSION_DENIED' && err.reason === 'UNSIGNED' && /pass-counter@2.0.0 is not signed and the fleet requires signed modules/.test(err.message));
+    assert.deepEqual(created, []);
+    await startRollout({ ...deps, signatures: { require: false, trusted: null } }, SPEC, 'alice@ci');
+    assert.equal(created.length, 1, 'without require, an unsigned module passes');
   });
 });
 

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Etcd3 } from 'etcd3';
 import { hookKind, hookName, parseAttachment } from '../../common/attachment.js';
+import { enforceSignaturePolicy, type SignaturePolicy } from '../../common/signing.js';
 import { BpfleetError } from '../../common/errors.js';
 import { bounded, FIELD_BYTES } from '../../common/limits.js';
 import { keys } from '../../common/keys.js';
@@ -27,6 +28,8 @@ export interface RolloutDeps {
   audit: AuditLog;
   log: Logger;
   clock: () => Date;
+  /** The fleet-wide signature policy: a rollout of a module it refuses is never created. */
+  signatures?: SignaturePolicy;
 }
 
 type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'listRollouts' | 'watchRollout' | 'listHosts'>;
@@ -61,11 +64,14 @@ function newRolloutId(module: string, now: Date): string {
  *
  * Errors: MODULE_NOT_FOUND when the version was never pushed; FAILED_PRECONDITION/
  * NO_PROGRAM_FOR_HOOK when the module has no program for the attachment's hook;
- * ROLLOUT_ACTIVE when another rollout of the module holds the attachment.
+ * ROLLOUT_ACTIVE when another rollout of the module holds the attachment; PERMISSION_DENIED
+ * UNSIGNED, UNTRUSTED_KEY or BAD_SIGNATURE when the fleet's signature policy refuses the
+ * module (before any host is touched: nothing is stored).
  */
-export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
+export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock' | 'signatures'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
   const module = await deps.modules.require(spec.module, spec.version);
   requireProgramFor(spec.attachment, spec.module, spec.version, module.manifest?.programs ?? []);
+  if (deps.signatures) enforceSignaturePolicy(module, deps.signatures, 'the fleet');
   const now = deps.clock();
   const rollout: Rollout = {
     id: newRolloutId(spec.module, now), spec, status: emptyStatus(),

@@ -3,6 +3,7 @@ import type { ArtifactStore } from '../../common/artifacts.js';
 import type { Logger } from '../../common/log.js';
 import { tolerantService } from '../../common/grpc-malformed.js';
 import { ControlServiceService, type ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
+import type { SignaturePolicy } from '../../common/signing.js';
 import type { AuditLog } from '../store/audit.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
@@ -21,6 +22,8 @@ export interface ApiDeps {
   audit: AuditLog;
   log: Logger;
   clock?: () => Date;
+  /** The fleet-wide signature policy (control plane --require-signatures / --trusted-keys). */
+  signatures?: SignaturePolicy;
   /** Operators' requests on rollouts; by default kept in `etcd`. */
   requests?: RequestStore;
 }

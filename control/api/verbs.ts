@@ -1,6 +1,7 @@
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { BpfleetError } from '../../common/errors.js';
 import { bounded, FIELD_BYTES } from '../../common/limits.js';
+import type { SignaturePolicy } from '../../common/signing.js';
 import type { Logger } from '../../common/log.js';
 import type {
   AbortRolloutRequest,
@@ -27,6 +28,8 @@ import { actorOf, unary } from './handler.js';
 import { requireId, startRollout } from './rollouts.js';
 
 export interface VerbDeps {
+  /** The fleet-wide signature policy, which an undo's new rollout meets too. */
+  signatures?: SignaturePolicy;
   rollouts: RolloutStore;
   requests: RequestStore;
   modules: ModuleRegistry;

@@ -5,10 +5,10 @@
  * a second of start-up; bench/cli-start.ts measures it).
  */
 import { Command } from 'commander';
+import { DEFAULT_SERVER } from './default-server.js';
 import { EXIT } from './exit-codes.js';
+import { inert } from './inert.js';
 import { traceCommand } from './tracing.js';
-
-export const DEFAULT_SERVER = '127.0.0.1:50051';
 
 type Register = (program: Command) => void;
 
@@ -21,15 +21,18 @@ export const NOUNS: Record<string, { description: string; load: () => Promise<Re
   pki: { description: 'fleet PKI for mutual TLS: the CA, and certificates for the control plane, agents and users', load: async () => (await import('./commands/pki.js')).registerPkiCommands },
 };
 
+/** The global options that take a value (skipped with it when looking for the noun). */
+const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-s', '--server', '--ca', '--cert', '--key', '--context']);
+
 /**
  * The noun `argv` (process.argv shape) invokes, skipping global options: "rollout" for
- * `bpfleet -s a:1 rollout get r-1` and for `bpfleet help rollout`; null for none.
+ * `bpfleet -s a:1 --ca ca.crt rollout get r-1` and for `bpfleet help rollout`; null for none.
  */
 export function invokedNoun(argv: readonly string[]): string | null {
   const words: string[] = [];
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '-s' || a === '--server') i++;
+    if (VALUE_OPTIONS.has(a)) i++;
     else if (!a.startsWith('-')) words.push(a);
   }
   const noun = words[0] === 'help' ? words[1] : words[0];
@@ -43,12 +46,18 @@ export function invokedNoun(argv: readonly string[]): string | null {
 export async function buildCli(nouns: readonly string[] | 'all' = 'all'): Promise<Command> {
   const program = new Command('bpfleet')
     .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
-    .option('-s, --server <addr>', 'control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER)', process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)
+    .option('-s, --server <addr>', `control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER, or the context's server; default ${DEFAULT_SERVER})`)
+    .option('--ca <file>', 'fleet CA bundle to verify the control plane (env BPFLEET_CA, or the context\'s ca)')
+    .option('--cert <file>', 'your client certificate, from `bpfleet pki issue user` (env BPFLEET_CERT, or the context\'s cert)')
+    .option('--key <file>', 'its private key (env BPFLEET_KEY, or the context\'s key)')
+    .option('--context <name>', `context of the config file to use (default: its current-context; file: $BPFLEET_CONFIG or ~/.config/bpfleet/config.yaml)`)
+    .option('--insecure', 'connect without TLS, to a control plane started with --insecure (experiments only)')
     .showHelpAfterError()
     // Names only in the overview: a noun that is not loaded cannot say what it takes.
     .configureHelp({ subcommandTerm: (cmd) => cmd.name() })
     .addHelpText('after', `
 Examples:
+  bpfleet --ca pki/ca.crt --cert pki/alice.crt --key pki/alice.key hosts   # or BPFLEET_CA/_CERT/_KEY, or a config context
   bpfleet module push agent/bpf/pass-counter-v2.yaml
   bpfleet rollout create -f rollout.yaml --wait          # exit 0 only if it succeeds
   bpfleet rollout get <id> --watch                       # live view on a terminal
@@ -88,9 +97,9 @@ export async function main(argv: string[]): Promise<void> {
     } catch (err) {
       const [{ BpfleetError }, { exitCodeForError }] = await Promise.all([import('../../common/errors.js'), import('./exit-for.js')]);
       const e = err instanceof BpfleetError ? err : null;
-      const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? DEFAULT_SERVER)}? set --server or BPFLEET_SERVER)` : '';
-      process.stderr.write(`bpfleet: ${(err as Error).message}${unreachable}\n`);
-      if (e?.detail) process.stderr.write(`${e.detail}\n`);
+      const unreachable = e?.code === 'UNAVAILABLE' ? ` (is the control plane running at ${String(program.opts().server ?? process.env.BPFLEET_SERVER ?? DEFAULT_SERVER)}, and does it trust your certificate? set --server or BPFLEET_SERVER)` : '';
+      process.stderr.write(`bpfleet: ${inert((err as Error).message)}${unreachable}\n`);
+      if (e?.detail) process.stderr.write(`${inert(e.detail)}\n`);
       process.exitCode = exitCodeForError(err);
     }
   });

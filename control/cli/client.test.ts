@@ -27,7 +27,7 @@ describe('Control.call', () => {
 
   it('sends the method\'s request and resolves with its response, naming the actor', async () => {
     process.env.BPFLEET_ACTOR = 'alice@ci';
-    const ctl = new Control(address);
+    const ctl = new Control(address, { mode: 'insecure' });
     try {
       const created: Rollout = await ctl.call('createRollout', { spec: RolloutSpec.fromPartial({ module: 'pass-counter' }) });
       assert.deepEqual([created.id, created.createdBy], ['pass-counter-1', 'alice@ci']);
@@ -38,7 +38,7 @@ describe('Control.call', () => {
   });
 
   it('rejects with the BpfleetError the server sent', async () => {
-    const ctl = new Control(address);
+    const ctl = new Control(address, { mode: 'insecure' });
     try {
       await assert.rejects(ctl.call('getRollout', { id: 'r-9' }), (err: BpfleetError) =>
         err instanceof BpfleetError && err.code === 'NOT_FOUND' && err.reason === 'ROLLOUT_NOT_FOUND' && err.message === 'rollout r-9 not found');
@@ -48,7 +48,7 @@ describe('Control.call', () => {
   });
 
   it('moves on to the next replica when one is unreachable', async () => {
-    const ctl = new Control(`127.0.0.1:1,${address}`);
+    const ctl = new Control(`127.0.0.1:1,${address}`, { mode: 'insecure' });
     try {
       assert.equal((await ctl.call('createRollout', { spec: RolloutSpec.fromPartial({ module: 'm' }) })).id, 'm-1');
       assert.equal(ctl.address, address);

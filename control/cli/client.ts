@@ -1,12 +1,17 @@
 import { userInfo, hostname } from 'node:os';
-import { credentials, Metadata, type CallOptions, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type CallOptions, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { BpfleetError, fromServiceError } from '../../common/errors.js';
 import { CONTROL_MAX_MESSAGE_BYTES } from '../../common/keys.js';
 import { ControlServiceClient, type ControlServiceService } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { channelCredentials, type TransportSecurity } from '../../common/tls.js';
 import { clientInterceptors } from './tracing.js';
 
-/** Who the audit log should name: BPFLEET_ACTOR, else user@host (CI sets BPFLEET_ACTOR). */
+/**
+ * The "on behalf of" note sent with every call: BPFLEET_ACTOR, else user@host (CI sets
+ * BPFLEET_ACTOR). The server names the certificate's identity in the audit log; this note is
+ * free text it records only under --insecure, never used to decide anything.
+ */
 export function actor(): string {
   if (process.env.BPFLEET_ACTOR) return process.env.BPFLEET_ACTOR;
   let user = 'unknown';
@@ -44,7 +49,7 @@ export class Control {
   private current = 0;
   private readonly metadata = new Metadata();
 
-  constructor(readonly server: string, private readonly timeoutMs = 30_000) {
+  constructor(readonly server: string, private readonly transport: TransportSecurity, private readonly timeoutMs = 30_000) {
     this.servers = server.split(',').map((s) => s.trim()).filter(Boolean);
     if (this.servers.length === 0) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', '--server: no address given');
     this.metadata.set('bpfleet-actor', actor());
@@ -62,7 +67,7 @@ export class Control {
   private get client(): ControlServiceClient {
     let c = this.clients.get(this.address);
     if (!c) {
-      c = new ControlServiceClient(this.address, credentials.createInsecure(), {
+      c = new ControlServiceClient(this.address, channelCredentials(this.transport), {
         interceptors: clientInterceptors,
         'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
       });

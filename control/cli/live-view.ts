@@ -1,3 +1,4 @@
+import { inert } from './inert.js';
 import { shortDigest } from '../../common/digest.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { formatDuration } from '../rollout/duration.js';
@@ -130,7 +131,8 @@ export class LivePainter {
 
   paint(lines: readonly string[]): void {
     const width = Math.max(20, (this.out.columns || 80) - 1);
-    const cut = lines.map((l) => ([...l].length > width ? `${[...l].slice(0, width - 1).join('')}…` : l));
+    // The painter's own escapes are the only ones that reach the terminal.
+    const cut = lines.map(inert).map((l) => ([...l].length > width ? `${[...l].slice(0, width - 1).join('')}…` : l));
     const back = this.drawn ? `\x1b[${this.drawn}F\x1b[J` : '';
     this.out.write(`${back}${cut.join('\n')}\n`);
     this.drawn = cut.length;

@@ -1,3 +1,5 @@
+import { quietIpServerNameWarning } from '../../common/tls.js';
 import { main } from './cli.js';
 
+quietIpServerNameWarning();
 await main(process.argv);

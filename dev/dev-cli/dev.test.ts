@@ -62,9 +62,10 @@ describe('bpfleet dev up | status | env | down', { skip }, () => {
 
     const env = await bpfleet(['dev', 'env', '--name', NAME]);
     assert.equal(env.code, 0, env.stderr);
-    const m = env.stdout.match(/^export BPFLEET_SERVER='(198\.1[89]\.\d+\.\d+:\d+)'$/m);
-    assert.ok(m, env.stdout);
-    const cliEnv = { BPFLEET_SERVER: m[1]! };
+    assert.match(env.stdout, /^export BPFLEET_SERVER='198\.1[89]\.\d+\.\d+:\d+'$/m);
+    // The fleet's PKI: the CLI presents the admin user's certificate.
+    for (const v of ['BPFLEET_CA', 'BPFLEET_CERT', 'BPFLEET_KEY']) assert.match(env.stdout, new RegExp(`^export ${v}='/`, 'm'));
+    const cliEnv = Object.fromEntries([...env.stdout.matchAll(/^export (\w+)='([^']*)'$/gm)].map((m) => [m[1]!, m[2]!]));
     const push = await bpfleet(['module', 'push', 'agent/bpf/pass-counter-v1.yaml'], cliEnv);
     assert.equal(push.code, 0, push.stderr);
     const rollout = await bpfleet(['rollout', 'create', '-f', 'examples/rollout-v1.yaml', '--wait', '--timeout', '90s'], cliEnv);

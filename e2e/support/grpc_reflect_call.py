@@ -1,7 +1,10 @@
 """A generic gRPC client that is not grpc-js: Debian's python3-grpcio and python3-protobuf.
 
-Usage: grpc_reflect_call.py ADDRESS FULL_METHOD REQUEST_JSON
-  e.g. grpc_reflect_call.py 198.18.1.1:50051 bpfleet.v1.ControlService/GetRollout '{"id": "..."}'
+Usage: grpc_reflect_call.py ADDRESS FULL_METHOD REQUEST_JSON [CA CERT KEY]
+  e.g. grpc_reflect_call.py 198.18.1.1:50051 bpfleet.v1.ControlService/GetRollout '{"id": "..."}' ca.crt viewer.crt viewer.key
+
+With CA CERT KEY (PEM files) it speaks mutual TLS with that client certificate; without,
+plaintext (a control plane started with --insecure).
 
 Like grpcurl: it asks the server's reflection service (grpc.reflection.v1) for the file
 descriptors of the service, builds them into a protobuf DescriptorPool (which validates
@@ -96,12 +99,16 @@ def build_pool(files):
 
 
 def main(argv):
-    if len(argv) != 4 or "/" not in argv[2]:
+    if len(argv) not in (4, 7) or "/" not in argv[2]:
         print(__doc__, file=sys.stderr)
         return 1
     address, method, request_json = argv[1], argv[2], argv[3]
     service, name = method.split("/", 1)
-    channel = grpc.insecure_channel(address)
+    if len(argv) == 7:
+        ca, cert, key = (open(path, "rb").read() for path in argv[4:7])
+        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert))
+    else:
+        channel = grpc.insecure_channel(address)
     files = fetch_files(channel, service)
     try:
         pool = build_pool(files)

@@ -12,6 +12,7 @@ import { isFinal, phaseName } from '../../rollout/vocabulary.js';
 import type { Control } from '../client.js';
 import { EXIT } from '../exit-codes.js';
 import { exitCodeFor } from '../exit-for.js';
+import { inert } from '../inert.js';
 import { follow } from '../follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
@@ -46,14 +47,14 @@ export async function followRollout(ctl: Control, id: string, opts: { format: Ou
       until: settled,
       onUpdate: (r) => {
         if (painter) painter.paint(liveView(r, Date.now()));
-        else if (text && opts.view === 'changes') for (const line of changeLines(prev, r)) process.stdout.write(`${line}\n`);
+        else if (text && opts.view === 'changes') for (const line of changeLines(prev, r)) process.stdout.write(`${inert(line)}\n`);
         else if (text && statusKey(r) !== lastKey) {
           lastKey = statusKey(r);
-          process.stdout.write(`${statusLine(r)}\n`);
+          process.stdout.write(`${inert(statusLine(r))}\n`);
         }
         prev = r;
       },
-      onReconnect: (err, next) => process.stderr.write(`bpfleet: lost the watch (${err.code}: ${err.message}); following on ${next}\n`),
+      onReconnect: (err, next) => process.stderr.write(`bpfleet: lost the watch (${err.code}: ${inert(err.message)}); following on ${next}\n`),
     });
     const last = result.last;
     if (!text && last) print(opts.format, Rollout.toJSON(last), () => '');
