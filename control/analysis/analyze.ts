@@ -1,7 +1,7 @@
-import { Verdict, type AnalysisRun, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { AnalysisMethod, Verdict, type AnalysisRun, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { staleAfterMs } from '../rollout/spec.js';
-import { combine, judgeMetric } from './judge.js';
+import { combine, DEFAULT_METHOD, judgeMetric } from './judge.js';
 import { forEachSample } from './samples.js';
 
 export interface AnalysisInput {
@@ -51,7 +51,7 @@ export function analyze(input: AnalysisInput): AnalysisRun {
     canary: canaryValues[m]!,
     baseline: baselineValues[m]!,
     baselineExpected: baseline.hosts.length > 0,
-  }, analysis.minSamples));
+  }, analysis.minSamples, analysis.method === AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED ? DEFAULT_METHOD : analysis.method));
   const run = combine(input.step, results, new Date(to).toISOString());
   if (ages.size === 0) return run;
   run.staleHosts = [...ages.keys()];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Verdict, type Metric, type MetricResult } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { ALPHA, combine, judgeMetric } from './judge.js';
+import { AnalysisMethod, MetricResult, Verdict, type Metric } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { ALPHA, combine, judgeMetric, KAYENTA_ALPHA } from './judge.js';
 import { mannWhitneyGreater } from './mann-whitney.js';
 
 const dropRate = (max: number, maxIncrease: number): Metric => ({ name: 'drop_rate', max, maxIncrease });
@@ -96,7 +96,7 @@ describe('judgeMetric', () => {
 
 describe('combine', () => {
   const result = (metric: string, verdict: Verdict): MetricResult =>
-    ({ metric, verdict, reason: `${metric} says ${verdict}`, canary: 0, baseline: 0, canarySamples: 3, baselineSamples: 3 });
+    MetricResult.fromPartial({ metric, verdict, reason: `${metric} says ${verdict}`, canarySamples: 3, baselineSamples: 3 });
 
   it('the worst verdict wins and its reason is the summary', () => {
     const run = combine(2, [result('a', V.VERDICT_PASS), result('b', V.VERDICT_INCONCLUSIVE), result('c', V.VERDICT_FAIL)], '2026-01-01T00:00:00.000Z');
@@ -121,5 +121,48 @@ describe('combine', () => {
     const run = combine(0, [], '');
     assert.equal(run.verdict, V.VERDICT_INCONCLUSIVE);
     assert.equal(run.summary, 'no metrics');
+  });
+});
+
+describe('judgeMetric by method', () => {
+  const canary = [0.2, 0.21, 0.22, 0.23, 0.24, 0.25];
+  const baseline = [0, 0.01, 0.0, 0.02, 0.01, 0];
+
+  it('mann-whitney explains itself: summaries, test, effect, limit, p-value and alpha', () => {
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    assert.equal(r.test, 'mann-whitney');
+    assert.equal(r.limit, 0.05);
+    assert.ok(Math.abs(r.effect - (0.225 - 0.04 / 6)) < 1e-12);
+    assert.equal(r.pValue, mannWhitneyGreater(canary, baseline).pValue);
+    assert.equal(r.alpha, ALPHA);
+    assert.deepEqual(r.canarySummary && { n: r.canarySummary.samples, median: r.canarySummary.median }, { n: 6, median: 0.225 });
+    assert.ok(Math.abs(r.canarySummary!.iqr - 0.025) < 1e-12);
+    assert.equal(r.baselineSummary!.median, 0.005);
+  });
+
+  it('threshold fails on the difference of means alone, even with no significance', () => {
+    const r = judgeMetric(dropRate(0, 0.05), { canary: [0, 0, 0, 0, 1.5], baseline: [0, 0, 0, 0, 0], baselineExpected: true }, 3, AnalysisMethod.ANALYSIS_METHOD_THRESHOLD);
+    assert.equal(r.verdict, V.VERDICT_FAIL);
+    assert.equal(r.test, 'threshold');
+    assert.equal(r.alpha, 0);
+  });
+
+  it('kayenta sets the outlier aside that would lift the mean, and judges the shift', () => {
+    const c = [0.01, 0.012, 0.011, 0.013, 0.009, 0.01, 0.011, 0.9];
+    const b = [0.01, 0.011, 0.012, 0.009, 0.01, 0.011, 0.013, 0.01];
+    const r = judgeMetric(dropRate(0, 0.05), { canary: c, baseline: b, baselineExpected: true }, 3, AnalysisMethod.ANALYSIS_METHOD_KAYENTA);
+    assert.equal(r.verdict, V.VERDICT_PASS);
+    assert.equal(r.canarySummary!.outliers, 1);
+    assert.equal(r.test, 'kayenta');
+    assert.ok(Math.abs(r.effect) < 0.002);
+    const mw = judgeMetric(dropRate(0, 0.05), { canary: c, baseline: b, baselineExpected: true }, 3);
+    assert.notEqual(mw.verdict, V.VERDICT_PASS, 'the mean with the outlier is above the limit');
+  });
+
+  it('kayenta fails a significant shift above the limit', () => {
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3, AnalysisMethod.ANALYSIS_METHOD_KAYENTA);
+    assert.equal(r.verdict, V.VERDICT_FAIL);
+    assert.ok(r.pValue < KAYENTA_ALPHA);
+    assert.match(r.reason, /shift \+0\.2\d* \(98% interval \+0\.\d+\.\.\+0\.\d+\) exceeds \+0\.05$/);
   });
 });

@@ -1,5 +1,7 @@
-import { Verdict, type AnalysisRun, type Metric, type MetricResult } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { AnalysisMethod, Verdict, type AnalysisRun, type Metric, type MetricResult } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { CONFIDENCE, hodgesLehmann, withoutOutliers } from './kayenta.js';
 import { mannWhitneyGreater } from './mann-whitney.js';
+import { mean, sorted, summarize } from './summary.js';
 
 export interface CohortSamples {
   canary: number[];
@@ -8,46 +10,108 @@ export interface CohortSamples {
   baselineExpected: boolean;
 }
 
-/** Significance needed before a relative increase counts as real. */
+/** Significance needed before a relative increase counts as real (mann-whitney). */
 export const ALPHA = 0.05;
+/** One-sided significance of the kayenta method: the lower bound of its 98 % interval above 0. */
+export const KAYENTA_ALPHA = (1 - CONFIDENCE) / 2;
 
-const mean = (xs: readonly number[]): number => (xs.length ? xs.reduce((s, x) => s + x, 0) / xs.length : 0);
+/**
+ * The method a spec without one gets, and a stored spec from before methods existed
+ * (ANALYSIS_METHOD_UNSPECIFIED). Chosen from bench/results/analysis.json: docs/ANALYSIS.md.
+ */
+export const DEFAULT_METHOD = AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY;
+
+/** The spec's words for each method, in the order docs and error messages list them. */
+export const METHOD_NAMES: ReadonlyMap<string, AnalysisMethod> = new Map([
+  ['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY],
+  ['kayenta', AnalysisMethod.ANALYSIS_METHOD_KAYENTA],
+  ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD],
+]);
+
+/** The spec's word for `method` (UNSPECIFIED reads as DEFAULT_METHOD). */
+export function methodName(method: AnalysisMethod): string {
+  const m = method === AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED ? DEFAULT_METHOD : method;
+  for (const [name, value] of METHOD_NAMES) if (value === m) return name;
+  return 'unknown';
+}
 
 /**
  * Verdict for one metric. Absolute limits (`max`) judge the canary alone; relative limits
- * (`maxIncrease`) need the baseline and a significant Mann–Whitney difference, so noise
- * cannot fail a rollout and a lack of evidence can never pass one.
+ * (`maxIncrease`) need the baseline, and how the two cohorts are compared is `method`:
+ * - mann-whitney: the difference of means above the limit and a one-sided Mann–Whitney p
+ *   below ALPHA;
+ * - kayenta: outliers set aside, then the Hodges–Lehmann shift above the limit and the
+ *   lower bound of its 98 % interval above 0 (kayenta.ts);
+ * - threshold: the difference of means above the limit, no test.
+ * A relative increase above the limit that is not significant is inconclusive, so noise
+ * cannot fail a rollout and a lack of evidence can never pass one. The result carries both
+ * cohorts' summaries and what was compared with what (MetricResult in rollout.proto).
  */
-export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: number): MetricResult {
-  const canary = mean(samples.canary);
-  const baseline = mean(samples.baseline);
-  const base = {
+export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: number, method: AnalysisMethod = DEFAULT_METHOD): MetricResult {
+  const kayenta = method === AnalysisMethod.ANALYSIS_METHOD_KAYENTA;
+  const rawCanary = sorted(samples.canary);
+  const rawBaseline = sorted(samples.baseline);
+  const canaryKept = kayenta ? withoutOutliers(rawCanary) : rawCanary;
+  const baselineKept = kayenta ? withoutOutliers(rawBaseline) : rawBaseline;
+  const canary = mean(canaryKept);
+  const baseline = mean(baselineKept);
+  const base: MetricResult = {
     metric: metric.name,
     canary,
     baseline,
     canarySamples: samples.canary.length,
     baselineSamples: samples.baseline.length,
+    canarySummary: summarize(canaryKept, rawCanary.length - canaryKept.length),
+    baselineSummary: summarize(baselineKept, rawBaseline.length - baselineKept.length),
+    verdict: Verdict.VERDICT_PASS,
+    reason: '',
+    test: '',
+    effect: 0,
+    limit: 0,
+    pValue: 1,
+    alpha: 0,
   };
+  const result = (verdict: Verdict, reason: string, explain: Partial<MetricResult> = {}): MetricResult => ({ ...base, ...explain, verdict, reason });
   if (samples.canary.length < minSamples) {
-    return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary has ${samples.canary.length} of ${minSamples} samples needed` };
+    return result(Verdict.VERDICT_INCONCLUSIVE, `canary has ${samples.canary.length} of ${minSamples} samples needed`, { test: 'samples', effect: samples.canary.length, limit: minSamples });
   }
   if (metric.max > 0 && canary > metric.max) {
-    return { ...base, verdict: Verdict.VERDICT_FAIL, reason: `canary ${fmt(canary)} is above the limit ${fmt(metric.max)}` };
+    return result(Verdict.VERDICT_FAIL, `canary ${fmt(canary)} is above the limit ${fmt(metric.max)}`, { test: 'max', effect: canary, limit: metric.max });
   }
   if (metric.maxIncrease > 0 && samples.baselineExpected) {
     if (samples.baseline.length < minSamples) {
-      return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `baseline has ${samples.baseline.length} of ${minSamples} samples needed` };
+      return result(Verdict.VERDICT_INCONCLUSIVE, `baseline has ${samples.baseline.length} of ${minSamples} samples needed`, { test: 'samples', effect: samples.baseline.length, limit: minSamples });
     }
-    const increase = canary - baseline;
-    if (increase > metric.maxIncrease) {
-      const { pValue } = mannWhitneyGreater(samples.canary, samples.baseline);
-      if (pValue < ALPHA) {
-        return { ...base, verdict: Verdict.VERDICT_FAIL, reason: `canary ${fmt(canary)} vs baseline ${fmt(baseline)}: +${fmt(increase)} exceeds +${fmt(metric.maxIncrease)} (Mann-Whitney p=${pValue.toFixed(4)})` };
+    const limit = metric.maxIncrease;
+    const vs = `canary ${fmt(canary)} vs baseline ${fmt(baseline)}`;
+    if (method === AnalysisMethod.ANALYSIS_METHOD_THRESHOLD) {
+      const effect = canary - baseline;
+      const explain = { test: 'threshold', effect, limit };
+      if (effect > limit) return result(Verdict.VERDICT_FAIL, `${vs}: +${fmt(effect)} exceeds +${fmt(limit)}`, explain);
+      return result(Verdict.VERDICT_PASS, vs, explain);
+    }
+    if (kayenta) {
+      const shift = hodgesLehmann(canaryKept, baselineKept);
+      const { pValue } = mannWhitneyGreater(canaryKept, baselineKept);
+      const explain = { test: 'kayenta', effect: shift.estimate, limit, pValue, alpha: KAYENTA_ALPHA };
+      const shiftText = `shift ${signed(shift.estimate)} (98% interval ${signed(shift.low)}..${signed(shift.high)})`;
+      if (shift.estimate > limit) {
+        if (pValue < KAYENTA_ALPHA) return result(Verdict.VERDICT_FAIL, `${vs}: ${shiftText} exceeds +${fmt(limit)}`, explain);
+        return result(Verdict.VERDICT_INCONCLUSIVE, `${vs}: ${shiftText} above +${fmt(limit)} but not significant yet (p=${pValue.toFixed(4)})`, explain);
       }
-      return { ...base, verdict: Verdict.VERDICT_INCONCLUSIVE, reason: `canary ${fmt(canary)} vs baseline ${fmt(baseline)}: higher but not significant yet (p=${pValue.toFixed(4)})` };
+      return result(Verdict.VERDICT_PASS, `${vs}: ${shiftText}`, explain);
     }
+    const effect = canary - baseline;
+    const { pValue } = mannWhitneyGreater(canaryKept, baselineKept);
+    const explain = { test: 'mann-whitney', effect, limit, pValue, alpha: ALPHA };
+    if (effect > limit) {
+      if (pValue < ALPHA) return result(Verdict.VERDICT_FAIL, `${vs}: +${fmt(effect)} exceeds +${fmt(limit)} (Mann-Whitney p=${pValue.toFixed(4)})`, explain);
+      return result(Verdict.VERDICT_INCONCLUSIVE, `${vs}: higher but not significant yet (p=${pValue.toFixed(4)})`, explain);
+    }
+    return result(Verdict.VERDICT_PASS, vs, explain);
   }
-  return { ...base, verdict: Verdict.VERDICT_PASS, reason: samples.baselineExpected ? `canary ${fmt(canary)} vs baseline ${fmt(baseline)}` : `canary ${fmt(canary)} (no baseline hosts left)` };
+  return result(Verdict.VERDICT_PASS, samples.baselineExpected ? `canary ${fmt(canary)} vs baseline ${fmt(baseline)}` : `canary ${fmt(canary)} (no baseline hosts left)`,
+    metric.max > 0 ? { test: 'max', effect: canary, limit: metric.max } : {});
 }
 
 /** The worst metric wins: any fail fails, else any inconclusive holds. */
@@ -64,4 +128,8 @@ export function combine(step: number, results: MetricResult[], at: string): Anal
 
 function fmt(x: number): string {
   return Math.abs(x) >= 100 ? x.toFixed(0) : Number(x.toPrecision(3)).toString();
+}
+
+function signed(x: number): string {
+  return x < 0 ? fmt(x) : `+${fmt(x)}`;
 }

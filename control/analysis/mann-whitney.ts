@@ -12,7 +12,7 @@ export interface MannWhitneyResult {
   pValue: number;
 }
 
-export function mannWhitneyGreater(a: readonly number[], b: readonly number[]): MannWhitneyResult {
+export function mannWhitneyGreater(a: ArrayLike<number>, b: ArrayLike<number>): MannWhitneyResult {
   const n1 = a.length;
   const n2 = b.length;
   if (n1 === 0 || n2 === 0) return { u: 0, pValue: 1 };

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HostPhase, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, MetricResult, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import { emptyStatus, hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
 import { changeLines, describeRollout } from './rollout-view.js';
@@ -160,7 +160,7 @@ describe('describeRollout', () => {
       s.hosts[0]!.phase = HostPhase.HOST_PHASE_UPDATED;
       s.analyses = [{
         step: 1, verdict: Verdict.VERDICT_PASS, at: '2026-01-01T10:00:10.000Z', summary: 's', staleHosts: [],
-        metrics: [{ metric: 'drop_rate', canary: 0.01, baseline: 0.02, verdict: Verdict.VERDICT_PASS, reason: 'fine', canarySamples: 5, baselineSamples: 9 }],
+        metrics: [MetricResult.fromPartial({ metric: 'drop_rate', canary: 0.01, baseline: 0.02, verdict: Verdict.VERDICT_PASS, reason: 'fine', canarySamples: 5, baselineSamples: 9 })],
       }];
     });
     const text = describeRollout(r);

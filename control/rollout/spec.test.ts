@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
-import { FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { AnalysisMethod, FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { checkRolloutSpec, DEFAULT_ANALYSIS, describeStep, parseRolloutSpec, specToInput, staleAfterMs, toRolloutSpec } from './spec.js';
 
 const FULL = `
@@ -66,6 +66,7 @@ describe('parseRolloutSpec', () => {
         inconclusiveLimit: 3,
         failureLimit: 1,
         staleAfterMs: 5000,
+        method: AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY,
         metrics: [
           { name: 'drop_rate', max: 0.05, maxIncrease: 0.02 },
           { name: 'run_time_ns_per_packet', max: 0, maxIncrease: 50 },
@@ -133,6 +134,7 @@ describe('spec validation names the bad field', () => {
     ['interval', { ...MINIMAL, analysis: { interval: '5' } }, /^ {2}analysis\.interval: expected a duration/m],
     ['interval 0', { ...MINIMAL, analysis: { interval: '0s' } }, /^ {2}analysis\.interval: must be longer than 0/m],
     ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
+    ['method', { ...MINIMAL, analysis: { method: 't-test' } }, /^ {2}analysis\.method: expected "mann-whitney", "kayenta", "threshold"$/m],
     ['inconclusiveLimit negative', { ...MINIMAL, analysis: { inconclusiveLimit: -1 } }, /^ {2}analysis\.inconclusiveLimit: /m],
     ['metric name', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1 }, { name: 'latency', max: 1 }] } }, /^ {2}analysis\.metrics\[1\]\.name: expected drop_rate/m],
     ['metric without limits', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate' }] } }, /^ {2}analysis\.metrics\[0\]: a metric needs max, maxIncrease, or both/m],
@@ -213,7 +215,16 @@ describe('every field of the spec', () => {
     assert.equal(spec.analysis!.failureLimit, 2);
     assert.equal(spec.analysis!.staleAfterMs, 4000);
     assert.deepEqual(checkRolloutSpec(spec), spec);
-    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', method: 'mann-whitney', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+  });
+
+  it('analysis.method names how cohorts are compared, and survives the trip to the wire and back', () => {
+    assert.equal(toRolloutSpec(MINIMAL).analysis!.method, AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY);
+    for (const [word, method] of [['kayenta', AnalysisMethod.ANALYSIS_METHOD_KAYENTA], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD]] as const) {
+      const spec = toRolloutSpec({ ...MINIMAL, analysis: { method: word } });
+      assert.equal(spec.analysis!.method, method);
+      assert.deepEqual(checkRolloutSpec(spec), spec);
+    }
   });
 
   it('staleAfterMs defaults to three analysis intervals', () => {

@@ -7,6 +7,7 @@ import {
   type RolloutSpec,
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { DEFAULT_METHOD, METHOD_NAMES, methodName } from '../analysis/judge.js';
 import { EXPECTED_METRIC, isMetric } from '../analysis/metric-registry.js';
 import { formatDuration, parseDuration } from './duration.js';
 
@@ -37,6 +38,8 @@ const stepSchema = z.strictObject({
   pause: z.strictObject({}).optional(),
 }, { error: STEP_KINDS }).refine((step) => Object.values(step).filter((v) => v !== undefined).length === 1, { message: STEP_KINDS });
 
+const EXPECTED_METHOD = `expected ${[...METHOD_NAMES.keys()].map((m) => `"${m}"`).join(', ')}`;
+
 const metricSchema = z.strictObject({
   name: z.string().refine(isMetric, { message: EXPECTED_METRIC }),
   max: limit.optional(),
@@ -64,6 +67,7 @@ const specSchema = z.strictObject({
     inconclusiveLimit: z.number().int().nonnegative().optional(),
     failureLimit: z.number().int().nonnegative().optional(),
     staleAfter: positiveDuration.optional(),
+    method: z.string().refine((m) => METHOD_NAMES.has(m), { message: EXPECTED_METHOD }).optional(),
     metrics: z.array(metricSchema).min(1).optional(),
   }).optional(),
   onFailure: z.enum(['rollback', 'halt']).optional(),
@@ -77,6 +81,7 @@ export const DEFAULT_ANALYSIS = {
   inconclusiveLimit: 10,
   failureLimit: 0,
   staleAfterMs: 0,
+  method: DEFAULT_METHOD,
   metrics: [{ name: 'drop_rate', max: 0, maxIncrease: 0.05 }],
 };
 
@@ -121,6 +126,7 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
       inconclusiveLimit: a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit,
       failureLimit: a?.failureLimit ?? DEFAULT_ANALYSIS.failureLimit,
       staleAfterMs: a?.staleAfter ? parseDuration(a.staleAfter)! : DEFAULT_ANALYSIS.staleAfterMs,
+      method: a?.method ? METHOD_NAMES.get(a.method)! : DEFAULT_ANALYSIS.method,
       metrics: (a?.metrics ?? DEFAULT_ANALYSIS.metrics).map((m) => ({ name: m.name, max: m.max ?? 0, maxIncrease: m.maxIncrease ?? 0 })),
     },
     onFailure: s.onFailure === 'halt' ? FailurePolicy.FAILURE_POLICY_HALT : FailurePolicy.FAILURE_POLICY_ROLLBACK,
@@ -175,6 +181,7 @@ export function specToInput(spec: RolloutSpec): Record<string, unknown> {
         inconclusiveLimit: spec.analysis.inconclusiveLimit,
         ...(spec.analysis.failureLimit ? { failureLimit: spec.analysis.failureLimit } : {}),
         ...(spec.analysis.staleAfterMs ? { staleAfter: formatDuration(spec.analysis.staleAfterMs) } : {}),
+        method: methodName(spec.analysis.method),
         metrics: spec.analysis.metrics.length
           ? spec.analysis.metrics.map((m) => ({ name: m.name, ...(m.max ? { max: m.max } : {}), ...(m.maxIncrease ? { maxIncrease: m.maxIncrease } : {}) }))
           : undefined,
