@@ -14,3 +14,4 @@ BPFLEET_BENCH_PROFILE=1 BPFLEET_BENCH_FLEET_SIZES=10000 npx tsx bench/fleet.ts
 npx tsx bench/detect.ts
 node --expose-gc --import tsx bench/ingest.ts
 npx tsx bench/storage.ts
+npx tsx bench/analysis.ts
