@@ -6,10 +6,11 @@ import { mannWhitneyGreater } from './mann-whitney.js';
 
 const dropRate = (max: number, maxIncrease: number): Metric => ({ name: 'drop_rate', max, maxIncrease });
 const V = Verdict;
+const MW = AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY;
 
 describe('judgeMetric', () => {
   it('is inconclusive while the canary has fewer than minSamples', () => {
-    const r = judgeMetric(dropRate(0.05, 0.02), { canary: [0.9, 0.9], baseline: [0, 0, 0], baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0.05, 0.02), { canary: [0.9, 0.9], baseline: [0, 0, 0], baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE, 'even a terrible value is not judged on too few samples');
     assert.equal(r.reason, 'canary has 2 of 3 samples needed');
     assert.equal(r.canarySamples, 2);
@@ -17,12 +18,12 @@ describe('judgeMetric', () => {
   });
 
   it('an empty canary is inconclusive, never a pass', () => {
-    const r = judgeMetric(dropRate(0.05, 0), { canary: [], baseline: [], baselineExpected: false }, 1);
+    const r = judgeMetric(dropRate(0.05, 0), { canary: [], baseline: [], baselineExpected: false }, 1, MW);
     assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
   });
 
   it('fails on the absolute limit from the canary alone, with no baseline needed', () => {
-    const r = judgeMetric(dropRate(0.05, 0), { canary: [0.05, 0.1, 0.15], baseline: [], baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0.05, 0), { canary: [0.05, 0.1, 0.15], baseline: [], baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_FAIL);
     assert.ok(Math.abs(r.canary - 0.1) < 1e-12, 'the mean of the canary samples');
     assert.equal(r.reason, 'canary 0.1 is above the limit 0.05');
@@ -30,24 +31,24 @@ describe('judgeMetric', () => {
 
   it('passes at exactly the absolute limit: only a value above it fails', () => {
     // Binary-exact values, so the mean is exactly the limit.
-    const r = judgeMetric(dropRate(0.25, 0), { canary: [0.25, 0.125, 0.375], baseline: [], baselineExpected: false }, 3);
+    const r = judgeMetric(dropRate(0.25, 0), { canary: [0.25, 0.125, 0.375], baseline: [], baselineExpected: false }, 3, MW);
     assert.equal(r.canary, 0.25);
     assert.equal(r.verdict, V.VERDICT_PASS);
   });
 
   it('max 0 means no absolute limit', () => {
-    const r = judgeMetric(dropRate(0, 0), { canary: [1, 1, 1], baseline: [], baselineExpected: false }, 3);
+    const r = judgeMetric(dropRate(0, 0), { canary: [1, 1, 1], baseline: [], baselineExpected: false }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_PASS);
   });
 
   it('a relative limit with a baseline expected but missing is inconclusive', () => {
-    const r = judgeMetric(dropRate(0, 0.02), { canary: [0, 0, 0], baseline: [0], baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.02), { canary: [0, 0, 0], baseline: [0], baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
     assert.equal(r.reason, 'baseline has 1 of 3 samples needed');
   });
 
   it('a relative limit passes on the canary alone once no baseline host is left', () => {
-    const r = judgeMetric(dropRate(0, 0.02), { canary: [0.5, 0.5, 0.5], baseline: [], baselineExpected: false }, 3);
+    const r = judgeMetric(dropRate(0, 0.02), { canary: [0.5, 0.5, 0.5], baseline: [], baselineExpected: false }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_PASS);
     assert.equal(r.reason, 'canary 0.5 (no baseline hosts left)');
   });
@@ -55,7 +56,7 @@ describe('judgeMetric', () => {
   it('fails a significant increase above maxIncrease', () => {
     const canary = [0.2, 0.21, 0.22, 0.23, 0.24, 0.25];
     const baseline = [0, 0.01, 0.0, 0.02, 0.01, 0];
-    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_FAIL);
     const p = mannWhitneyGreater(canary, baseline).pValue;
     assert.ok(p < ALPHA);
@@ -66,7 +67,7 @@ describe('judgeMetric', () => {
     // One outlier lifts the canary mean by 0.3 but the ranks say nothing.
     const canary = [0, 0, 0, 0, 1.5];
     const baseline = [0, 0, 0, 0, 0];
-    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3, MW);
     assert.ok(mannWhitneyGreater(canary, baseline).pValue >= ALPHA);
     assert.equal(r.verdict, V.VERDICT_INCONCLUSIVE);
     assert.match(r.reason, /higher but not significant yet \(p=0\.\d{4}\)/);
@@ -76,19 +77,19 @@ describe('judgeMetric', () => {
     const canary = [0.011, 0.012, 0.013, 0.014, 0.015];
     const baseline = [0.001, 0.002, 0.003, 0.004, 0.005];
     assert.ok(mannWhitneyGreater(canary, baseline).pValue < ALPHA, 'significant, but small');
-    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_PASS);
     assert.match(r.reason, /^canary 0\.013 vs baseline 0\.003$/);
   });
 
   it('passes a canary that is better than the baseline', () => {
-    const r = judgeMetric(dropRate(0, 0.01), { canary: [0, 0, 0], baseline: [0.5, 0.6, 0.7], baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.01), { canary: [0, 0, 0], baseline: [0.5, 0.6, 0.7], baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_PASS);
     assert.equal(r.baseline, 0.6);
   });
 
   it('checks the absolute limit before the relative one', () => {
-    const r = judgeMetric(dropRate(0.1, 0.05), { canary: [0.5, 0.5, 0.5], baseline: [], baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0.1, 0.05), { canary: [0.5, 0.5, 0.5], baseline: [], baselineExpected: true }, 3, MW);
     assert.equal(r.verdict, V.VERDICT_FAIL);
     assert.match(r.reason, /above the limit/);
   });
@@ -129,7 +130,7 @@ describe('judgeMetric by method', () => {
   const baseline = [0, 0.01, 0.0, 0.02, 0.01, 0];
 
   it('mann-whitney explains itself: summaries, test, effect, limit, p-value and alpha', () => {
-    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3, MW);
     assert.equal(r.test, 'mann-whitney');
     assert.equal(r.limit, 0.05);
     assert.ok(Math.abs(r.effect - (0.225 - 0.04 / 6)) < 1e-12);
@@ -147,6 +148,10 @@ describe('judgeMetric by method', () => {
     assert.equal(r.alpha, 0);
   });
 
+  it('a spec without a method gets kayenta', () => {
+    assert.equal(judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3).test, 'kayenta');
+  });
+
   it('kayenta sets the outlier aside that would lift the mean, and judges the shift', () => {
     const c = [0.01, 0.012, 0.011, 0.013, 0.009, 0.01, 0.011, 0.9];
     const b = [0.01, 0.011, 0.012, 0.009, 0.01, 0.011, 0.013, 0.01];
@@ -155,7 +160,7 @@ describe('judgeMetric by method', () => {
     assert.equal(r.canarySummary!.outliers, 1);
     assert.equal(r.test, 'kayenta');
     assert.ok(Math.abs(r.effect) < 0.002);
-    const mw = judgeMetric(dropRate(0, 0.05), { canary: c, baseline: b, baselineExpected: true }, 3);
+    const mw = judgeMetric(dropRate(0, 0.05), { canary: c, baseline: b, baselineExpected: true }, 3, MW);
     assert.notEqual(mw.verdict, V.VERDICT_PASS, 'the mean with the outlier is above the limit');
   });
 
