@@ -1,13 +1,21 @@
 import { AnalysisMethod, Verdict, type AnalysisRun, type Metric, type MetricResult } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { CONFIDENCE, hodgesLehmann, withoutOutliers } from './kayenta.js';
 import { mannWhitneyGreater } from './mann-whitney.js';
+import { comparePaired, PAIRED_ALPHA } from './paired.js';
 import { mean, sorted, summarize } from './summary.js';
 
 export interface CohortSamples {
+  /** Samples during the step. */
   canary: number[];
   baseline: number[];
   /** False when every selected host is on the new version: no baseline can exist. */
   baselineExpected: boolean;
+  /**
+   * For the paired method: each host's change since before the step (paired.ts hostChange),
+   * for the hosts that have samples in both windows, and how many canary hosts with samples
+   * during the step had none before it (a new host, a host updated in an earlier step).
+   */
+  changes?: { canary: number[]; baseline: number[]; unpairedCanary: number };
 }
 
 /** Significance needed before a relative increase counts as real (mann-whitney). */
@@ -28,6 +36,7 @@ export const METHOD_NAMES: ReadonlyMap<string, AnalysisMethod> = new Map([
   ['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY],
   ['kayenta', AnalysisMethod.ANALYSIS_METHOD_KAYENTA],
   ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD],
+  ['paired', AnalysisMethod.ANALYSIS_METHOD_PAIRED],
 ]);
 
 /** The spec's word for `method` (UNSPECIFIED reads as DEFAULT_METHOD). */
@@ -44,12 +53,22 @@ export function methodName(method: AnalysisMethod): string {
  *   below ALPHA;
  * - kayenta: outliers set aside, then the Hodges–Lehmann shift above the limit and the
  *   lower bound of its 98 % interval above 0 (kayenta.ts);
- * - threshold: the difference of means above the limit, no test.
+ * - threshold: the difference of means above the limit, no test;
+ * - paired: each host's change since before the step, canary hosts' against baseline hosts'
+ *   (paired.ts): the Hodges–Lehmann shift of the changes above the limit and a one-sided
+ *   Mann–Whitney p over hosts below PAIRED_ALPHA. Without a canary or a baseline host that
+ *   has samples from before the step, the kayenta comparison, and the reason says so.
  * A relative increase above the limit that is not significant is inconclusive, so noise
  * cannot fail a rollout and a lack of evidence can never pass one. The result carries both
  * cohorts' summaries and what was compared with what (MetricResult in rollout.proto).
  */
-export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: number, method: AnalysisMethod = DEFAULT_METHOD): MetricResult {
+export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: number, requested: AnalysisMethod = DEFAULT_METHOD): MetricResult {
+  const pairs = samples.changes;
+  const unpairable = requested !== AnalysisMethod.ANALYSIS_METHOD_PAIRED ? ''
+    : !pairs?.canary.length ? 'no canary host has samples from before the step'
+      : !pairs.baseline.length ? 'no baseline host has samples from before the step' : '';
+  const method = unpairable ? AnalysisMethod.ANALYSIS_METHOD_KAYENTA : requested;
+  const fallback = unpairable ? `${unpairable}, compared as cohorts (kayenta): ` : '';
   const kayenta = method === AnalysisMethod.ANALYSIS_METHOD_KAYENTA;
   const rawCanary = sorted(samples.canary);
   const rawBaseline = sorted(samples.baseline);
@@ -92,11 +111,25 @@ export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: 
       if (effect > limit) return result(Verdict.VERDICT_FAIL, `${vs}: +${fmt(effect)} exceeds +${fmt(limit)}`, explain);
       return result(Verdict.VERDICT_PASS, vs, explain);
     }
+    if (method === AnalysisMethod.ANALYSIS_METHOD_PAIRED && pairs) {
+      const c = comparePaired(pairs.canary, pairs.baseline);
+      const explain = {
+        test: 'paired', effect: c.shift, limit, pValue: c.pValue, alpha: PAIRED_ALPHA,
+        canarySummary: summarize(c.canary), baselineSummary: summarize(c.baseline),
+      };
+      const left = pairs.unpairedCanary ? `; ${pairs.unpairedCanary} canary host(s) without samples from before the step left out` : '';
+      const text = `change since before the step: canary hosts ${signed(explain.canarySummary.median)} (median of ${c.canary.length}) vs baseline hosts ${signed(explain.baselineSummary.median)} (median of ${c.baseline.length}), shift ${signed(c.shift)}${left}`;
+      if (c.shift > limit) {
+        if (c.pValue < PAIRED_ALPHA) return result(Verdict.VERDICT_FAIL, `${text} exceeds +${fmt(limit)} (Mann-Whitney over hosts p=${c.pValue.toFixed(4)})`, explain);
+        return result(Verdict.VERDICT_INCONCLUSIVE, `${text} above +${fmt(limit)} but not significant yet (p=${c.pValue.toFixed(4)})`, explain);
+      }
+      return result(Verdict.VERDICT_PASS, text, explain);
+    }
     if (kayenta) {
       const shift = hodgesLehmann(canaryKept, baselineKept);
       const { pValue } = mannWhitneyGreater(canaryKept, baselineKept);
       const explain = { test: 'kayenta', effect: shift.estimate, limit, pValue, alpha: KAYENTA_ALPHA };
-      const shiftText = `shift ${signed(shift.estimate)} (98% interval ${signed(shift.low)}..${signed(shift.high)})`;
+      const shiftText = `${fallback}shift ${signed(shift.estimate)} (98% interval ${signed(shift.low)}..${signed(shift.high)})`;
       if (shift.estimate > limit) {
         if (pValue < KAYENTA_ALPHA) return result(Verdict.VERDICT_FAIL, `${vs}: ${shiftText} exceeds +${fmt(limit)}`, explain);
         return result(Verdict.VERDICT_INCONCLUSIVE, `${vs}: ${shiftText} above +${fmt(limit)} but not significant yet (p=${pValue.toFixed(4)})`, explain);

@@ -134,7 +134,7 @@ describe('spec validation names the bad field', () => {
     ['interval', { ...MINIMAL, analysis: { interval: '5' } }, /^ {2}analysis\.interval: expected a duration/m],
     ['interval 0', { ...MINIMAL, analysis: { interval: '0s' } }, /^ {2}analysis\.interval: must be longer than 0/m],
     ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
-    ['method', { ...MINIMAL, analysis: { method: 't-test' } }, /^ {2}analysis\.method: expected "mann-whitney", "kayenta", "threshold"$/m],
+    ['method', { ...MINIMAL, analysis: { method: 't-test' } }, /^ {2}analysis\.method: expected "mann-whitney", "kayenta", "threshold", "paired"$/m],
     ['inconclusiveLimit negative', { ...MINIMAL, analysis: { inconclusiveLimit: -1 } }, /^ {2}analysis\.inconclusiveLimit: /m],
     ['metric name', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1 }, { name: 'latency', max: 1 }] } }, /^ {2}analysis\.metrics\[1\]\.name: expected drop_rate/m],
     ['metric without limits', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate' }] } }, /^ {2}analysis\.metrics\[0\]: a metric needs max, maxIncrease, or both/m],
@@ -220,7 +220,7 @@ describe('every field of the spec', () => {
 
   it('analysis.method names how cohorts are compared, and survives the trip to the wire and back', () => {
     assert.equal(toRolloutSpec(MINIMAL).analysis!.method, AnalysisMethod.ANALYSIS_METHOD_KAYENTA);
-    for (const [word, method] of [['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD]] as const) {
+    for (const [word, method] of [['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD], ['paired', AnalysisMethod.ANALYSIS_METHOD_PAIRED]] as const) {
       const spec = toRolloutSpec({ ...MINIMAL, analysis: { method: word } });
       assert.equal(spec.analysis!.method, method);
       assert.deepEqual(checkRolloutSpec(spec), spec);

@@ -75,6 +75,13 @@ export enum AnalysisMethod {
   ANALYSIS_METHOD_KAYENTA = "ANALYSIS_METHOD_KAYENTA",
   /** ANALYSIS_METHOD_THRESHOLD - The difference of the cohorts' means against the limit, no test. */
   ANALYSIS_METHOD_THRESHOLD = "ANALYSIS_METHOD_THRESHOLD",
+  /**
+   * ANALYSIS_METHOD_PAIRED - Difference in differences: each host's change from its own reports before the step
+   * (old version) to those during it, canary hosts' changes against baseline hosts' over the
+   * same two windows (Hodges-Lehmann shift, one-sided Mann-Whitney over hosts, alpha 0.05).
+   * Without hosts that have reports from before the step, the kayenta comparison, said so.
+   */
+  ANALYSIS_METHOD_PAIRED = "ANALYSIS_METHOD_PAIRED",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -92,6 +99,9 @@ export function analysisMethodFromJSON(object: any): AnalysisMethod {
     case 3:
     case "ANALYSIS_METHOD_THRESHOLD":
       return AnalysisMethod.ANALYSIS_METHOD_THRESHOLD;
+    case 4:
+    case "ANALYSIS_METHOD_PAIRED":
+      return AnalysisMethod.ANALYSIS_METHOD_PAIRED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -109,6 +119,8 @@ export function analysisMethodToJSON(object: AnalysisMethod): string {
       return "ANALYSIS_METHOD_KAYENTA";
     case AnalysisMethod.ANALYSIS_METHOD_THRESHOLD:
       return "ANALYSIS_METHOD_THRESHOLD";
+    case AnalysisMethod.ANALYSIS_METHOD_PAIRED:
+      return "ANALYSIS_METHOD_PAIRED";
     case AnalysisMethod.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -125,6 +137,8 @@ export function analysisMethodToNumber(object: AnalysisMethod): number {
       return 2;
     case AnalysisMethod.ANALYSIS_METHOD_THRESHOLD:
       return 3;
+    case AnalysisMethod.ANALYSIS_METHOD_PAIRED:
+      return 4;
     case AnalysisMethod.UNRECOGNIZED:
     default:
       return -1;
@@ -518,7 +532,10 @@ export interface Analysis {
   method: AnalysisMethod;
 }
 
-/** One cohort's samples of one metric, as the verdict saw them. */
+/**
+ * One cohort's samples of one metric, as the verdict saw them. Under the paired method, the
+ * cohort's per-host changes since before the step: one sample per host.
+ */
 export interface CohortSummary {
   samples: number;
   mean: number;
@@ -543,13 +560,13 @@ export interface MetricResult {
     | CohortSummary
     | undefined;
   /**
-   * What decided: "max", "mann-whitney", "kayenta", "threshold", or "samples" when there were
+   * What decided: "max", "mann-whitney", "kayenta", "threshold", "paired", or "samples" when there were
    * too few to test; "" when nothing was compared.
    */
   test: string;
   /**
    * The estimated increase of the canary over the baseline: difference of means, or the
-   * Hodges-Lehmann shift (kayenta); for "max", the canary's mean.
+   * Hodges-Lehmann shift (kayenta; paired: of the per-host changes); for "max", the canary's mean.
    */
   effect: number;
   /** The limit the effect was compared with (max or max_increase). */
