@@ -87,6 +87,9 @@ describe('parseRolloutSpec', () => {
 
   it('keeps an inconclusiveLimit of 0: no inconclusive analysis tolerated', () => {
     assert.equal(toRolloutSpec({ ...MINIMAL, analysis: { inconclusiveLimit: 0 } }).analysis!.inconclusiveLimit, 0);
+    // A bake long enough for minSamples reports from one canary host needs no inconclusive analysis.
+    assert.equal(toRolloutSpec({ ...MINIMAL, steps: [{ canary: 1 }, { bake: '5s' }], analysis: { inconclusiveLimit: 0 } }).analysis!.inconclusiveLimit, 0);
+    assert.throws(() => toRolloutSpec({ ...MINIMAL, steps: [{ canary: 1 }, { bake: '4s' }], analysis: { inconclusiveLimit: 0 } }), /analysis\.inconclusiveLimit: /);
   });
 
   it('takes a numeric maxUnavailable as a count', () => {
@@ -135,6 +138,9 @@ describe('spec validation names the bad field', () => {
     ['interval 0', { ...MINIMAL, analysis: { interval: '0s' } }, /^ {2}analysis\.interval: must be longer than 0/m],
     ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
     ['method', { ...MINIMAL, analysis: { method: 't-test' } }, /^ {2}analysis\.method: expected "mann-whitney", "kayenta", "threshold", "paired"$/m],
+    ['inconclusiveLimit too low for minSamples with one canary', { ...MINIMAL, steps: [{ canary: 1 }, { bake: '1s' }], analysis: { minSamples: 5, inconclusiveLimit: 5 } },
+      /^ {2}analysis\.inconclusiveLimit: inconclusiveLimit \(5\) plus the 1 analysis intervals of the 1s bake must be at least minSamples \(5\) \+ 2/m],
+    ['minSamples too high for the default inconclusiveLimit', { ...MINIMAL, steps: [{ canary: 1 }, { bake: '1s' }], analysis: { minSamples: 10 } }, /^ {2}analysis\.minSamples: inconclusiveLimit \(10\)/m],
     ['inconclusiveLimit negative', { ...MINIMAL, analysis: { inconclusiveLimit: -1 } }, /^ {2}analysis\.inconclusiveLimit: /m],
     ['metric name', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1 }, { name: 'latency', max: 1 }] } }, /^ {2}analysis\.metrics\[1\]\.name: expected drop_rate/m],
     ['metric without limits', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate' }] } }, /^ {2}analysis\.metrics\[0\]: a metric needs max, maxIncrease, or both/m],

@@ -71,9 +71,36 @@ const specSchema = z.strictObject({
     metrics: z.array(metricSchema).min(1).optional(),
   }).optional(),
   onFailure: z.enum(['rollback', 'halt']).optional(),
+}).superRefine((s, ctx) => {
+  // Analysis runs in bake steps: first when the bake ends, then every interval. One canary
+  // host gives one sample per report interval (the agent's default, 1 s, is the default
+  // analysis interval too), every analysis before minSamples is inconclusive, plus the one
+  // before the first report: with fewer tolerated, every one-canary step fails for lack of
+  // evidence (bench/results/analysis.json, docs/ANALYSIS.md).
+  const a = s.analysis;
+  const intervalMs = a?.interval ? parseDuration(a.interval) : DEFAULT_ANALYSIS.intervalMs;
+  const minSamples = a?.minSamples ?? DEFAULT_ANALYSIS.minSamples;
+  const limit = a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit;
+  if (!intervalMs) return;
+  for (const step of s.steps) {
+    const bakeMs = step.bake === undefined ? null : parseDuration(step.bake);
+    if (bakeMs === null) continue;
+    const before = Math.floor(bakeMs / intervalMs);
+    if (before + limit >= minSamples + MIN_SAMPLES_MARGIN) continue;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['analysis', a?.inconclusiveLimit === undefined ? 'minSamples' : 'inconclusiveLimit'],
+      message: `inconclusiveLimit (${limit}) plus the ${before} analysis intervals of the ${step.bake} bake must be at least minSamples (${minSamples}) + ${MIN_SAMPLES_MARGIN}: `
+        + 'with one canary host reporting once per analysis interval, every analysis before minSamples reports is inconclusive and the step would fail for lack of evidence',
+    });
+    return;
+  }
 });
 
 export type RolloutSpecInput = z.input<typeof specSchema>;
+
+/** inconclusiveLimit plus the analysis intervals in a bake must exceed minSamples by at least this many (specSchema). */
+export const MIN_SAMPLES_MARGIN = 2;
 
 export const DEFAULT_ANALYSIS = {
   intervalMs: 1000,
