@@ -2,7 +2,7 @@ import { AnalysisMethod, Verdict, type Analysis, type AnalysisRun, type RolloutS
 import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { staleAfterMs } from '../rollout/spec.js';
 import { combine, DEFAULT_METHOD, judgeMetric } from './judge.js';
-import { hostChange, PRE_WINDOW_MS } from './paired.js';
+import { hostChange, PRE_WINDOW_MS, type OwnSamples } from './paired.js';
 import { forEachSample } from './samples.js';
 
 export interface AnalysisInput {
@@ -57,10 +57,12 @@ export function analyze(input: AnalysisInput): AnalysisRun {
   const oldVersion = (d: string) => d !== canary.digest;
   // Samples during the step, per metric; for the paired method also each host's change
   // since before the step (on the old version), per metric.
-  const collect = (hosts: string[], keep: (digest: string) => boolean) => {
+  const collect = (hosts: string[], keep: (digest: string) => boolean, withOwn: boolean) => {
     const values = names.map((): number[] => []);
     const changes = names.map((): number[] => []);
     const unpaired = names.map(() => 0);
+    // Canary hosts' samples centred on their own median before the step (paired.ts).
+    const own = withOwn && paired ? names.map((): OwnSamples => ({ before: [], during: [] })) : null;
     for (const h of hosts) {
       if (!paired) {
         forEachSample(input.reportsOf(h), spec.attachment, names, from, to, (m, _host, digest, _at, value) => {
@@ -80,19 +82,25 @@ export function analyze(input: AnalysisInput): AnalysisRun {
       names.forEach((_, m) => {
         for (const v of during[m]!) values[m]!.push(v);
         const change = hostChange(before[m]!, during[m]!);
-        if (change !== null) changes[m]!.push(change);
-        else if (during[m]!.length) unpaired[m]!++;
+        if (change === null) {
+          if (during[m]!.length) unpaired[m]!++;
+          return;
+        }
+        changes[m]!.push(change.change);
+        if (!own) return;
+        for (const v of before[m]!) own[m]!.before.push(v - change.before);
+        for (const v of during[m]!) own[m]!.during.push(v - change.before);
       });
     }
-    return { values, changes, unpaired };
+    return { values, changes, unpaired, own };
   };
-  const canaryData = collect(fresh(canary.hosts), (d) => d === canary.digest);
-  const baselineData = collect(fresh(baseline.hosts), oldVersion);
+  const canaryData = collect(fresh(canary.hosts), (d) => d === canary.digest, true);
+  const baselineData = collect(fresh(baseline.hosts), oldVersion, false);
   const results = analysis.metrics.map((metric, m) => judgeMetric(metric, {
     canary: canaryData.values[m]!,
     baseline: baselineData.values[m]!,
     baselineExpected: baseline.hosts.length > 0,
-    ...(paired ? { changes: { canary: canaryData.changes[m]!, baseline: baselineData.changes[m]!, unpairedCanary: canaryData.unpaired[m]! } } : {}),
+    ...(canaryData.own ? { changes: { canary: canaryData.changes[m]!, baseline: baselineData.changes[m]!, own: canaryData.own[m]!, unpairedCanary: canaryData.unpaired[m]! } } : {}),
   }, analysis.minSamples, method));
   const run = combine(input.step, results, new Date(to).toISOString());
   if (ages.size === 0) return run;

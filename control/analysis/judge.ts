@@ -1,7 +1,7 @@
 import { AnalysisMethod, Verdict, type AnalysisRun, type Metric, type MetricResult } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { CONFIDENCE, hodgesLehmann, withoutOutliers } from './kayenta.js';
 import { mannWhitneyGreater } from './mann-whitney.js';
-import { comparePaired, PAIRED_ALPHA } from './paired.js';
+import { comparePaired, PAIRED_ALPHA, PAIRED_ALPHA_HOSTS, type OwnSamples } from './paired.js';
 import { mean, sorted, summarize } from './summary.js';
 
 export interface CohortSamples {
@@ -15,7 +15,7 @@ export interface CohortSamples {
    * for the hosts that have samples in both windows, and how many canary hosts with samples
    * during the step had none before it (a new host, a host updated in an earlier step).
    */
-  changes?: { canary: number[]; baseline: number[]; unpairedCanary: number };
+  changes?: { canary: number[]; baseline: number[]; own: OwnSamples; unpairedCanary: number };
 }
 
 /** Significance needed before a relative increase counts as real (mann-whitney). */
@@ -55,8 +55,9 @@ export function methodName(method: AnalysisMethod): string {
  *   lower bound of its 98 % interval above 0 (kayenta.ts);
  * - threshold: the difference of means above the limit, no test;
  * - paired: each host's change since before the step, canary hosts' against baseline hosts'
- *   (paired.ts): the Hodges–Lehmann shift of the changes above the limit and a one-sided
- *   Mann–Whitney p over hosts below PAIRED_ALPHA. Without a canary or a baseline host that
+ *   (paired.ts): the Hodges–Lehmann shift of the changes above the limit, a one-sided
+ *   Mann–Whitney p below PAIRED_ALPHA against the canary hosts' own samples from before the
+ *   step, and one below PAIRED_ALPHA_HOSTS over hosts (the result's pValue is the former). Without a canary or a baseline host that
  *   has samples from before the step, the kayenta comparison, and the reason says so.
  * A relative increase above the limit that is not significant is inconclusive, so noise
  * cannot fail a rollout and a lack of evidence can never pass one. The result carries both
@@ -112,16 +113,17 @@ export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: 
       return result(Verdict.VERDICT_PASS, vs, explain);
     }
     if (method === AnalysisMethod.ANALYSIS_METHOD_PAIRED && pairs) {
-      const c = comparePaired(pairs.canary, pairs.baseline);
+      const c = comparePaired(pairs.canary, pairs.baseline, pairs.own);
       const explain = {
-        test: 'paired', effect: c.shift, limit, pValue: c.pValue, alpha: PAIRED_ALPHA,
+        test: 'paired', effect: c.shift, limit, pValue: c.pOwn, alpha: PAIRED_ALPHA,
         canarySummary: summarize(c.canary), baselineSummary: summarize(c.baseline),
       };
       const left = pairs.unpairedCanary ? `; ${pairs.unpairedCanary} canary host(s) without samples from before the step left out` : '';
       const text = `change since before the step: canary hosts ${signed(explain.canarySummary.median)} (median of ${c.canary.length}) vs baseline hosts ${signed(explain.baselineSummary.median)} (median of ${c.baseline.length}), shift ${signed(c.shift)}${left}`;
       if (c.shift > limit) {
-        if (c.pValue < PAIRED_ALPHA) return result(Verdict.VERDICT_FAIL, `${text} exceeds +${fmt(limit)} (Mann-Whitney over hosts p=${c.pValue.toFixed(4)})`, explain);
-        return result(Verdict.VERDICT_INCONCLUSIVE, `${text} above +${fmt(limit)} but not significant yet (p=${c.pValue.toFixed(4)})`, explain);
+        const ps = `Mann-Whitney against their own history p=${c.pOwn.toFixed(4)} (needs < ${PAIRED_ALPHA}), over hosts p=${c.pHosts.toFixed(4)} (needs < ${PAIRED_ALPHA_HOSTS})`;
+        if (c.pOwn < PAIRED_ALPHA && c.pHosts < PAIRED_ALPHA_HOSTS) return result(Verdict.VERDICT_FAIL, `${text} exceeds +${fmt(limit)} (${ps})`, explain);
+        return result(Verdict.VERDICT_INCONCLUSIVE, `${text} above +${fmt(limit)} but not significant yet (${ps})`, explain);
       }
       return result(Verdict.VERDICT_PASS, text, explain);
     }

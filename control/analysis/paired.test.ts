@@ -15,9 +15,9 @@ const TO = FROM + 10_000;
 
 /**
  * One report a second from t=0 to TO, 1000 packets a second, of which `drop` (or `dropAt(t)`)
- * never reach the stack; a canary swaps to NEW (a new program) at FROM with `dropAfter`.
+ * never reach the stack; a canary swaps to NEW (a new program) at FROM, then drops `dropAfter`.
  */
-function host(name: string, drop: number | ((t: number) => number), swap?: { dropAfter: number }): TelemetryReport[] {
+function host(name: string, drop: number | ((t: number) => number), swap?: { dropAfter: number | ((t: number) => number) }): TelemetryReport[] {
   const out: TelemetryReport[] = [];
   let runs = 0;
   let rx = 0;
@@ -29,7 +29,8 @@ function host(name: string, drop: number | ((t: number) => number), swap?: { dro
       runs = 0;
       rx = 0;
     }
-    const d = swapped ? swap.dropAfter : typeof drop === 'number' ? drop : drop(t);
+    const rate = swapped ? swap.dropAfter : drop;
+    const d = typeof rate === 'number' ? rate : rate(t);
     if (t > 0) {
       runs += 1000;
       rx += Math.round(1000 * (1 - d));
@@ -49,17 +50,17 @@ function baseline(): Record<string, TelemetryReport[]> {
   return Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`b${i}`, host(`b${i}`, i * 0.0005)]));
 }
 
-function run(method: string, fleet: Record<string, TelemetryReport[]>, canaries: string[]) {
+function run(method: string, fleet: Record<string, TelemetryReport[]>, canaries: string[], to = TO) {
   return analyze({
     spec: spec(method), step: 1, canary: { hosts: canaries, digest: NEW.digest },
     baseline: { hosts: Object.keys(fleet).filter((h) => !canaries.includes(h)) },
-    from: FROM, to: TO, reportsOf: (h) => fleet[h] ?? [],
+    from: FROM, to, reportsOf: (h) => (fleet[h] ?? []).filter((r) => r.timestampMs <= to),
   });
 }
 
 describe('paired analysis', () => {
   it('a host change is the median during minus the median before, null without either', () => {
-    assert.equal(hostChange([1, 2, 3, 100], [5, 6, 7]), 6 - 2.5);
+    assert.deepEqual(hostChange([1, 2, 3, 100], [5, 6, 7]), { change: 6 - 2.5, before: 2.5 });
     assert.equal(hostChange([], [1]), null);
     assert.equal(hostChange([1], []), null);
   });
@@ -88,8 +89,21 @@ describe('paired analysis', () => {
     const m = run('paired', fleet, ['c']).metrics[0]!;
     assert.equal(m.verdict, Verdict.VERDICT_FAIL, m.reason);
     assert.ok(Math.abs(m.effect - 0.04) < 1e-9, `${m.effect}`);
-    assert.ok(m.pValue < m.alpha && m.alpha === 0.05, `${m.pValue}`);
-    assert.match(m.reason, /shift \+0\.04 exceeds \+0\.02 \(Mann-Whitney over hosts p=/);
+    assert.ok(m.pValue < m.alpha && m.alpha === 0.01, `${m.pValue}`);
+    assert.match(m.reason, /shift \+0\.04 exceeds \+0\.02 \(Mann-Whitney against their own history p=0\.0000 \(needs < 0\.01\), over hosts p=0\.0\d+ \(needs < 0\.05\)\)$/);
+  });
+
+  it('holds a rise above the limit on a host whose own samples were as spread before the step', () => {
+    // Before the step the canary alternated between 1 % and 9 % (median 1 %); its three
+    // samples during the step are 9 %, 9 %, 1 %: its median rose by 8 points, the limit is 2,
+    // but its own history had such samples half the time.
+    const fleet = { ...baseline(), c: host('c', (t) => ((t / 1000) % 2 ? 0.01 : 0.09), { dropAfter: (t) => (t === FROM + 3000 ? 0.01 : 0.09) }) };
+    const m = run('paired', fleet, ['c'], FROM + 3000).metrics[0]!;
+    assert.equal(m.test, 'paired');
+    assert.ok(Math.abs(m.effect - 0.08) < 1e-9, `${m.effect}`);
+    assert.equal(m.verdict, Verdict.VERDICT_INCONCLUSIVE, m.reason);
+    assert.ok(m.pValue >= 0.01);
+    assert.match(m.reason, /above \+0\.02 but not significant yet/);
   });
 
   it('takes out what moved every host alike: all hosts up 3 points is no regression', () => {

@@ -17,17 +17,37 @@ import { quantile, sorted } from './summary.js';
  * 30 reports at the agent's default report interval (1 s); the telemetry store keeps 10 min.
  */
 export const PRE_WINDOW_MS = 30_000;
-/** One-sided significance of the Mann–Whitney test over hosts. */
-export const PAIRED_ALPHA = 0.05;
+/**
+ * One-sided significance of the Mann–Whitney test over hosts. 0.05, not lower: with one
+ * canary host and n baseline hosts its p cannot go below about 1.7/√(n) (normal
+ * approximation), so a lower alpha would never let one canary host fail.
+ */
+export const PAIRED_ALPHA_HOSTS = 0.05;
+/** One-sided significance of the test of the canary hosts against their own history (Kayenta's 98 % two-sided). */
+export const PAIRED_ALPHA = 0.01;
+
+/** One host's change of a metric since before the step. */
+export interface HostChange {
+  /** Median during the step minus median before it, in the metric's unit. */
+  change: number;
+  /** Median before the step. */
+  before: number;
+}
 
 /**
- * One host's change of a metric: the median of its samples during the step minus the median
- * of its samples before it, in the metric's unit; null when either window has none. Medians,
- * so that a burst in one interval or a lost report does not move the host's change.
+ * A host's change from its samples before the step and during it; null when either window
+ * has none. Medians, so that a burst in one interval or a lost report does not move it.
  */
-export function hostChange(before: readonly number[], during: readonly number[]): number | null {
+export function hostChange(before: readonly number[], during: readonly number[]): HostChange | null {
   if (before.length === 0 || during.length === 0) return null;
-  return quantile(sorted(during), 0.5) - quantile(sorted(before), 0.5);
+  const b = quantile(sorted(before), 0.5);
+  return { change: quantile(sorted(during), 0.5) - b, before: b };
+}
+
+/** The canary hosts' samples, each centred on its own host's median before the step, pooled. */
+export interface OwnSamples {
+  before: number[];
+  during: number[];
 }
 
 export interface PairedComparison {
@@ -36,17 +56,30 @@ export interface PairedComparison {
   baseline: Float64Array;
   /** Hodges–Lehmann shift of the canary hosts' changes over the baseline hosts'. */
   shift: number;
-  /** One-sided Mann–Whitney p-value, hosts as units: "canary hosts changed more". */
-  pValue: number;
+  /** One-sided Mann–Whitney p, hosts as units: "canary hosts changed more than baseline hosts". */
+  pHosts: number;
+  /**
+   * One-sided Mann–Whitney p, samples as units: "canary hosts' samples during the step, less
+   * the baseline hosts' median change, are higher than their own samples before it".
+   */
+  pOwn: number;
 }
 
 /**
- * Canary hosts' changes against baseline hosts' changes (both non-empty). No outlier fence:
- * the ranks already bound what one noisy host can do, and a fence on the baseline would make
- * a noisy canary host look like a regression.
+ * Canary hosts' changes against baseline hosts' changes (both non-empty), and the canary
+ * hosts against their own history; a failure needs both significant (PAIRED_ALPHA_HOSTS,
+ * PAIRED_ALPHA). Two tests because each covers what the other cannot: the
+ * test over hosts makes no assumption about the samples of one host but, with one canary
+ * host, cannot tell a noisy host from a regression (its smallest p is about 1/baseline
+ * hosts); the test against the host's own samples knows the host's own noise. No outlier
+ * fence: the ranks already bound what one noisy host can do, and a fence on the baseline would
+ * make a noisy canary host look like a regression.
  */
-export function comparePaired(canaryChanges: readonly number[], baselineChanges: readonly number[]): PairedComparison {
+export function comparePaired(canaryChanges: readonly number[], baselineChanges: readonly number[], own: OwnSamples): PairedComparison {
   const canary = sorted(canaryChanges);
   const baseline = sorted(baselineChanges);
-  return { canary, baseline, shift: hodgesLehmann(canary, baseline).estimate, pValue: mannWhitneyGreater(canary, baseline).pValue };
+  const common = quantile(baseline, 0.5);
+  const pHosts = mannWhitneyGreater(canary, baseline).pValue;
+  const pOwn = mannWhitneyGreater(own.during.map((v) => v - common), own.before).pValue;
+  return { canary, baseline, shift: hodgesLehmann(canary, baseline).estimate, pHosts, pOwn };
 }
