@@ -23,7 +23,7 @@ const SEED = Number(process.env.BPFLEET_BENCH_ANALYSIS_SEED ?? 20261127);
 const POWER_HORIZON = 10;
 const AA_HORIZON = 30;
 const CANARIES = [1, Math.round(FLEET.hosts * 0.05)];
-const METHODS = [AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY, AnalysisMethod.ANALYSIS_METHOD_KAYENTA, AnalysisMethod.ANALYSIS_METHOD_THRESHOLD];
+const METHODS = [AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY, AnalysisMethod.ANALYSIS_METHOD_KAYENTA, AnalysisMethod.ANALYSIS_METHOD_THRESHOLD, AnalysisMethod.ANALYSIS_METHOD_PAIRED];
 const SWEEP_MIN_SAMPLES = [3, 10, 30];
 
 function main(): void {

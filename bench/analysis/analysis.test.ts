@@ -9,7 +9,7 @@ import { AnalysisMethod } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { runExperiment, SCENARIOS, type ExperimentOptions } from './experiment.js';
 import { FLEET } from './fleet-model.js';
 
-const METHODS = [AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY, AnalysisMethod.ANALYSIS_METHOD_KAYENTA, AnalysisMethod.ANALYSIS_METHOD_THRESHOLD];
+const METHODS = [AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY, AnalysisMethod.ANALYSIS_METHOD_KAYENTA, AnalysisMethod.ANALYSIS_METHOD_THRESHOLD, AnalysisMethod.ANALYSIS_METHOD_PAIRED];
 const options: ExperimentOptions = {
   model: FLEET,
   trials: 20,

@@ -5,6 +5,7 @@
  * methods differ only in how they compare the cohorts.
  */
 import { methodName } from '../../control/analysis/judge.js';
+import { PRE_WINDOW_MS } from '../../control/analysis/paired.js';
 import { toRolloutSpec } from '../../control/rollout/spec.js';
 import type { AnalysisMethod } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { simulateFleet, type Effect, type FleetModel } from './fleet-model.js';
@@ -89,13 +90,16 @@ export function specFor(s: Settings, model: FleetModel) {
 export function runExperiment(o: ExperimentOptions): Row[] {
   const rows: Row[] = [];
   const specs = o.settings.map((s) => specFor(s, o.model));
+  // Every host reports from before the paired method's window on, as a fleet that ran the old
+  // version for a while; the cohort methods read from the step start only.
+  const before = Math.ceil(PRE_WINDOW_MS / o.model.reportMs) + 3;
   for (const canaries of o.canaryCounts) {
     for (const [si, scenario] of o.scenarios.entries()) {
       const horizon = scenario.regression ? o.powerHorizon : o.aaHorizon;
       const outcomes: StepOutcome[][] = o.settings.map(() => []);
       const rnd = new Random(o.seed + 7919 * si + 104729 * canaries);
       for (let t = 0; t < o.trials; t++) {
-        const fleet = simulateFleet(o.model, rnd, canaries, scenario.effect, horizon);
+        const fleet = simulateFleet(o.model, rnd, canaries, scenario.effect, horizon, before);
         o.settings.forEach((s, i) => outcomes[i]!.push(runStep(fleet, specs[i]!, s.bakeIntervals * o.model.reportMs, o.model.reportMs, horizon)));
       }
       o.settings.forEach((s, i) => rows.push(summarize(s, specs[i]!.analysis!.minSamples, canaries, scenario, outcomes[i]!, horizon)));

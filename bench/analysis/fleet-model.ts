@@ -87,9 +87,10 @@ export interface SimulatedFleet {
 /**
  * One trial's fleet: `canaryCount` random hosts swap to NEW (running `effect`) just before
  * the step starts at `start`; every host reports every reportMs (each at its own phase) from
- * three intervals before the start until `start + intervals · reportMs`.
+ * `before` intervals before the start (the history the paired method reads) until
+ * `start + intervals · reportMs`.
  */
-export function simulateFleet(model: FleetModel, rnd: Random, canaryCount: number, effect: Effect, intervals: number): SimulatedFleet {
+export function simulateFleet(model: FleetModel, rnd: Random, canaryCount: number, effect: Effect, intervals: number, before = 3): SimulatedFleet {
   const start = 1_000_000_000;
   const hosts = Array.from({ length: model.hosts }, (_, i) => `host-${String(i).padStart(4, '0')}`);
   const canaryIdx = new Set(rnd.pick(model.hosts, canaryCount));
@@ -105,7 +106,7 @@ export function simulateFleet(model: FleetModel, rnd: Random, canaryCount: numbe
     const runTime = rnd.logNormal(model.runTimeMedianNs, model.runTimeSigma) * (1 + (load - 1) / 10);
     const silentAt = rnd.chance(model.silentHostChance) ? rnd.uniform(start - 3 * model.reportMs, until) : Infinity;
     const list: TelemetryReport[] = [];
-    let t = start - 3 * model.reportMs - rnd.uniform(0, model.reportMs);
+    let t = start - before * model.reportMs - rnd.uniform(0, model.reportMs);
     let runs = 0;
     let runTimeNs = 0;
     let delivered = 0;

@@ -4,9 +4,10 @@
  * window since the step started, and assess() turning verdicts into pass, hold or fail —
  * the loop of the bake step in control/rollout/steps.ts.
  */
-import { analyze } from '../../control/analysis/analyze.js';
+import { analyze, readsFrom } from '../../control/analysis/analyze.js';
 import { assess, type AnalysisCounters } from '../../control/analysis/assess.js';
 import type { RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { TelemetryReport } from '../../proto/gen/bpfleet/v1/telemetry.js';
 import { NEW, type SimulatedFleet } from './fleet-model.js';
 
 export interface StepOutcome {
@@ -25,7 +26,20 @@ export function runStep(fleet: SimulatedFleet, spec: RolloutSpec, bakeMs: number
   const analysis = spec.analysis!;
   let counters: AnalysisCounters = { failuresInStep: 0, inconclusiveInARow: 0 };
   const end = fleet.start + horizon * reportMs;
-  const reportsOf = (h: string) => fleet.reports.get(h) ?? [];
+  // Like the controller's telemetry reader: what the analysis reads, from readsFrom() on, led
+  // by the report before it (TelemetryStore.since); the paired method reads further back.
+  const first = readsFrom(analysis, fleet.start);
+  const cut = new Map<string, readonly TelemetryReport[]>();
+  const reportsOf = (h: string) => {
+    let reports = cut.get(h);
+    if (!reports) {
+      const all = fleet.reports.get(h) ?? [];
+      const i = all.findIndex((r) => r.timestampMs >= first);
+      reports = i === -1 ? all.slice(-1) : i === 0 ? all : all.slice(i - 1);
+      cut.set(h, reports);
+    }
+    return reports;
+  };
   let at = fleet.start + bakeMs;
   let last = 0;
   for (; at <= end; at += analysis.intervalMs) {
