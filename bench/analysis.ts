@@ -12,6 +12,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_ANALYSIS } from '../control/rollout/spec.js';
+import { PRE_WINDOW_MS } from '../control/analysis/paired.js';
 import { AnalysisMethod } from '../proto/gen/bpfleet/v1/rollout.js';
 import { machine, writeResult } from './dataplane/report.js';
 import { BENCH_METRICS, runExperiment, SCENARIOS, type Settings } from './analysis/experiment.js';
@@ -53,6 +54,7 @@ function main(): void {
     fleet: FLEET,
     canaryCounts: CANARIES,
     metrics: BENCH_METRICS,
+    pairedPreWindowMs: PRE_WINDOW_MS,
     specDefaults: { ...DEFAULT_ANALYSIS, method: undefined, metrics: undefined },
     powerHorizonIntervals: POWER_HORIZON,
     aaHorizonIntervals: AA_HORIZON,
