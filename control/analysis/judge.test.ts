@@ -148,8 +148,10 @@ describe('judgeMetric by method', () => {
     assert.equal(r.alpha, 0);
   });
 
-  it('a spec without a method gets kayenta', () => {
-    assert.equal(judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3).test, 'kayenta');
+  it('a spec without a method gets paired, which compares cohorts (kayenta) without samples from before the step', () => {
+    const r = judgeMetric(dropRate(0, 0.05), { canary, baseline, baselineExpected: true }, 3);
+    assert.equal(r.test, 'kayenta');
+    assert.match(r.reason, /no canary host has samples from before the step, compared as cohorts \(kayenta\)/);
   });
 
   it('kayenta sets the outlier aside that would lift the mean, and judges the shift', () => {

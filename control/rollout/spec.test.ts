@@ -66,7 +66,7 @@ describe('parseRolloutSpec', () => {
         inconclusiveLimit: 3,
         failureLimit: 1,
         staleAfterMs: 5000,
-        method: AnalysisMethod.ANALYSIS_METHOD_KAYENTA,
+        method: AnalysisMethod.ANALYSIS_METHOD_PAIRED,
         metrics: [
           { name: 'drop_rate', max: 0.05, maxIncrease: 0.02 },
           { name: 'run_time_ns_per_packet', max: 0, maxIncrease: 50 },
@@ -221,12 +221,12 @@ describe('every field of the spec', () => {
     assert.equal(spec.analysis!.failureLimit, 2);
     assert.equal(spec.analysis!.staleAfterMs, 4000);
     assert.deepEqual(checkRolloutSpec(spec), spec);
-    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', method: 'kayenta', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', method: 'paired', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
   });
 
   it('analysis.method names how cohorts are compared, and survives the trip to the wire and back', () => {
-    assert.equal(toRolloutSpec(MINIMAL).analysis!.method, AnalysisMethod.ANALYSIS_METHOD_KAYENTA);
-    for (const [word, method] of [['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD], ['paired', AnalysisMethod.ANALYSIS_METHOD_PAIRED]] as const) {
+    assert.equal(toRolloutSpec(MINIMAL).analysis!.method, AnalysisMethod.ANALYSIS_METHOD_PAIRED);
+    for (const [word, method] of [['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD], ['kayenta', AnalysisMethod.ANALYSIS_METHOD_KAYENTA]] as const) {
       const spec = toRolloutSpec({ ...MINIMAL, analysis: { method: word } });
       assert.equal(spec.analysis!.method, method);
       assert.deepEqual(checkRolloutSpec(spec), spec);
