@@ -123,8 +123,9 @@ export function judgeMetric(metric: Metric, samples: CohortSamples, minSamples: 
       const left = pairs.unpairedCanary ? `; ${pairs.unpairedCanary} canary host(s) without samples from before the step left out` : '';
       const text = `change since before the step: canary hosts ${signed(explain.canarySummary.median)} (median of ${c.canary.length}) vs baseline hosts ${signed(explain.baselineSummary.median)} (median of ${c.baseline.length}), shift ${signed(c.shift)}${left}`;
       if (c.shift > limit) {
-        const ps = `Mann-Whitney against their own history p=${c.pOwn.toFixed(4)} (needs < ${PAIRED_ALPHA}), over hosts p=${c.pHosts.toFixed(4)} (needs < ${PAIRED_ALPHA_HOSTS})`;
-        if (c.pOwn < PAIRED_ALPHA && c.pHosts < PAIRED_ALPHA_HOSTS) return result(Verdict.VERDICT_FAIL, `${text} exceeds +${fmt(limit)} (${ps})`, explain);
+        const overHosts = c.hostsTestable ? `p=${c.pHosts.toFixed(4)} (needs < ${PAIRED_ALPHA_HOSTS})` : 'not tested (too few hosts to reach significance)';
+        const ps = `Mann-Whitney against their own history p=${c.pOwn.toFixed(4)} (needs < ${PAIRED_ALPHA}), over hosts ${overHosts}`;
+        if (c.pOwn < PAIRED_ALPHA && (!c.hostsTestable || c.pHosts < PAIRED_ALPHA_HOSTS)) return result(Verdict.VERDICT_FAIL, `${text} exceeds +${fmt(limit)} (${ps})`, explain);
         return result(Verdict.VERDICT_INCONCLUSIVE, `${text} above +${fmt(limit)} but not significant yet (${ps})`, explain);
       }
       return result(Verdict.VERDICT_PASS, text, explain);

@@ -106,6 +106,13 @@ describe('paired analysis', () => {
     assert.match(m.reason, /above \+0\.02 but not significant yet/);
   });
 
+  it('with too few baseline hosts for a test over hosts, the canary hosts\' own history decides', () => {
+    const few = Object.fromEntries(Object.entries(baseline()).slice(0, 10));
+    const m = run('paired', { ...few, c: host('c', 0.01, { dropAfter: 0.05 }) }, ['c']).metrics[0]!;
+    assert.equal(m.verdict, Verdict.VERDICT_FAIL, m.reason);
+    assert.match(m.reason, /over hosts not tested \(too few hosts to reach significance\)\)$/);
+  });
+
   it('takes out what moved every host alike: all hosts up 3 points is no regression', () => {
     const rising = (base: number) => (t: number) => base + (t > FROM ? 0.03 : 0);
     const fleet: Record<string, TelemetryReport[]> = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`b${i}`, host(`b${i}`, rising(i * 0.0005))]));

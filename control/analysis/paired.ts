@@ -9,7 +9,7 @@
  * bench/results/analysis.json measures it against the cohort methods (docs/ANALYSIS.md).
  */
 import { hodgesLehmann } from './kayenta.js';
-import { mannWhitneyGreater } from './mann-whitney.js';
+import { mannWhitneyGreater, smallestPValue } from './mann-whitney.js';
 import { quantile, sorted } from './summary.js';
 
 /**
@@ -19,8 +19,8 @@ import { quantile, sorted } from './summary.js';
 export const PRE_WINDOW_MS = 30_000;
 /**
  * One-sided significance of the Mann–Whitney test over hosts. 0.05, not lower: with one
- * canary host and n baseline hosts its p cannot go below about 1.7/√(n) (normal
- * approximation), so a lower alpha would never let one canary host fail.
+ * canary host its p never goes below about 0.042 (mann-whitney.ts smallestPValue), so a lower
+ * alpha would never let one canary host fail.
  */
 export const PAIRED_ALPHA_HOSTS = 0.05;
 /** One-sided significance of the test of the canary hosts against their own history (Kayenta's 98 % two-sided). */
@@ -63,12 +63,18 @@ export interface PairedComparison {
    * the baseline hosts' median change, are higher than their own samples before it".
    */
   pOwn: number;
+  /**
+   * False when there are too few hosts for the test over hosts to reach PAIRED_ALPHA_HOSTS
+   * at all (one canary host and fewer than 39 baseline hosts): then the test against the
+   * hosts' own history decides alone.
+   */
+  hostsTestable: boolean;
 }
 
 /**
  * Canary hosts' changes against baseline hosts' changes (both non-empty), and the canary
  * hosts against their own history; a failure needs both significant (PAIRED_ALPHA_HOSTS,
- * PAIRED_ALPHA). Two tests because each covers what the other cannot: the
+ * PAIRED_ALPHA), the first only where it can be (hostsTestable). Two tests because each covers what the other cannot: the
  * test over hosts makes no assumption about the samples of one host but, with one canary
  * host, cannot tell a noisy host from a regression (its smallest p is about 1/baseline
  * hosts); the test against the host's own samples knows the host's own noise. No outlier
@@ -81,5 +87,6 @@ export function comparePaired(canaryChanges: readonly number[], baselineChanges:
   const common = quantile(baseline, 0.5);
   const pHosts = mannWhitneyGreater(canary, baseline).pValue;
   const pOwn = mannWhitneyGreater(own.during.map((v) => v - common), own.before).pValue;
-  return { canary, baseline, shift: hodgesLehmann(canary, baseline).estimate, pHosts, pOwn };
+  const hostsTestable = smallestPValue(canary.length, baseline.length) < PAIRED_ALPHA_HOSTS;
+  return { canary, baseline, shift: hodgesLehmann(canary, baseline).estimate, pHosts, pOwn, hostsTestable };
 }
