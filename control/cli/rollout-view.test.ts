@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { HostPhase, MetricResult, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import { emptyStatus, hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
-import { changeLines, describeRollout } from './rollout-view.js';
+import { changeLines, describeRollout, explainMetric } from './rollout-view.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -180,6 +180,21 @@ describe('describeRollout', () => {
     assert.match(text, /^ {6}baseline median 0\.02 {2}IQR 0\.004 {2}mean 0\.02 {2}n=9$/m);
     assert.match(text, /^ {6}test: kayenta — increase -0\.01 vs limit \+0\.005, p=0\.97 vs α 0\.01$/m);
     assert.match(text, /^Created: {4}2026-01-01T09:59:59\.000Z by alice@laptop$/m);
+  });
+});
+
+describe('explainMetric', () => {
+  it('under the paired method, shows the cohorts\' per-host changes and counts hosts', () => {
+    const m = MetricResult.fromPartial({
+      metric: 'drop_rate', test: 'paired', effect: 0.012, limit: 0.005, pValue: 0.0003, alpha: 0.01,
+      canarySummary: { samples: 5, mean: 0.012, median: 0.011, iqr: 0.002, outliers: 0 },
+      baselineSummary: { samples: 95, mean: 0, median: 0.0001, iqr: 0.001, outliers: 0 },
+    });
+    assert.deepEqual(explainMetric(m), [
+      '      canary Δ median 0.011  IQR 0.002  mean 0.012  n=5 hosts',
+      '      baseline Δ median 0.0001  IQR 0.001  mean 0  n=95 hosts',
+      '      test: paired — increase +0.012 vs limit +0.005, p=0.0003 vs α 0.01',
+    ]);
   });
 });
 

@@ -55,14 +55,17 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
 
 const num = (x: number): string => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x));
 
-function cohortLine(name: string, c: CohortSummary | undefined): string | null {
+/** One cohort's summary; under the paired method, of its hosts' changes since before the step. */
+function cohortLine(name: string, c: CohortSummary | undefined, changes: boolean): string | null {
   if (!c) return null;
-  return `      ${name.padEnd(8)} median ${num(c.median)}  IQR ${num(c.iqr)}  mean ${num(c.mean)}  n=${c.samples}${c.outliers ? ` (+${c.outliers} outliers set aside)` : ''}`;
+  const label = changes ? `${name} Δ` : name;
+  return `      ${label.padEnd(8)} median ${num(c.median)}  IQR ${num(c.iqr)}  mean ${num(c.mean)}  n=${c.samples}${changes ? ' hosts' : ''}${c.outliers ? ` (+${c.outliers} outliers set aside)` : ''}`;
 }
 
 /** How a metric's verdict came about: both cohorts' summaries, the test, its p-value and the limit. */
 export function explainMetric(m: MetricResult): string[] {
-  const lines = [cohortLine('canary', m.canarySummary), cohortLine('baseline', m.baselineSummary)].filter((l): l is string => l !== null);
+  const changes = m.test === 'paired';
+  const lines = [cohortLine('canary', m.canarySummary, changes), cohortLine('baseline', m.baselineSummary, changes)].filter((l): l is string => l !== null);
   if (m.test === 'samples') lines.push(`      test: samples — ${m.effect} of ${m.limit} needed`);
   else if (m.test === 'max') lines.push(`      test: max — canary mean ${num(m.effect)} vs limit ${num(m.limit)}`);
   else if (m.test) {
