@@ -4,8 +4,10 @@
  * which takes the host-to-host spread (one host's base drop rate or run time above another's)
  * out of the comparison; the canary hosts' changes are then compared with the baseline hosts'
  * changes over the same two windows, which takes out what moved every host alike (diurnal
- * load, a traffic shift). The unit of the test is the host, not the sample, so the samples of
- * one host, which are not independent, are not counted as independent evidence.
+ * load, a traffic shift). A failure needs the shift of the changes above the limit and two
+ * tests: one over hosts (the host as the unit, so the samples of one host, which are not
+ * independent, do not count as independent evidence) and one of the canary hosts against
+ * their own samples from before the step (which knows each host's own noise).
  * bench/results/analysis.json measures it against the cohort methods (docs/ANALYSIS.md).
  */
 import { hodgesLehmann } from './kayenta.js';

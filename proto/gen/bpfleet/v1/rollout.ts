@@ -78,8 +78,10 @@ export enum AnalysisMethod {
   /**
    * ANALYSIS_METHOD_PAIRED - Difference in differences: each host's change from its own reports before the step
    * (old version) to those during it, canary hosts' changes against baseline hosts' over the
-   * same two windows (Hodges-Lehmann shift, one-sided Mann-Whitney over hosts, alpha 0.05).
-   * Without hosts that have reports from before the step, the kayenta comparison, said so.
+   * same two windows: the Hodges-Lehmann shift above the limit, the canary hosts' samples above
+   * their own history (one-sided Mann-Whitney, alpha 0.01) and their changes above the
+   * baseline hosts' (over hosts, alpha 0.05). Without hosts that have reports from before the
+   * step, the kayenta comparison, said so. control/analysis/paired.ts
    */
   ANALYSIS_METHOD_PAIRED = "ANALYSIS_METHOD_PAIRED",
   UNRECOGNIZED = "UNRECOGNIZED",
