@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { DEFAULT_TELEMETRY_MAX_SKEW_MS } from './analysis/ingest.js';
 import { loadControlConfig } from './config.js';
 
 describe('control config', () => {
@@ -9,6 +10,7 @@ describe('control config', () => {
     assert.deepEqual(config, {
       id: 'r1', listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] },
       grpc: { insecure: true }, metrics: { port: 0, host: '127.0.0.1' }, logLevel: 'info', leaderTtlSeconds: 2,
+      telemetryMaxSkewMs: DEFAULT_TELEMETRY_MAX_SKEW_MS,
     });
   });
 
