@@ -15,7 +15,7 @@
  * Writes bench/results/ingest.json. Run: node --expose-gc --import tsx bench/ingest.ts
  * (without --expose-gc the heap per report is only approximate).
  */
-import { analyze } from '../control/analysis/analyze.js';
+import { analyze, readsFrom } from '../control/analysis/analyze.js';
 import { TelemetryStore } from '../control/analysis/telemetry-store.js';
 import { toRolloutSpec } from '../control/rollout/spec.js';
 import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
@@ -92,7 +92,7 @@ function run(windowed: boolean): PathResult {
     const a0 = performance.now();
     const verdict = analyze({
       spec, step: 0, canary: { hosts: canary, digest: NEW }, baseline: { hosts: baseline }, from, to,
-      reportsOf: windowed ? store.reader(from) : (h) => store.reports(h),
+      reportsOf: windowed ? store.reader(readsFrom(spec.analysis!, from)) : (h) => store.reports(h),
     }).verdict;
     analysisMs += performance.now() - a0;
     if (verdict === Verdict.VERDICT_UNSPECIFIED) throw new Error('analysis gave no verdict');

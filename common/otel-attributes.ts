@@ -35,6 +35,8 @@ export const ATTR_VERDICT = 'bpfleet.verdict';
 /** "canary" or "baseline". */
 export const ATTR_COHORT = 'bpfleet.analysis.cohort';
 export const ATTR_METRIC = 'bpfleet.analysis.metric';
+/** What decided a metric's verdict: "mann-whitney", "kayenta", "threshold", "max". */
+export const ATTR_ANALYSIS_TEST = 'bpfleet.analysis.test';
 
 /** "ROLLOUT_PHASE_ROLLED_BACK" → "rolled_back": the enum names are stable, the prefix is noise. */
 export function enumLabel(value: string, prefix: string): string {

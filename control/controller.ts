@@ -14,7 +14,7 @@ import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from './agent-clients.js';
-import { analyze } from './analysis/analyze.js';
+import { analyze, readsFrom } from './analysis/analyze.js';
 import type { TelemetryIngest } from './analysis/ingest.js';
 import type { TelemetryStore } from './analysis/telemetry-store.js';
 import type { Leadership } from './leader.js';
@@ -200,7 +200,7 @@ export class RolloutController {
       requests,
       now: this.now(),
       analyze: (req) => {
-        const reportsOf = this.deps.telemetry.reader(req.from);
+        const reportsOf = this.deps.telemetry.reader(readsFrom(spec.analysis!, req.from));
         return tracedAnalysis(rollout, req, reportsOf, (r) => this.deps.ingest.contextOf(r), () => analyze({
           spec,
           step: req.step,

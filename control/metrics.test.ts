@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import { startTelemetry } from '../common/otel.js';
 import { scrape } from '../e2e/support/prometheus.js';
 import type { Host } from '../proto/gen/bpfleet/v1/control.js';
-import { HostPhase, RolloutPhase, RolloutVerb, type HostProgress, type Rollout, type RolloutRequest, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
-import { observeFleet, recordStepEnds } from './metrics.js';
+import { HostPhase, MetricResult, RolloutPhase, RolloutVerb, type HostProgress, type Rollout, type RolloutRequest, type Step } from '../proto/gen/bpfleet/v1/rollout.js';
+import { observeFleet, recordMetricResults, recordStepEnds } from './metrics.js';
 import { endedStep } from './rollout/events.js';
 import { reconcile } from './rollout/reconcile.js';
 import type { HostView } from './rollout/steps.js';
@@ -107,4 +107,20 @@ test('fleet gauges come from the stores at scrape time, and only from the leader
   assert.equal(later.get('bpfleet_module_host_count{bpfleet_attachment="xdp:eth0",bpfleet_module_name="m",bpfleet_module_version="1.0.0",otel_scope_name="bpfleet"}'), 0,
     'a version no host runs any more drops to 0, not its last count');
   stop();
+});
+
+test('metric results export their p-values and effects relative to the limit, by metric and test', async (t) => {
+  const telemetry = await startTelemetry({ serviceName: 'bpfleet-test', metricsPort: 0 });
+  t.after(() => telemetry.shutdown());
+  recordMetricResults([
+    MetricResult.fromPartial({ metric: 'drop_rate', test: 'kayenta', effect: 0.01, limit: 0.005, pValue: 0.003, alpha: 0.01 }),
+    MetricResult.fromPartial({ metric: 'run_time_ns_per_packet', test: 'threshold', effect: 5, limit: 20 }),
+    MetricResult.fromPartial({ metric: 'drop_rate', test: 'samples', effect: 1, limit: 3 }),
+  ]);
+  const m = await scrape(telemetry.metricsUrl!);
+  assert.equal(m.sum('bpfleet_analysis_p_value_count', { bpfleet_analysis_metric: 'drop_rate', bpfleet_analysis_test: 'kayenta' }), 1);
+  assert.equal(m.sum('bpfleet_analysis_p_value_sum'), 0.003, 'only a result whose test has a significance level has a p-value');
+  assert.equal(m.sum('bpfleet_analysis_effect_ratio_sum', { bpfleet_analysis_test: 'kayenta' }), 2);
+  assert.equal(m.sum('bpfleet_analysis_effect_ratio_sum', { bpfleet_analysis_test: 'threshold' }), 0.25);
+  assert.equal(m.sum('bpfleet_analysis_effect_ratio_count'), 2, 'too few samples is no effect');
 });

@@ -8,7 +8,9 @@
  */
 import type { Attributes, ObservableResult } from '@opentelemetry/api';
 import {
+  ATTR_ANALYSIS_TEST,
   ATTR_ATTACHMENT,
+  ATTR_METRIC,
   ATTR_MODULE_NAME,
   ATTR_MODULE_VERSION,
   ATTR_ROLLOUT_PHASE,
@@ -18,7 +20,7 @@ import {
 } from '../common/otel-attributes.js';
 import { BpfleetError } from '../common/errors.js';
 import { instrumentsPerProvider } from '../common/meters.js';
-import { RolloutPhase, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
+import { RolloutPhase, type MetricResult, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import type { HostDirectory } from '../common/etcd/hosts.js';
 import { endedStep, type RolloutEvent } from './rollout/events.js';
@@ -33,6 +35,16 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
   verdicts: meter.createCounter('bpfleet.analysis.verdicts', {
     unit: '{verdict}',
     description: 'Canary analyses run, by verdict',
+  }),
+  pValues: meter.createHistogram('bpfleet.analysis.p_value', {
+    unit: '1',
+    description: 'P-values of the tests behind metric verdicts (one-sided, canary higher), by metric and test',
+    advice: { explicitBucketBoundaries: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1] },
+  }),
+  effectRatios: meter.createHistogram('bpfleet.analysis.effect_ratio', {
+    unit: '1',
+    description: 'Estimated canary increase over the limit it was compared with (above 1: over the limit), by metric and test',
+    advice: { explicitBucketBoundaries: [-1, 0, 0.25, 0.5, 0.75, 1, 1.5, 2, 5] },
   }),
   telemetryReports: meter.createCounter('bpfleet.telemetry.reports', {
     unit: '{report}',
@@ -58,6 +70,15 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
 
 export function recordVerdict(verdict: Verdict): void {
   controlMetrics().verdicts.add(1, { [ATTR_VERDICT]: verdictName(verdict) });
+}
+
+/** Each metric result's p-value (when a test ran) and effect relative to its limit (when it had one). */
+export function recordMetricResults(results: readonly MetricResult[]): void {
+  for (const m of results) {
+    const attrs = { [ATTR_METRIC]: m.metric, [ATTR_ANALYSIS_TEST]: m.test };
+    if (m.alpha > 0) controlMetrics().pValues.record(m.pValue, attrs);
+    if (m.limit > 0 && m.test !== 'samples' && Number.isFinite(m.effect)) controlMetrics().effectRatios.record(m.effect / m.limit, attrs);
+  }
 }
 
 export function recordTelemetryReceived(report: TelemetryReport): void {

@@ -8,7 +8,7 @@ import { startTelemetry } from '../common/otel.js';
 import { traceparentOf } from '../common/spans.js';
 import { injectHeaders } from '../common/trace-nats.js';
 import { exportingTo } from '../e2e/support/otlp-receiver.js';
-import { Verdict, type AnalysisRun, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
+import { MetricResult, Verdict, type AnalysisRun, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import { TelemetryIngest } from './analysis/ingest.js';
 import { TelemetryStore } from './analysis/telemetry-store.js';
@@ -73,7 +73,7 @@ test('an analysis links to the installs behind the reports in its window, per ho
   baselineInstall.end();
   const run: AnalysisRun = {
     step: 1, verdict: Verdict.VERDICT_FAIL, at: '', summary: 'drop_rate: canary 1.00 > max 0.05', staleHosts: [],
-    metrics: [{ metric: 'drop_rate', canary: 1, baseline: 0, verdict: Verdict.VERDICT_FAIL, reason: 'over max', canarySamples: 2, baselineSamples: 2 }],
+    metrics: [MetricResult.fromPartial({ metric: 'drop_rate', canary: 1, baseline: 0, verdict: Verdict.VERDICT_FAIL, reason: 'over max', canarySamples: 2, baselineSamples: 2 })],
   };
   const result = tracedAnalysis(rollout(), { step: 1, canaryHosts: ['h1'], baselineHosts: ['h2', 'h3'], from: 1000, to: 3000 },
     (h) => reports.get(h) ?? [], (r) => ingest.contextOf(r), () => run);

@@ -34,7 +34,7 @@ import {
 import { contextOf, inSpan, traceparentOf } from '../common/spans.js';
 import type { AnalysisRun, Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
-import { recordStepEnds, recordVerdict } from './metrics.js';
+import { recordMetricResults, recordStepEnds, recordVerdict } from './metrics.js';
 import type { ApplyAction, ApplyOutcome } from './rollout/apply-results.js';
 import { describe, type RolloutEvent } from './rollout/events.js';
 import type { AnalysisRequest } from './rollout/steps.js';
@@ -140,6 +140,7 @@ export function tracedAnalysis(
       });
     }
     recordVerdict(run.verdict);
+    recordMetricResults(run.metrics);
     return run;
   });
 }

@@ -16,3 +16,4 @@ npx tsx bench/detect.ts
 node --expose-gc --import tsx bench/ingest.ts
 npx tsx bench/storage.ts
 npx tsx bench/cli-start.ts
+npx tsx bench/analysis.ts

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { mannWhitneyGreater } from './mann-whitney.js';
+import { mannWhitneyGreater, smallestPValue } from './mann-whitney.js';
 
 // Expected values were worked out by hand below and agree with
 //   scipy.stats.mannwhitneyu(a, b, alternative='greater', method='asymptotic', use_continuity=True)
@@ -99,5 +99,14 @@ describe('mannWhitneyGreater', () => {
     const b = [4, 2];
     mannWhitneyGreater(a, b);
     assert.deepEqual([a, b], [[5, 1, 3], [4, 2]]);
+  });
+
+  it('smallestPValue is the p of every a above every b, and one value against 38 never reaches 0.05', () => {
+    const b = Array.from({ length: 39 }, (_, i) => i);
+    assert.ok(Math.abs(smallestPValue(1, 39) - mannWhitneyGreater([100], b).pValue) < 1e-12);
+    assert.ok(Math.abs(smallestPValue(3, 7) - mannWhitneyGreater([10, 11, 12], b.slice(0, 7)).pValue) < 1e-12);
+    assert.ok(smallestPValue(1, 38) > 0.05 && smallestPValue(1, 39) < 0.05);
+    assert.ok(smallestPValue(1, 1e6) > 0.04);
+    assert.equal(smallestPValue(0, 5), 1);
   });
 });

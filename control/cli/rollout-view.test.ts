@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { HostPhase, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, MetricResult, RolloutPhase, Verdict, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import { emptyStatus, hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
-import { changeLines, describeRollout } from './rollout-view.js';
+import { changeLines, describeRollout, explainMetric } from './rollout-view.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -160,7 +160,10 @@ describe('describeRollout', () => {
       s.hosts[0]!.phase = HostPhase.HOST_PHASE_UPDATED;
       s.analyses = [{
         step: 1, verdict: Verdict.VERDICT_PASS, at: '2026-01-01T10:00:10.000Z', summary: 's', staleHosts: [],
-        metrics: [{ metric: 'drop_rate', canary: 0.01, baseline: 0.02, verdict: Verdict.VERDICT_PASS, reason: 'fine', canarySamples: 5, baselineSamples: 9 }],
+        metrics: [MetricResult.fromPartial({ metric: 'drop_rate', canary: 0.01, baseline: 0.02, verdict: Verdict.VERDICT_PASS, reason: 'fine', canarySamples: 5, baselineSamples: 9,
+          canarySummary: { samples: 5, mean: 0.01, median: 0.01, iqr: 0.002, outliers: 1 },
+          baselineSummary: { samples: 9, mean: 0.02, median: 0.02, iqr: 0.004, outliers: 0 },
+          test: 'kayenta', effect: -0.01, limit: 0.005, pValue: 0.97, alpha: 0.01 })],
       }];
     });
     const text = describeRollout(r);
@@ -173,7 +176,25 @@ describe('describeRollout', () => {
     assert.match(text, /^ {2}h1 +wave 1 {2}updated +from 1\.0\.0$/m);
     assert.match(text, /^ {2}h3 +wave 4 {2}updated +from 1\.0\.0 {2}already running the target version$/m);
     assert.match(text, /^ {4}drop_rate: canary 0\.0100 \(5 samples\) vs baseline 0\.0200 \(9\) → pass: fine$/m);
+    assert.match(text, /^ {6}canary {3}median 0\.01 {2}IQR 0\.002 {2}mean 0\.01 {2}n=5 \(\+1 outliers set aside\)$/m);
+    assert.match(text, /^ {6}baseline median 0\.02 {2}IQR 0\.004 {2}mean 0\.02 {2}n=9$/m);
+    assert.match(text, /^ {6}test: kayenta — increase -0\.01 vs limit \+0\.005, p=0\.97 vs α 0\.01$/m);
     assert.match(text, /^Created: {4}2026-01-01T09:59:59\.000Z by alice@laptop$/m);
+  });
+});
+
+describe('explainMetric', () => {
+  it('under the paired method, shows the cohorts\' per-host changes and counts hosts', () => {
+    const m = MetricResult.fromPartial({
+      metric: 'drop_rate', test: 'paired', effect: 0.012, limit: 0.005, pValue: 0.0003, alpha: 0.01,
+      canarySummary: { samples: 5, mean: 0.012, median: 0.011, iqr: 0.002, outliers: 0 },
+      baselineSummary: { samples: 95, mean: 0, median: 0.0001, iqr: 0.001, outliers: 0 },
+    });
+    assert.deepEqual(explainMetric(m), [
+      '      canary Δ median 0.011  IQR 0.002  mean 0.012  n=5 hosts',
+      '      baseline Δ median 0.0001  IQR 0.001  mean 0  n=95 hosts',
+      '      test: paired — increase +0.012 vs limit +0.005, p=0.0003 vs α 0.01',
+    ]);
   });
 });
 

@@ -1,5 +1,5 @@
 import { shortDigest } from '../../common/digest.js';
-import { HostPhase, RolloutPhase, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, type CohortSummary, type MetricResult, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describeStep } from '../rollout/spec.js';
 import { hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
 
@@ -53,6 +53,28 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
   return out;
 }
 
+const num = (x: number): string => (Number.isFinite(x) ? Number(x.toPrecision(3)).toString() : String(x));
+
+/** One cohort's summary; under the paired method, of its hosts' changes since before the step. */
+function cohortLine(name: string, c: CohortSummary | undefined, changes: boolean): string | null {
+  if (!c) return null;
+  const label = changes ? `${name} Δ` : name;
+  return `      ${label.padEnd(8)} median ${num(c.median)}  IQR ${num(c.iqr)}  mean ${num(c.mean)}  n=${c.samples}${changes ? ' hosts' : ''}${c.outliers ? ` (+${c.outliers} outliers set aside)` : ''}`;
+}
+
+/** How a metric's verdict came about: both cohorts' summaries, the test, its p-value and the limit. */
+export function explainMetric(m: MetricResult): string[] {
+  const changes = m.test === 'paired';
+  const lines = [cohortLine('canary', m.canarySummary, changes), cohortLine('baseline', m.baselineSummary, changes)].filter((l): l is string => l !== null);
+  if (m.test === 'samples') lines.push(`      test: samples — ${m.effect} of ${m.limit} needed`);
+  else if (m.test === 'max') lines.push(`      test: max — canary mean ${num(m.effect)} vs limit ${num(m.limit)}`);
+  else if (m.test) {
+    const p = m.alpha > 0 ? `, p=${num(m.pValue)} vs α ${m.alpha}` : '';
+    lines.push(`      test: ${m.test} — increase ${m.effect < 0 ? '' : '+'}${num(m.effect)} vs limit +${num(m.limit)}${p}`);
+  }
+  return lines;
+}
+
 /** The full picture, for `rollout get`. */
 export function describeRollout(r: Rollout): string {
   const spec = r.spec!;
@@ -76,6 +98,7 @@ export function describeRollout(r: Rollout): string {
       lines.push(`  ${clockOf(a.at)} step ${a.step + 1} ${verdictName(a.verdict).toUpperCase()}`);
       for (const m of a.metrics) {
         lines.push(`    ${m.metric}: canary ${m.canary.toPrecision(3)} (${m.canarySamples} samples) vs baseline ${m.baseline.toPrecision(3)} (${m.baselineSamples}) → ${verdictName(m.verdict)}: ${m.reason}`);
+        lines.push(...explainMetric(m));
       }
       if (a.staleHosts.length) lines.push(`    left out (no recent telemetry): ${a.staleHosts.join(', ')}`);
     }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../../common/errors.js';
-import { FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { AnalysisMethod, FailurePolicy, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { checkRolloutSpec, DEFAULT_ANALYSIS, describeStep, parseRolloutSpec, specToInput, staleAfterMs, toRolloutSpec } from './spec.js';
 
 const FULL = `
@@ -66,6 +66,7 @@ describe('parseRolloutSpec', () => {
         inconclusiveLimit: 3,
         failureLimit: 1,
         staleAfterMs: 5000,
+        method: AnalysisMethod.ANALYSIS_METHOD_PAIRED,
         metrics: [
           { name: 'drop_rate', max: 0.05, maxIncrease: 0.02 },
           { name: 'run_time_ns_per_packet', max: 0, maxIncrease: 50 },
@@ -86,6 +87,9 @@ describe('parseRolloutSpec', () => {
 
   it('keeps an inconclusiveLimit of 0: no inconclusive analysis tolerated', () => {
     assert.equal(toRolloutSpec({ ...MINIMAL, analysis: { inconclusiveLimit: 0 } }).analysis!.inconclusiveLimit, 0);
+    // A bake long enough for minSamples reports from one canary host needs no inconclusive analysis.
+    assert.equal(toRolloutSpec({ ...MINIMAL, steps: [{ canary: 1 }, { bake: '5s' }], analysis: { inconclusiveLimit: 0 } }).analysis!.inconclusiveLimit, 0);
+    assert.throws(() => toRolloutSpec({ ...MINIMAL, steps: [{ canary: 1 }, { bake: '4s' }], analysis: { inconclusiveLimit: 0 } }), /analysis\.inconclusiveLimit: /);
   });
 
   it('takes a numeric maxUnavailable as a count', () => {
@@ -150,6 +154,10 @@ describe('spec validation names the bad field', () => {
     ['too many selector labels', { ...MINIMAL, selector: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) }, /^ {2}selector: at most 32 labels/m],
     ['selector value too long', { ...MINIMAL, selector: { role: 'x'.repeat(257) } }, /^ {2}selector\.role: .*256/m],
     ['minSamples 0', { ...MINIMAL, analysis: { minSamples: 0 } }, /^ {2}analysis\.minSamples: /m],
+    ['method', { ...MINIMAL, analysis: { method: 't-test' } }, /^ {2}analysis\.method: expected "mann-whitney", "kayenta", "threshold", "paired"$/m],
+    ['inconclusiveLimit too low for minSamples with one canary', { ...MINIMAL, steps: [{ canary: 1 }, { bake: '1s' }], analysis: { minSamples: 5, inconclusiveLimit: 5 } },
+      /^ {2}analysis\.inconclusiveLimit: inconclusiveLimit \(5\) plus the 1 analysis intervals of the 1s bake must be at least minSamples \(5\) \+ 2/m],
+    ['minSamples too high for the default inconclusiveLimit', { ...MINIMAL, steps: [{ canary: 1 }, { bake: '1s' }], analysis: { minSamples: 10 } }, /^ {2}analysis\.minSamples: inconclusiveLimit \(10\)/m],
     ['inconclusiveLimit negative', { ...MINIMAL, analysis: { inconclusiveLimit: -1 } }, /^ {2}analysis\.inconclusiveLimit: /m],
     ['metric name', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1 }, { name: 'latency', max: 1 }] } }, /^ {2}analysis\.metrics\[1\]\.name: expected drop_rate/m],
     ['metric without limits', { ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate' }] } }, /^ {2}analysis\.metrics\[0\]: a metric needs max, maxIncrease, or both/m],
@@ -230,7 +238,16 @@ describe('every field of the spec', () => {
     assert.equal(spec.analysis!.failureLimit, 2);
     assert.equal(spec.analysis!.staleAfterMs, 4000);
     assert.deepEqual(checkRolloutSpec(spec), spec);
-    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+    assert.deepEqual(specToInput(spec).analysis, { interval: '1s', minSamples: 3, inconclusiveLimit: 10, failureLimit: 2, staleAfter: '4s', method: 'paired', metrics: [{ name: 'drop_rate', maxIncrease: 0.05 }] });
+  });
+
+  it('analysis.method names how cohorts are compared, and survives the trip to the wire and back', () => {
+    assert.equal(toRolloutSpec(MINIMAL).analysis!.method, AnalysisMethod.ANALYSIS_METHOD_PAIRED);
+    for (const [word, method] of [['mann-whitney', AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY], ['threshold', AnalysisMethod.ANALYSIS_METHOD_THRESHOLD], ['kayenta', AnalysisMethod.ANALYSIS_METHOD_KAYENTA]] as const) {
+      const spec = toRolloutSpec({ ...MINIMAL, analysis: { method: word } });
+      assert.equal(spec.analysis!.method, method);
+      assert.deepEqual(checkRolloutSpec(spec), spec);
+    }
   });
 
   it('staleAfterMs defaults to three analysis intervals', () => {

@@ -8,6 +8,7 @@ import {
   type RolloutSpec,
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { DEFAULT_METHOD, METHOD_NAMES, methodName } from '../analysis/judge.js';
 import { EXPECTED_METRIC, isMetric } from '../analysis/metric-registry.js';
 import { formatDuration, parseDuration } from './duration.js';
 
@@ -64,6 +65,8 @@ const stepSchema = z.strictObject({
   pause: z.strictObject({}).optional(),
 }, { error: STEP_KINDS }).refine((step) => Object.values(step).filter((v) => v !== undefined).length === 1, { message: STEP_KINDS });
 
+const EXPECTED_METHOD = `expected ${[...METHOD_NAMES.keys()].map((m) => `"${m}"`).join(', ')}`;
+
 const metricSchema = z.strictObject({
   name: z.string().max(FIELD_BYTES.name).refine(isMetric, { message: EXPECTED_METRIC }),
   max: limit.optional(),
@@ -93,12 +96,40 @@ const specSchema = z.strictObject({
     inconclusiveLimit: z.number().int().nonnegative().max(SPEC_LIMITS.analysisCount).optional(),
     failureLimit: z.number().int().nonnegative().max(SPEC_LIMITS.analysisCount).optional(),
     staleAfter: durationWithin(1, SPEC_LIMITS.maxStaleAfterMs, 'longer than 0 and at most 24h').optional(),
+    method: z.string().refine((m) => METHOD_NAMES.has(m), { message: EXPECTED_METHOD }).optional(),
     metrics: z.array(metricSchema).min(1).max(SPEC_LIMITS.metrics).optional(),
   }).optional(),
   onFailure: z.enum(['rollback', 'halt']).optional(),
+}).superRefine((s, ctx) => {
+  // Analysis runs in bake steps: first when the bake ends, then every interval. One canary
+  // host gives one sample per report interval (the agent's default, 1 s, is the default
+  // analysis interval too), every analysis before minSamples is inconclusive, plus the one
+  // before the first report: with fewer tolerated, every one-canary step fails for lack of
+  // evidence (bench/results/analysis.json, docs/ANALYSIS.md).
+  const a = s.analysis;
+  const intervalMs = a?.interval ? parseDuration(a.interval) : DEFAULT_ANALYSIS.intervalMs;
+  const minSamples = a?.minSamples ?? DEFAULT_ANALYSIS.minSamples;
+  const limit = a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit;
+  if (!intervalMs) return;
+  for (const step of s.steps) {
+    const bakeMs = step.bake === undefined ? null : parseDuration(step.bake);
+    if (bakeMs === null) continue;
+    const before = Math.floor(bakeMs / intervalMs);
+    if (before + limit >= minSamples + MIN_SAMPLES_MARGIN) continue;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['analysis', a?.inconclusiveLimit === undefined ? 'minSamples' : 'inconclusiveLimit'],
+      message: `inconclusiveLimit (${limit}) plus the ${before} analysis intervals of the ${step.bake} bake must be at least minSamples (${minSamples}) + ${MIN_SAMPLES_MARGIN}: `
+        + 'with one canary host reporting once per analysis interval, every analysis before minSamples reports is inconclusive and the step would fail for lack of evidence',
+    });
+    return;
+  }
 });
 
 export type RolloutSpecInput = z.input<typeof specSchema>;
+
+/** inconclusiveLimit plus the analysis intervals in a bake must exceed minSamples by at least this many (specSchema). */
+export const MIN_SAMPLES_MARGIN = 2;
 
 export const DEFAULT_ANALYSIS = {
   intervalMs: 1000,
@@ -106,6 +137,7 @@ export const DEFAULT_ANALYSIS = {
   inconclusiveLimit: 10,
   failureLimit: 0,
   staleAfterMs: 0,
+  method: DEFAULT_METHOD,
   metrics: [{ name: 'drop_rate', max: 0, maxIncrease: 0.05 }],
 };
 
@@ -156,6 +188,7 @@ export function toRolloutSpec(input: unknown): RolloutSpec {
       inconclusiveLimit: a?.inconclusiveLimit ?? DEFAULT_ANALYSIS.inconclusiveLimit,
       failureLimit: a?.failureLimit ?? DEFAULT_ANALYSIS.failureLimit,
       staleAfterMs: a?.staleAfter ? parseDuration(a.staleAfter)! : DEFAULT_ANALYSIS.staleAfterMs,
+      method: a?.method ? METHOD_NAMES.get(a.method)! : DEFAULT_ANALYSIS.method,
       metrics,
     },
     onFailure: s.onFailure === 'halt' ? FailurePolicy.FAILURE_POLICY_HALT : FailurePolicy.FAILURE_POLICY_ROLLBACK,
@@ -220,6 +253,7 @@ export function specToInput(spec: RolloutSpec): Record<string, unknown> {
         inconclusiveLimit: spec.analysis.inconclusiveLimit,
         ...(spec.analysis.failureLimit ? { failureLimit: spec.analysis.failureLimit } : {}),
         ...(spec.analysis.staleAfterMs ? { staleAfter: formatDuration(spec.analysis.staleAfterMs) } : {}),
+        method: methodName(spec.analysis.method),
         metrics: spec.analysis.metrics.length
           ? spec.analysis.metrics.map((m) => ({ name: m.name, ...(m.max ? { max: m.max } : {}), ...(m.maxIncrease ? { maxIncrease: m.maxIncrease } : {}) }))
           : undefined,

@@ -64,6 +64,89 @@ export function failurePolicyToNumber(object: FailurePolicy): number {
   }
 }
 
+export enum AnalysisMethod {
+  ANALYSIS_METHOD_UNSPECIFIED = "ANALYSIS_METHOD_UNSPECIFIED",
+  /** ANALYSIS_METHOD_MANN_WHITNEY - A relative limit needs a significant one-sided Mann-Whitney U test (alpha 0.05). */
+  ANALYSIS_METHOD_MANN_WHITNEY = "ANALYSIS_METHOD_MANN_WHITNEY",
+  /**
+   * ANALYSIS_METHOD_KAYENTA - Netflix Kayenta's judge: outliers removed, then the 98 % confidence interval of the
+   * Hodges-Lehmann shift must lie above 0 and the shift itself above the limit.
+   */
+  ANALYSIS_METHOD_KAYENTA = "ANALYSIS_METHOD_KAYENTA",
+  /** ANALYSIS_METHOD_THRESHOLD - The difference of the cohorts' means against the limit, no test. */
+  ANALYSIS_METHOD_THRESHOLD = "ANALYSIS_METHOD_THRESHOLD",
+  /**
+   * ANALYSIS_METHOD_PAIRED - Difference in differences: each host's change from its own reports before the step
+   * (old version) to those during it, canary hosts' changes against baseline hosts' over the
+   * same two windows: the Hodges-Lehmann shift above the limit, the canary hosts' samples above
+   * their own history (one-sided Mann-Whitney, alpha 0.01) and their changes above the
+   * baseline hosts' (over hosts, alpha 0.05). Without hosts that have reports from before the
+   * step, the kayenta comparison, said so. control/analysis/paired.ts
+   */
+  ANALYSIS_METHOD_PAIRED = "ANALYSIS_METHOD_PAIRED",
+  UNRECOGNIZED = "UNRECOGNIZED",
+}
+
+export function analysisMethodFromJSON(object: any): AnalysisMethod {
+  switch (object) {
+    case 0:
+    case "ANALYSIS_METHOD_UNSPECIFIED":
+      return AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED;
+    case 1:
+    case "ANALYSIS_METHOD_MANN_WHITNEY":
+      return AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY;
+    case 2:
+    case "ANALYSIS_METHOD_KAYENTA":
+      return AnalysisMethod.ANALYSIS_METHOD_KAYENTA;
+    case 3:
+    case "ANALYSIS_METHOD_THRESHOLD":
+      return AnalysisMethod.ANALYSIS_METHOD_THRESHOLD;
+    case 4:
+    case "ANALYSIS_METHOD_PAIRED":
+      return AnalysisMethod.ANALYSIS_METHOD_PAIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AnalysisMethod.UNRECOGNIZED;
+  }
+}
+
+export function analysisMethodToJSON(object: AnalysisMethod): string {
+  switch (object) {
+    case AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED:
+      return "ANALYSIS_METHOD_UNSPECIFIED";
+    case AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY:
+      return "ANALYSIS_METHOD_MANN_WHITNEY";
+    case AnalysisMethod.ANALYSIS_METHOD_KAYENTA:
+      return "ANALYSIS_METHOD_KAYENTA";
+    case AnalysisMethod.ANALYSIS_METHOD_THRESHOLD:
+      return "ANALYSIS_METHOD_THRESHOLD";
+    case AnalysisMethod.ANALYSIS_METHOD_PAIRED:
+      return "ANALYSIS_METHOD_PAIRED";
+    case AnalysisMethod.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function analysisMethodToNumber(object: AnalysisMethod): number {
+  switch (object) {
+    case AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED:
+      return 0;
+    case AnalysisMethod.ANALYSIS_METHOD_MANN_WHITNEY:
+      return 1;
+    case AnalysisMethod.ANALYSIS_METHOD_KAYENTA:
+      return 2;
+    case AnalysisMethod.ANALYSIS_METHOD_THRESHOLD:
+      return 3;
+    case AnalysisMethod.ANALYSIS_METHOD_PAIRED:
+      return 4;
+    case AnalysisMethod.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 export enum RolloutPhase {
   ROLLOUT_PHASE_UNSPECIFIED = "ROLLOUT_PHASE_UNSPECIFIED",
   ROLLOUT_PHASE_PENDING = "ROLLOUT_PHASE_PENDING",
@@ -456,16 +539,56 @@ export interface Analysis {
    * 0 means three analysis intervals.
    */
   staleAfterMs: number;
+  /**
+   * How a metric's canary and baseline samples are compared; UNSPECIFIED means the default
+   * (control/rollout/spec.ts DEFAULT_ANALYSIS). docs/ANALYSIS.md compares them.
+   */
+  method: AnalysisMethod;
+}
+
+/**
+ * One cohort's samples of one metric, as the verdict saw them. Under the paired method, the
+ * cohort's per-host changes since before the step: one sample per host.
+ */
+export interface CohortSummary {
+  samples: number;
+  mean: number;
+  median: number;
+  /** Interquartile range (75th minus 25th percentile): the spread. */
+  iqr: number;
+  /** Samples the method set aside as outliers before testing (kayenta only). */
+  outliers: number;
 }
 
 export interface MetricResult {
   metric: string;
+  /** Cohort means. */
   canary: number;
   baseline: number;
   verdict: Verdict;
   reason: string;
   canarySamples: number;
   baselineSamples: number;
+  canarySummary: CohortSummary | undefined;
+  baselineSummary:
+    | CohortSummary
+    | undefined;
+  /**
+   * What decided: "max", "mann-whitney", "kayenta", "threshold", "paired", or "samples" when there were
+   * too few to test; "" when nothing was compared.
+   */
+  test: string;
+  /**
+   * The estimated increase of the canary over the baseline: difference of means, or the
+   * Hodges-Lehmann shift (kayenta; paired: of the per-host changes); for "max", the canary's mean.
+   */
+  effect: number;
+  /** The limit the effect was compared with (max or max_increase). */
+  limit: number;
+  /** The test's p-value (one-sided, "canary is higher"); 1 when no test ran. */
+  pValue: number;
+  /** The significance the p-value had to beat; 0 when no test ran. */
+  alpha: number;
 }
 
 export interface AnalysisRun {
@@ -1162,7 +1285,15 @@ export const Metric: MessageFns<Metric> = {
 };
 
 function createBaseAnalysis(): Analysis {
-  return { intervalMs: 0, metrics: [], minSamples: 0, inconclusiveLimit: 0, failureLimit: 0, staleAfterMs: 0 };
+  return {
+    intervalMs: 0,
+    metrics: [],
+    minSamples: 0,
+    inconclusiveLimit: 0,
+    failureLimit: 0,
+    staleAfterMs: 0,
+    method: AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED,
+  };
 }
 
 export const Analysis: MessageFns<Analysis> = {
@@ -1184,6 +1315,9 @@ export const Analysis: MessageFns<Analysis> = {
     }
     if (message.staleAfterMs !== 0) {
       writer.uint32(48).int64(message.staleAfterMs);
+    }
+    if (message.method !== AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED) {
+      writer.uint32(56).int32(analysisMethodToNumber(message.method));
     }
     return writer;
   },
@@ -1249,6 +1383,14 @@ export const Analysis: MessageFns<Analysis> = {
             message.staleAfterMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.method = analysisMethodFromJSON(reader.int32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1289,6 +1431,7 @@ export const Analysis: MessageFns<Analysis> = {
         : isSet(object.stale_after_ms)
         ? globalThis.Number(object.stale_after_ms)
         : 0,
+      method: isSet(object.method) ? analysisMethodFromJSON(object.method) : AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED,
     };
   },
 
@@ -1312,6 +1455,9 @@ export const Analysis: MessageFns<Analysis> = {
     if (message.staleAfterMs !== 0) {
       obj.staleAfterMs = Math.round(message.staleAfterMs);
     }
+    if (message.method !== AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED) {
+      obj.method = analysisMethodToJSON(message.method);
+    }
     return obj;
   },
 
@@ -1326,6 +1472,140 @@ export const Analysis: MessageFns<Analysis> = {
     message.inconclusiveLimit = object.inconclusiveLimit ?? 0;
     message.failureLimit = object.failureLimit ?? 0;
     message.staleAfterMs = object.staleAfterMs ?? 0;
+    message.method = object.method ?? AnalysisMethod.ANALYSIS_METHOD_UNSPECIFIED;
+    return message;
+  },
+};
+
+function createBaseCohortSummary(): CohortSummary {
+  return { samples: 0, mean: 0, median: 0, iqr: 0, outliers: 0 };
+}
+
+export const CohortSummary: MessageFns<CohortSummary> = {
+  encode(message: CohortSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.samples !== 0) {
+      writer.uint32(8).uint32(message.samples);
+    }
+    if (message.mean !== 0) {
+      writer.uint32(17).double(message.mean);
+    }
+    if (message.median !== 0) {
+      writer.uint32(25).double(message.median);
+    }
+    if (message.iqr !== 0) {
+      writer.uint32(33).double(message.iqr);
+    }
+    if (message.outliers !== 0) {
+      writer.uint32(40).uint32(message.outliers);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CohortSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCohortSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.samples = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.mean = reader.double();
+            continue;
+          }
+          case 3: {
+            if (tag !== 25) {
+              break;
+            }
+
+            message.median = reader.double();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.iqr = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.outliers = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CohortSummary {
+    return {
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : 0,
+      mean: isSet(object.mean) ? globalThis.Number(object.mean) : 0,
+      median: isSet(object.median) ? globalThis.Number(object.median) : 0,
+      iqr: isSet(object.iqr) ? globalThis.Number(object.iqr) : 0,
+      outliers: isSet(object.outliers) ? globalThis.Number(object.outliers) : 0,
+    };
+  },
+
+  toJSON(message: CohortSummary): unknown {
+    const obj: any = {};
+    if (message.samples !== 0) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.mean !== 0) {
+      obj.mean = floatToJson(message.mean);
+    }
+    if (message.median !== 0) {
+      obj.median = floatToJson(message.median);
+    }
+    if (message.iqr !== 0) {
+      obj.iqr = floatToJson(message.iqr);
+    }
+    if (message.outliers !== 0) {
+      obj.outliers = Math.round(message.outliers);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CohortSummary>, I>>(base?: I): CohortSummary {
+    return CohortSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CohortSummary>, I>>(object: I): CohortSummary {
+    const message = createBaseCohortSummary();
+    message.samples = object.samples ?? 0;
+    message.mean = object.mean ?? 0;
+    message.median = object.median ?? 0;
+    message.iqr = object.iqr ?? 0;
+    message.outliers = object.outliers ?? 0;
     return message;
   },
 };
@@ -1339,6 +1619,13 @@ function createBaseMetricResult(): MetricResult {
     reason: "",
     canarySamples: 0,
     baselineSamples: 0,
+    canarySummary: undefined,
+    baselineSummary: undefined,
+    test: "",
+    effect: 0,
+    limit: 0,
+    pValue: 0,
+    alpha: 0,
   };
 }
 
@@ -1364,6 +1651,27 @@ export const MetricResult: MessageFns<MetricResult> = {
     }
     if (message.baselineSamples !== 0) {
       writer.uint32(56).uint32(message.baselineSamples);
+    }
+    if (message.canarySummary !== undefined) {
+      CohortSummary.encode(message.canarySummary, writer.uint32(66).fork()).join();
+    }
+    if (message.baselineSummary !== undefined) {
+      CohortSummary.encode(message.baselineSummary, writer.uint32(74).fork()).join();
+    }
+    if (message.test !== "") {
+      writer.uint32(82).string(message.test);
+    }
+    if (message.effect !== 0) {
+      writer.uint32(89).double(message.effect);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(97).double(message.limit);
+    }
+    if (message.pValue !== 0) {
+      writer.uint32(105).double(message.pValue);
+    }
+    if (message.alpha !== 0) {
+      writer.uint32(113).double(message.alpha);
     }
     return writer;
   },
@@ -1437,6 +1745,62 @@ export const MetricResult: MessageFns<MetricResult> = {
             message.baselineSamples = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.canarySummary = CohortSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.baselineSummary = CohortSummary.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.test = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 89) {
+              break;
+            }
+
+            message.effect = reader.double();
+            continue;
+          }
+          case 12: {
+            if (tag !== 97) {
+              break;
+            }
+
+            message.limit = reader.double();
+            continue;
+          }
+          case 13: {
+            if (tag !== 105) {
+              break;
+            }
+
+            message.pValue = reader.double();
+            continue;
+          }
+          case 14: {
+            if (tag !== 113) {
+              break;
+            }
+
+            message.alpha = reader.double();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1466,6 +1830,25 @@ export const MetricResult: MessageFns<MetricResult> = {
         : isSet(object.baseline_samples)
         ? globalThis.Number(object.baseline_samples)
         : 0,
+      canarySummary: isSet(object.canarySummary)
+        ? CohortSummary.fromJSON(object.canarySummary)
+        : isSet(object.canary_summary)
+        ? CohortSummary.fromJSON(object.canary_summary)
+        : undefined,
+      baselineSummary: isSet(object.baselineSummary)
+        ? CohortSummary.fromJSON(object.baselineSummary)
+        : isSet(object.baseline_summary)
+        ? CohortSummary.fromJSON(object.baseline_summary)
+        : undefined,
+      test: isSet(object.test) ? globalThis.String(object.test) : "",
+      effect: isSet(object.effect) ? globalThis.Number(object.effect) : 0,
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      pValue: isSet(object.pValue)
+        ? globalThis.Number(object.pValue)
+        : isSet(object.p_value)
+        ? globalThis.Number(object.p_value)
+        : 0,
+      alpha: isSet(object.alpha) ? globalThis.Number(object.alpha) : 0,
     };
   },
 
@@ -1492,6 +1875,27 @@ export const MetricResult: MessageFns<MetricResult> = {
     if (message.baselineSamples !== 0) {
       obj.baselineSamples = Math.round(message.baselineSamples);
     }
+    if (message.canarySummary !== undefined) {
+      obj.canarySummary = CohortSummary.toJSON(message.canarySummary);
+    }
+    if (message.baselineSummary !== undefined) {
+      obj.baselineSummary = CohortSummary.toJSON(message.baselineSummary);
+    }
+    if (message.test !== "") {
+      obj.test = message.test;
+    }
+    if (message.effect !== 0) {
+      obj.effect = floatToJson(message.effect);
+    }
+    if (message.limit !== 0) {
+      obj.limit = floatToJson(message.limit);
+    }
+    if (message.pValue !== 0) {
+      obj.pValue = floatToJson(message.pValue);
+    }
+    if (message.alpha !== 0) {
+      obj.alpha = floatToJson(message.alpha);
+    }
     return obj;
   },
 
@@ -1507,6 +1911,17 @@ export const MetricResult: MessageFns<MetricResult> = {
     message.reason = object.reason ?? "";
     message.canarySamples = object.canarySamples ?? 0;
     message.baselineSamples = object.baselineSamples ?? 0;
+    message.canarySummary = (object.canarySummary !== undefined && object.canarySummary !== null)
+      ? CohortSummary.fromPartial(object.canarySummary)
+      : undefined;
+    message.baselineSummary = (object.baselineSummary !== undefined && object.baselineSummary !== null)
+      ? CohortSummary.fromPartial(object.baselineSummary)
+      : undefined;
+    message.test = object.test ?? "";
+    message.effect = object.effect ?? 0;
+    message.limit = object.limit ?? 0;
+    message.pValue = object.pValue ?? 0;
+    message.alpha = object.alpha ?? 0;
     return message;
   },
 };
