@@ -213,10 +213,13 @@ export class Reconciler {
     const fetchMs = performance.now() - t0;
     const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
     // Marks come only from a request that changed something (see the removal above); an
-    // intent already satisfied leaves the marks of the apply that did the work.
+    // intent already satisfied leaves the marks of the apply that did the work. A program
+    // adopted without marks (the agent died between the swap and its report) has no such
+    // apply: the intent it satisfies supplies them, after the epoch check above.
     // The state still comes from what runs: a BROKEN report the driver repaired becomes RUNNING.
     const kept = result.changed ? undefined : this.states.get(intent.attachment);
-    const marks = kept && kept.module?.digest === ref.digest ? kept : intent;
+    const keptMarks = kept !== undefined && kept.module?.digest === ref.digest && (kept.generation > 0 || kept.leaderEpoch > 0);
+    const marks = keptMarks ? kept : intent;
     const state = this.stateOf(result.running, { generation: marks.generation, leaderEpoch: marks.leaderEpoch, rolloutId: marks.rolloutId });
     this.setState(state);
     if (result.changed && intent.expectedDigest) this.options.checkpoint?.('before-report');
