@@ -214,7 +214,7 @@ describe('gRPC attacks: mTLS on both services, roles on the API, Apply only from
     const env = { BPFLEET_CA: '', BPFLEET_CERT: '', BPFLEET_KEY: '', BPFLEET_INSECURE: '', BPFLEET_CONFIG: config };
     const missing = await fleet.cli(['hosts'], { env: { ...env, BPFLEET_CA: fleet.pki!.caPath } });
     assert.equal(missing.code, 2, missing.stderr);
-    assert.match(missing.stderr, /missing --cert \(or BPFLEET_CERT, or cert: in a context in .*config\.yaml\), --key/);
+    assert.match(missing.stderr, /missing --tls-cert \(or BPFLEET_CERT, or cert: in a context in .*config\.yaml\), --tls-key/);
     const insecure = await fleet.cli(['--insecure', 'hosts'], { env });
     assert.notEqual(insecure.code, 0, 'a TLS control plane does not answer a plaintext client');
     assert.match(insecure.stderr, /WARNING: INSECURE: TLS is off/);

@@ -56,7 +56,7 @@ describe('lazy nouns', () => {
     const argv = (...a: string[]) => ['node', 'bpfleet', ...a];
     assert.equal(invokedNoun(argv('-s', '127.0.0.1:1', 'rollout', 'get', 'r-1')), 'rollout');
     assert.equal(invokedNoun(argv('--server', 'hosts', 'module', 'list')), 'module');
-    assert.equal(invokedNoun(argv('--ca', 'hosts', '--cert', 'module', '--key', 'pki', '--context', 'keys', 'rollout', 'list')), 'rollout');
+    assert.equal(invokedNoun(argv('--tls-ca', 'hosts', '--tls-cert', 'module', '--tls-key', 'pki', '--context', 'keys', 'rollout', 'list')), 'rollout');
     assert.equal(invokedNoun(argv('--insecure', 'hosts')), 'hosts');
     assert.equal(invokedNoun(argv('help', 'pki')), 'pki');
     assert.equal(invokedNoun(argv('--help')), null);

@@ -22,11 +22,11 @@ export const NOUNS: Record<string, { description: string; load: () => Promise<Re
 };
 
 /** The global options that take a value (skipped with it when looking for the noun). */
-const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-s', '--server', '--ca', '--cert', '--key', '--context']);
+const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-s', '--server', '--tls-ca', '--tls-cert', '--tls-key', '--context']);
 
 /**
  * The noun `argv` (process.argv shape) invokes, skipping global options: "rollout" for
- * `bpfleet -s a:1 --ca ca.crt rollout get r-1` and for `bpfleet help rollout`; null for none.
+ * `bpfleet -s a:1 --tls-ca ca.crt rollout get r-1` and for `bpfleet help rollout`; null for none.
  */
 export function invokedNoun(argv: readonly string[]): string | null {
   const words: string[] = [];
@@ -47,9 +47,9 @@ export async function buildCli(nouns: readonly string[] | 'all' = 'all'): Promis
   const program = new Command('bpfleet')
     .description('Roll eBPF modules out across a fleet: canary first, waves gated on live telemetry, atomic rollback.')
     .option('-s, --server <addr>', `control plane gRPC address; a comma-separated list of replicas fails over (env BPFLEET_SERVER, or the context's server; default ${DEFAULT_SERVER})`)
-    .option('--ca <file>', 'fleet CA bundle to verify the control plane (env BPFLEET_CA, or the context\'s ca)')
-    .option('--cert <file>', 'your client certificate, from `bpfleet pki issue user` (env BPFLEET_CERT, or the context\'s cert)')
-    .option('--key <file>', 'its private key (env BPFLEET_KEY, or the context\'s key)')
+    .option('--tls-ca <file>', 'fleet CA bundle to verify the control plane (env BPFLEET_CA, or the context\'s ca)')
+    .option('--tls-cert <file>', 'your client certificate, from `bpfleet pki issue user` (env BPFLEET_CERT, or the context\'s cert)')
+    .option('--tls-key <file>', 'its private key (env BPFLEET_KEY, or the context\'s key)')
     .option('--context <name>', `context of the config file to use (default: its current-context; file: $BPFLEET_CONFIG or ~/.config/bpfleet/config.yaml)`)
     .option('--insecure', 'connect without TLS, to a control plane started with --insecure (experiments only)')
     .showHelpAfterError()

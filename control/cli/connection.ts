@@ -29,9 +29,9 @@ const MAX_CONFIG_BYTES = 256 * 1024;
 /** The global options that say where and as whom (commander's camelCase names). */
 export interface ConnectionFlags {
   server?: string;
-  ca?: string;
-  cert?: string;
-  key?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
   insecure?: boolean;
   context?: string;
 }
@@ -110,18 +110,18 @@ export function resolveConnection(flags: ConnectionFlags, env: NodeJS.ProcessEnv
   const ctx = readContext(path, flags.context);
   const pick = (flag: string | undefined, envName: string, field: 'server' | 'ca' | 'cert' | 'key') => flag || env[envName] || ctx?.[field];
   const server = pick(flags.server, 'BPFLEET_SERVER', 'server') ?? DEFAULT_SERVER;
-  const ca = pick(flags.ca, 'BPFLEET_CA', 'ca');
-  const cert = pick(flags.cert, 'BPFLEET_CERT', 'cert');
-  const key = pick(flags.key, 'BPFLEET_KEY', 'key');
+  const ca = pick(flags.tlsCa, 'BPFLEET_CA', 'ca');
+  const cert = pick(flags.tlsCert, 'BPFLEET_CERT', 'cert');
+  const key = pick(flags.tlsKey, 'BPFLEET_KEY', 'key');
   const insecure = Boolean(flags.insecure || env.BPFLEET_INSECURE === '1' || env.BPFLEET_INSECURE === 'true' || (!ca && !cert && !key && ctx?.insecure));
   const from = ctx ? `context ${ctx.name} in ${path}` : `a context in ${path}`;
   if (!insecure && !(ca && cert && key)) {
-    const missing = [['--ca', 'BPFLEET_CA', 'ca', ca], ['--cert', 'BPFLEET_CERT', 'cert', cert], ['--key', 'BPFLEET_KEY', 'key', key]]
+    const missing = [['--tls-ca', 'BPFLEET_CA', 'ca', ca], ['--tls-cert', 'BPFLEET_CERT', 'cert', cert], ['--tls-key', 'BPFLEET_KEY', 'key', key]]
       .filter(([, , , v]) => !v).map(([flag, e, field]) => `${flag} (or ${e}, or ${field}: in ${from})`);
     throw new BpfleetError('INVALID_ARGUMENT', 'INSECURE_NOT_CHOSEN',
       `no client certificate to reach ${server}: missing ${missing.join(', ')}. Get one with \`bpfleet pki issue user <name> --role <role>\` from your fleet's CA admin; --insecure only for a control plane started with --insecure`);
   }
   const transport = loadTransport(insecure ? { insecure: true } : { tlsCa: ca, tlsCert: cert, tlsKey: key }, 'bpfleet',
-    { ca: '--ca', cert: '--cert', key: '--key', insecure: '--insecure' });
+    { ca: '--tls-ca', cert: '--tls-cert', key: '--tls-key', insecure: '--insecure' });
   return { server, transport };
 }
