@@ -1,7 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { addSharedOptions, changedFields, configuredFields, printableConfig } from '../common/config/daemon.js';
+import { addSharedOptions, changedFields, printableConfig, refuseUnwired } from '../common/config/daemon.js';
 import { parseLabels } from '../common/config/load.js';
-import { BpfleetError } from '../common/errors.js';
 import { createLogger, setLogLevel } from '../common/log.js';
 import { AGENT_CONFIG_PATH, AGENT_LIVE_FIELDS, AGENT_UNWIRED_FIELDS, loadAgentConfig, type AgentDaemonConfig, type AgentFlags } from './config.js';
 
@@ -40,10 +39,7 @@ changes are reported and need a restart. Running programs stay pinned across res
       process.stdout.write(printableConfig(config));
       return;
     }
-    const unwired = configuredFields(config, AGENT_UNWIRED_FIELDS);
-    if (unwired.length > 0) {
-      throw new BpfleetError('FAILED_PRECONDITION', 'CONFIG_NOT_WIRED', `${unwired.join(', ')}: accepted in the config, but this build does not use them yet; refusing to run without them`);
-    }
+    refuseUnwired(config, AGENT_UNWIRED_FIELDS);
     setLogLevel(config.logLevel);
     await run(config, file, opts);
   });

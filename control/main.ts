@@ -1,6 +1,5 @@
 import { Command } from 'commander';
-import { addSharedOptions, changedFields, configuredFields, printableConfig } from '../common/config/daemon.js';
-import { BpfleetError } from '../common/errors.js';
+import { addSharedOptions, changedFields, printableConfig, refuseUnwired } from '../common/config/daemon.js';
 import { createLogger, setLogLevel } from '../common/log.js';
 import { CONTROL_CONFIG_PATH, CONTROL_LIVE_FIELDS, CONTROL_UNWIRED_FIELDS, loadControlConfig, type ControlDaemonConfig, type ControlFlags } from './config.js';
 
@@ -23,10 +22,7 @@ reported and need a restart (replica by replica: another replica takes over lead
       process.stdout.write(printableConfig(config));
       return;
     }
-    const unwired = configuredFields(config, CONTROL_UNWIRED_FIELDS);
-    if (unwired.length > 0) {
-      throw new BpfleetError('FAILED_PRECONDITION', 'CONFIG_NOT_WIRED', `${unwired.join(', ')}: accepted in the config, but this build does not use them yet; refusing to run without them`);
-    }
+    refuseUnwired(config, CONTROL_UNWIRED_FIELDS);
     setLogLevel(config.logLevel);
     await run(config, file, opts);
   });

@@ -6,6 +6,7 @@
  */
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import YAML from 'yaml';
+import { BpfleetError } from '../errors.js';
 import { commaList, parsePort, type EnvBinding, type FlagValue } from './load.js';
 import { redact } from './redact.js';
 import { LOG_LEVELS } from './schema.js';
@@ -120,6 +121,14 @@ export const wholeFlag = (text: string | undefined): number | string | undefined
 /** Which of `fields` (dotted names) are set in `config`: settings this build cannot honour yet. */
 export function configuredFields(config: object, fields: readonly string[]): string[] {
   return fields.filter((f) => f.split('.').reduce<unknown>((node, k) => (node as Record<string, unknown> | undefined)?.[k], config) !== undefined);
+}
+
+/** Throws FAILED_PRECONDITION/CONFIG_NOT_WIRED naming every field of `fields` that `config` sets: a daemon never runs without a setting it was asked for. */
+export function refuseUnwired(config: object, fields: readonly string[]): void {
+  const unwired = configuredFields(config, fields);
+  if (unwired.length > 0) {
+    throw new BpfleetError('FAILED_PRECONDITION', 'CONFIG_NOT_WIRED', `${unwired.join(', ')}: accepted in the config, but this build does not use them yet; refusing to run without them`);
+  }
 }
 
 /** --config, else BPFLEET_CONFIG, else undefined (the default path, if it exists). */
