@@ -75,7 +75,9 @@ function refusedWell(err: unknown): void {
   // NO_BASELINE: a bake left with no baseline hosts and no absolute limit (issue 11, kind 5).
   assert.match(err.reason, /^(INVALID_SPEC|NO_BASELINE)$/);
   // "invalid rollout spec:\n  <field>: <why>" or "rollout spec is not valid YAML: ..."
-  assert.match(err.message, /^invalid rollout spec:(\n {2}(\(spec\)|[A-Za-z][\w.[\]]*|\S[^:]*): .+)+$|^invalid rollout spec: missing$|^rollout spec is not valid YAML: /s);
+  const field = String.raw`(\(spec\)|[A-Za-z_][\w-]*|\["(?:[^"\\]|\\.)*"\])(\.[A-Za-z_][\w-]*|\[\d+\]|\["(?:[^"\\]|\\.)*"\])*`;
+  const shape = new RegExp(String.raw`^invalid rollout spec:(\n {2}${field}: .+)+$|^invalid rollout spec: missing$|^rollout spec is not valid YAML: `, 's');
+  assert.match(err.message, shape);
   assert.ok(err.message.length < 8192, 'the message is short');
 }
 

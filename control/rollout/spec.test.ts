@@ -183,6 +183,13 @@ describe('spec validation names the bad field', () => {
     assert.match(specError({ ...MINIMAL, analysis: { metrics: [{ name: 'drop_rate', max: 1, min: 0 }] } }).message, /analysis\.metrics\[0\]: Unrecognized key: "min"/);
   });
 
+  it('quotes a label key that is not a plain name, so the field stays readable and unambiguous', () => {
+    // fast-check found `selector.:: …` for the key ":" (seed 1327412690).
+    assert.match(specError({ ...MINIMAL, selector: { ':': [] } }).message, /^ {2}selector\[":"\]: /m);
+    assert.match(specError({ ...MINIMAL, selector: { 'app.kubernetes.io/name': 7 } }).message, /^ {2}selector\["app\.kubernetes\.io\/name"\]: /m);
+    assert.match(specError({ ...MINIMAL, selector: { tier: 7 } }).message, /^ {2}selector\.tier: /m);
+  });
+
   it('lists every problem, one per line', () => {
     const err = specError({ ...MINIMAL, version: '', steps: [{ bake: 'x' }], onFailure: 'nope' });
     assert.equal(err.message.split('\n').length, 4);

@@ -149,8 +149,18 @@ export function staleAfterMs(analysis: { intervalMs: number; staleAfterMs: numbe
   return analysis.staleAfterMs || STALE_INTERVALS * (analysis.intervalMs || DEFAULT_ANALYSIS.intervalMs);
 }
 
+/**
+ * A zod issue path as the field name a user reads: `steps[2].bake`. A key that is not a plain
+ * identifier (a label key such as `app.kubernetes.io/name` or `:`) is quoted, `selector["a:b"]`,
+ * so the name stays unambiguous and the `field: why` line still splits at the first `": "`.
+ */
 function describePath(path: PropertyKey[]): string {
-  return path.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)), '');
+  return path.reduce<string>((acc, p) => {
+    if (typeof p === 'number') return `${acc}[${p}]`;
+    const key = String(p);
+    if (!/^[A-Za-z_][\w-]*$/.test(key)) return `${acc}[${JSON.stringify(key)}]`;
+    return acc ? `${acc}.${key}` : key;
+  }, '');
 }
 
 /** Validates a parsed spec object and turns it into the wire form. */
