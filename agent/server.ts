@@ -5,7 +5,7 @@ import { bounded, FIELD_BYTES } from '../common/limits.js';
 import type { Logger } from '../common/log.js';
 import { withServerSpan } from '../common/otel-grpc.js';
 import { AgentServiceService, type AgentServiceServer, type ApplyRequest, type ApplyResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
-import { guardService, type AccessRule } from '../common/access.js';
+import { guardService, type AccessRule, type MethodsOf } from '../common/access.js';
 import type { TransportSecurity } from '../common/tls.js';
 import type { Reconciler } from './reconciler.js';
 import { tracedApply } from './tracing.js';
@@ -17,7 +17,7 @@ export const agentServiceDefinition = tolerantService(AgentServiceService);
  * Who may call each AgentService method: Apply changes the kernel and answers only the
  * control plane's identity; the read-only methods also answer viewers (and admins).
  */
-export const AGENT_ACCESS: Readonly<Record<keyof AgentServiceServer, AccessRule>> = {
+export const AGENT_ACCESS: Readonly<Record<MethodsOf<AgentServiceServer>, AccessRule>> = {
   apply: { control: true },
   getState: { control: true, role: 'viewer' },
   getApplyHistory: { control: true, role: 'viewer' },

@@ -86,13 +86,20 @@ export function check(rule: AccessRule | undefined, identity: Identity, method: 
 }
 
 /**
+ * The method names of a generated grpc-js service interface. `keyof` alone is `string`,
+ * because the interface extends UntypedServiceImplementation's index signature: a rules
+ * table typed with it would compile with a method missing.
+ */
+export type MethodsOf<S> = keyof { [K in keyof S as string extends K ? never : number extends K ? never : K]: S[K] } & string;
+
+/**
  * Wraps every method of `impl` (a grpc-js service implementation for `service`) so that the
  * caller is identified and checked against `rules[method]` first; a refused call ends with
  * UNAUTHENTICATED or PERMISSION_DENIED and its handler never runs. Refusals are logged
  * (warn) with the caller and the method. Under --insecure every call passes, as "insecure:<note>".
  */
 export function guardService<S extends UntypedServiceImplementation>(
-  service: ServiceDefinition, impl: S, rules: Readonly<Record<keyof S & string, AccessRule>>,
+  service: ServiceDefinition, impl: S, rules: Readonly<Record<MethodsOf<S>, AccessRule>>,
   transport: TransportSecurity, log: Logger, onRefused?: (method: string, err: BpfleetError) => void,
 ): S {
   const trustDomain = transport.mode === 'mtls' ? transport.self.trustDomain : '';
@@ -112,7 +119,7 @@ export function guardService<S extends UntypedServiceImplementation>(
       } catch (err) {
         return err as BpfleetError;
       }
-      const refused = check(rules[method as keyof S & string], identity, name);
+      const refused = check((rules as Readonly<Record<string, AccessRule | undefined>>)[method], identity, name);
       if (refused) return refused;
       callers.set(call, { identity, actor: identity.spiffeId });
       return null;

@@ -181,6 +181,9 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
       ['AbortRollout without an id', () => unary((cb) => api.abortRollout({ id: '', reason: '' }, md, cb)), status.INVALID_ARGUMENT, 'MISSING_ID'],
       ['UndoRollout of an unknown id', () => unary((cb) => api.undoRollout({ id: 'nope', reason: '' }, md, cb)), status.NOT_FOUND, 'ROLLOUT_NOT_FOUND'],
       ['GetRolloutHistory of an unknown module', () => unary((cb) => api.getRolloutHistory({ module: 'nope' }, md, cb)), status.NOT_FOUND, 'MODULE_NOT_FOUND'],
+      ['GetRolloutHosts of an unknown id', () => unary((cb) => api.getRolloutHosts({ id: 'nope', pageSize: 0, pageToken: '', phases: [] }, md, cb)), status.NOT_FOUND, 'ROLLOUT_NOT_FOUND'],
+      ['GetRolloutHosts with a forged page token', () => unary((cb) => api.getRolloutHosts({ id: 'nope', pageSize: 0, pageToken: 'bm90IGEgdG9rZW4', phases: [] }, md, cb)), status.INVALID_ARGUMENT, 'BAD_PAGE_TOKEN'],
+      ['GetRolloutHosts with a page too large', () => unary((cb) => api.getRolloutHosts({ id: 'nope', pageSize: 1_000_000, pageToken: '', phases: [] }, md, cb)), status.INVALID_ARGUMENT, 'BAD_PAGE_SIZE'],
     ];
     for (const [what, call, code, reason] of cases) {
       const e = await grpcError(call());
@@ -306,6 +309,8 @@ describe('control API and operator verbs (sim dataplane)', { skip }, () => {
     assert.equal(r.status.phase, 'ROLLOUT_PHASE_ABORTED');
     assert.equal(r.status.message, `aborted by ${ADMIN} (wrong build)`);
     assert.deepEqual(r.status.hosts.filter((h) => h.phase === 'HOST_PHASE_ROLLED_BACK').map((h) => h.host).sort(), canaries);
+    const rolledBack = await cliJson<{ hosts: { host: string }[] }>(['rollout', 'hosts', id, '--phase', 'rolled-back']);
+    assert.deepEqual(rolledBack.hosts.map((h) => h.host).sort(), canaries, '`rollout hosts --phase` pages the same hosts from the server');
 
     const hosts = await cliJson<{ hosts: { name: string; attachments: { version: string }[] }[] }>(['hosts']);
     for (const h of hosts.hosts) assert.equal(h.attachments[0]?.version, '2.0.0', `${h.name} runs 2.0.0 again`);

@@ -34,11 +34,12 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
 }
 
 /** Smallest key greater than every key that starts with `key`: the next page starts there. */
-function after(key: Buffer): Buffer {
+export function keyAfter(key: Buffer): Buffer {
   return Buffer.concat([key, Buffer.from([0])]);
 }
 
-function prefixEnd(prefix: string): Buffer {
+/** Smallest key greater than every key under `prefix`: the end of a range read of the prefix. */
+export function prefixEnd(prefix: string): Buffer {
   const end = Buffer.from(prefix);
   for (let i = end.length - 1; i >= 0; i--) {
     if (end[i]! < 0xff) {
@@ -65,6 +66,6 @@ export async function scanPrefix(etcd: Etcd3, prefix: string, atRevision?: numbe
     revision ??= Number(res.header.revision);
     kvs.push(...res.kvs);
     if (!res.more || res.kvs.length === 0) return { kvs, revision };
-    start = after(res.kvs[res.kvs.length - 1]!.key);
+    start = keyAfter(res.kvs[res.kvs.length - 1]!.key);
   }
 }

@@ -120,7 +120,7 @@ describe('server streams', () => {
 describe('CONTROL_ACCESS', () => {
   it('names the role each method needs: reads for viewers, rollout verbs for operators, pushes for publishers', () => {
     const byRole = (role: string) => Object.entries(CONTROL_ACCESS).filter(([, r]) => r.role === role).map(([m]) => m).sort();
-    assert.deepEqual(byRole('viewer'), ['getRollout', 'getRolloutHistory', 'listHosts', 'listModules', 'listRollouts', 'watchRollout']);
+    assert.deepEqual(byRole('viewer'), ['getRollout', 'getRolloutHistory', 'getRolloutHosts', 'listHosts', 'listModules', 'listRollouts', 'watchRollout']);
     assert.deepEqual(byRole('operator'), ['abortRollout', 'createRollout', 'pauseRollout', 'promoteRollout', 'resumeRollout', 'undoRollout']);
     assert.deepEqual(byRole('publisher'), ['pushModule']);
     assert.ok(Object.values(CONTROL_ACCESS).every((r) => !r.control), 'the control plane has no business calling its own API');

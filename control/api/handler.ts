@@ -8,7 +8,7 @@ import { BpfleetError, toServiceError } from '../../common/errors.js';
 import { malformedRequest } from '../../common/grpc-malformed.js';
 import type { Logger } from '../../common/log.js';
 import { withServerSpan } from '../../common/otel-grpc.js';
-import { callerOf, guardService, type AccessRule } from '../../common/access.js';
+import { callerOf, guardService, type AccessRule, type MethodsOf } from '../../common/access.js';
 import type { TransportSecurity } from '../../common/tls.js';
 import { ControlServiceService, type ControlServiceServer } from '../../proto/gen/bpfleet/v1/control.js';
 
@@ -17,9 +17,10 @@ import { ControlServiceService, type ControlServiceServer } from '../../proto/ge
  * name a rule, and guardService() refuses a method without one). Health and reflection
  * are separate services, open to any peer that completed the mTLS handshake.
  */
-export const CONTROL_ACCESS: Readonly<Record<keyof ControlServiceServer, AccessRule>> = {
+export const CONTROL_ACCESS: Readonly<Record<MethodsOf<ControlServiceServer>, AccessRule>> = {
   listModules: { role: 'viewer' },
   getRollout: { role: 'viewer' },
+  getRolloutHosts: { role: 'viewer' },
   listRollouts: { role: 'viewer' },
   watchRollout: { role: 'viewer' },
   listHosts: { role: 'viewer' },

@@ -40,9 +40,9 @@ export async function follow(ctl: Control, id: string, opts: FollowOptions): Pro
   const deadline = opts.timeoutMs > 0 ? Date.now() + opts.timeoutMs : Infinity;
   let last: Rollout | null = null;
   const seen = (r: Rollout): boolean => {
-    last = r;
-    opts.onUpdate(r);
-    return opts.until(r);
+    last = mergeHosts(last, r);
+    opts.onUpdate(last);
+    return opts.until(last);
   };
   for (let failures = 0; ; ) {
     const outcome = await watchOnce(ctl, id, deadline, seen);
@@ -58,6 +58,19 @@ export async function follow(ctl: Control, id: string, opts: FollowOptions): Pro
     opts.onReconnect?.(outcome.err, ctl.address);
     await (opts.sleep ?? ((ms: number) => new Promise((r) => setTimeout(r, ms))))(pause);
   }
+}
+
+/**
+ * The rollout as the stream has told it so far: WatchRollout sends the whole view first,
+ * then only the hosts that changed (status.hostsChangedOnly); those replace the hosts of
+ * the same name in `before`. Hosts stay in wave-then-name order.
+ */
+export function mergeHosts(before: Rollout | null, r: Rollout): Rollout {
+  if (!r.status?.hostsChangedOnly || !before?.status) return r;
+  const byName = new Map(before.status.hosts.map((h) => [h.host, h]));
+  for (const h of r.status.hosts) byName.set(h.host, h);
+  const hosts = [...byName.values()].sort((a, b) => a.wave - b.wave || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+  return { ...r, status: { ...r.status, hosts, hostsChangedOnly: false, hostsOmitted: Math.max(0, (r.status.hostCounts?.total ?? 0) - hosts.length) } };
 }
 
 function watchOnce(ctl: Control, id: string, deadline: number, seen: (r: Rollout) => boolean): Promise<Outcome> {

@@ -36,7 +36,7 @@ export function emptyStatus(): RolloutStatus {
     phase: P.ROLLOUT_PHASE_PENDING, step: 0, hosts: [], analyses: [], message: '',
     stepStartedAt: '', updatedAt: '', inconclusiveInARow: 0, digest: '',
     observedRequest: 0, promoted: false, aborted: false, failuresInStep: 0, hostCounts: undefined,
-    skippedHosts: [], requestOutcomes: [],
+    skippedHosts: [], requestOutcomes: [], hostsOmitted: 0, hostsChangedOnly: false,
   };
 }
 
@@ -45,6 +45,10 @@ export const phaseLabel = (phase: RolloutPhase | undefined): string => enumLabel
 
 /** ROLLOUT_PHASE_ROLLED_BACK → "rolled back", as people read it; unset is "unspecified". */
 export const phaseName = (phase: RolloutPhase | undefined): string => phaseLabel(phase).replace(/_/g, ' ');
+
+/** Every host phase a progress entry can be in (not UNSPECIFIED, not UNRECOGNIZED). */
+export const HOST_PHASES: readonly HostPhase[] = Object.values(HostPhase)
+  .filter((p) => p !== HostPhase.HOST_PHASE_UNSPECIFIED && p !== HostPhase.UNRECOGNIZED);
 
 /** HOST_PHASE_ROLLING_BACK → "rolling back". */
 export const hostPhaseName = (phase: HostPhase): string => enumLabel(phase, 'HOST_PHASE_').replace(/_/g, ' ');

@@ -13,7 +13,7 @@ import { prereqSkip } from '../../e2e/support/prereqs.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import { emptyStatus } from '../rollout/vocabulary.js';
-import { RolloutStore } from './rollouts.js';
+import { HOSTS_PER_MESSAGE, RolloutStore } from './rollouts.js';
 
 const spec = toRolloutSpec({ module: 'm', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }, { percent: 100 }] });
 
@@ -96,5 +96,57 @@ describe('rollout store on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     const records = (await store.list({ hosts: false })).find((r) => r.id === 'r4')!;
     assert.deepEqual(records.status!.hosts, []);
     assert.equal(records.status!.hostCounts!.updated, 1);
+  });
+
+  test('view() carries at most HOSTS_PER_MESSAGE hosts and counts the rest as omitted', async () => {
+    const store = new RolloutStore(etcd);
+    const total = HOSTS_PER_MESSAGE + 234;
+    const hosts = Array.from({ length: total }, (_, i) => progress(`h${String(i).padStart(5, '0')}`, i % 4));
+    await store.saveStatus(rolloutOf('big', hosts), fence);
+    const { rollout } = (await store.view('big'))!;
+    assert.equal(rollout.status!.hosts.length, HOSTS_PER_MESSAGE);
+    assert.equal(rollout.status!.hostsOmitted, 234);
+    assert.equal(rollout.status!.hostCounts!.total, total);
+    const small = (await store.view('r1'))!.rollout;
+    assert.equal(small.status!.hosts.length, 300, 'a rollout under the bound is whole');
+    assert.equal(small.status!.hostsOmitted, 0);
+  });
+
+  test('hostsPage() pages in name order, resumes after a name, filters by phase and never repeats a host', async () => {
+    const store = new RolloutStore(etcd);
+    const hosts = Array.from({ length: 2500 }, (_, i) => progress(`p${String(i).padStart(5, '0')}`, 0, i % 10 === 3 ? HostPhase.HOST_PHASE_FAILED : HostPhase.HOST_PHASE_UPDATED));
+    await store.saveStatus(rolloutOf('paged', hosts), fence);
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await store.hostsPage('paged', { limit: 700, after });
+      assert.ok(page.hosts.length <= 700);
+      seen.push(...page.hosts.map((h) => h.host));
+      if (page.next === null) break;
+      after = page.next;
+    }
+    assert.deepEqual(seen, hosts.map((h) => h.host), 'every host once, in name order');
+    const failed: string[] = [];
+    after = undefined;
+    for (;;) {
+      const page = await store.hostsPage('paged', { limit: 100, after, phases: new Set([HostPhase.HOST_PHASE_FAILED]) });
+      failed.push(...page.hosts.map((h) => h.host));
+      if (page.next === null) break;
+      after = page.next;
+    }
+    assert.deepEqual(failed, hosts.filter((h) => h.phase === HostPhase.HOST_PHASE_FAILED).map((h) => h.host));
+  });
+
+  test('changedHosts() returns only hosts written since a revision', async () => {
+    const store = new RolloutStore(etcd);
+    const first = rolloutOf('delta', Array.from({ length: 1500 }, (_, i) => progress(`d${String(i).padStart(4, '0')}`, 0)));
+    const before = await store.saveStatus(first, fence);
+    const next = structuredClone(first);
+    for (const i of [3, 700, 1499]) next.status!.hosts[i]!.phase = HostPhase.HOST_PHASE_UPDATING;
+    const now = await store.saveStatus(next, fence, first);
+    const changed = await store.changedHosts('delta', before + 1, now);
+    assert.deepEqual(changed.map((h) => h.host), ['d0003', 'd0700', 'd1499']);
+    assert.ok(changed.every((h) => h.phase === HostPhase.HOST_PHASE_UPDATING));
+    assert.equal((await store.changedHosts('delta', 1, now)).length, 1500, 'from the start: every host, across pages');
   });
 });

@@ -7,11 +7,30 @@ import {
   type HostProgress,
   type Rollout,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
-import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
+import { chunk, keyAfter, MAX_TXN_OPS, mapLimit, prefixEnd, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 import { codecs } from '../../common/etcd/codec.js';
 import { decodeOrSkip, reportMalformed } from '../../common/etcd/malformed.js';
 import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
 import { isFinal } from '../rollout/vocabulary.js';
+
+/**
+ * Hosts one API message carries at most (GetRollout, each WatchRollout message, a
+ * GetRolloutHosts page): about 200 bytes each, so a message stays near 200 KiB whatever the
+ * fleet's size.
+ */
+export const HOSTS_PER_MESSAGE = 1000;
+
+/** Host progress keys one hostsPage() call reads at most, whatever the filter keeps. */
+export const HOSTS_SCANNED_PER_PAGE = 20_000;
+
+/** One page of a rollout's hosts, in host-name order. */
+export interface HostsPage {
+  hosts: HostProgress[];
+  /** The last host name read when more may follow (the next page starts after it); null at the end. */
+  next: string | null;
+  /** The etcd revision the page was read at. */
+  revision: number;
+}
 
 /** A rollout with the mod revision of its record: equal revisions mean nobody wrote it since. */
 export interface StoredRollout {
@@ -106,6 +125,87 @@ export class RolloutStore {
     return { rollout: this.join(rollout, this.decodeHosts(kvs)), revision: Number(kv.mod_revision) };
   }
 
+  /**
+   * The rollout as an API message: its record and at most `maxHosts` hosts (the first by
+   * name), with status.hostsOmitted saying how many more there are. Counts come from the
+   * record when hosts are left out (counting them would read every host), else from the
+   * hosts read. `atRevision` reads as of that etcd revision. Null when there is none.
+   */
+  async view(id: string, maxHosts = HOSTS_PER_MESSAGE, atRevision?: number): Promise<{ rollout: Rollout; revision: number } | null> {
+    let get = this.etcd.get(keys.rollout(id));
+    if (atRevision !== undefined) get = get.revision(atRevision);
+    const res = await get.exec();
+    const kv = res.kvs[0];
+    const rollout = kv ? this.decodeRecord(kv) : null;
+    if (!kv || !rollout) return null;
+    const revision = Number(res.header.revision);
+    if (!rollout.status) return { rollout, revision };
+    if (maxHosts === 0) {
+      rollout.status.hostsOmitted = rollout.status.hostCounts?.total ?? 0;
+      return { rollout, revision };
+    }
+    const page = await this.hostsPage(id, { limit: maxHosts, atRevision: revision });
+    if (page.next === null) return { rollout: this.join(rollout, page.hosts), revision };
+    const counted = rollout.status.hostCounts?.total ?? 0;
+    rollout.status.hosts = page.hosts.sort(this.order);
+    rollout.status.hostsOmitted = Math.max(counted - page.hosts.length, 1);
+    return { rollout, revision };
+  }
+
+  /**
+   * Up to `limit` hosts of rollout `id` whose names sort after `after`, in name order, only
+   * those in `phases` when given. Reads at most HOSTS_SCANNED_PER_PAGE keys, so a page of a
+   * filter that matches few hosts may come back short with `next` set. Host entries that do
+   * not decode are left out and reported as malformed.
+   */
+  async hostsPage(id: string, opts: { limit: number; after?: string; phases?: ReadonlySet<HostPhase>; atRevision?: number }): Promise<HostsPage> {
+    const prefix = keys.rolloutHostsOf(id);
+    const end = prefixEnd(prefix);
+    let start: Buffer = opts.after === undefined ? Buffer.from(prefix) : keyAfter(Buffer.from(keys.rolloutHost(id, opts.after)));
+    let revision = opts.atRevision;
+    const hosts: HostProgress[] = [];
+    let scanned = 0;
+    for (;;) {
+      const want = Math.min(opts.phases ? HOSTS_PER_MESSAGE : opts.limit - hosts.length, HOSTS_SCANNED_PER_PAGE - scanned);
+      let q = this.etcd.getAll().inRange({ start, end }).limit(want);
+      if (revision !== undefined) q = q.revision(revision);
+      const res = await q.exec();
+      revision ??= Number(res.header.revision);
+      const kvs = res.kvs;
+      for (let i = 0; i < kvs.length; i++) {
+        const h = this.decodeHosts([kvs[i]!])[0];
+        if (!h || (opts.phases && !opts.phases.has(h.phase))) continue;
+        hosts.push(h);
+        if (hosts.length === opts.limit) {
+          const more = i < kvs.length - 1 || res.more;
+          return { hosts, next: more ? nameOf(prefix, kvs[i]!.key.toString()) : null, revision };
+        }
+      }
+      scanned += kvs.length;
+      const last = kvs[kvs.length - 1];
+      if (!res.more || !last) return { hosts, next: null, revision };
+      start = keyAfter(last.key);
+      if (scanned >= HOSTS_SCANNED_PER_PAGE) return { hosts, next: nameOf(prefix, last.key.toString()), revision };
+    }
+  }
+
+  /**
+   * Hosts of rollout `id` whose progress was written at etcd revision `since` or later, up to
+   * `atRevision`, in name order (etcd's min_mod_revision filter; read in pages).
+   */
+  async changedHosts(id: string, since: number, atRevision: number): Promise<HostProgress[]> {
+    const end = prefixEnd(keys.rolloutHostsOf(id));
+    let start: Buffer = Buffer.from(keys.rolloutHostsOf(id));
+    const hosts: HostProgress[] = [];
+    for (;;) {
+      const res = await this.etcd.getAll().inRange({ start, end }).minModRevision(since).revision(atRevision).limit(HOSTS_PER_MESSAGE).exec();
+      hosts.push(...this.decodeHosts(res.kvs));
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || !last) return hosts;
+      start = keyAfter(last.key);
+    }
+  }
+
   /** Mod revision of the rollout's record, null when there is none: a cheap "changed since?". */
   async revisionOf(id: string): Promise<number | null> {
     const kv = (await this.etcd.get(keys.rollout(id)).exec()).kvs[0];
@@ -177,7 +277,7 @@ export class RolloutStore {
   /** The record: the rollout without its hosts, with their counts. */
   private record(rollout: Rollout): string {
     const status = rollout.status;
-    return codecs.rollout.encode(status ? { ...rollout, status: { ...status, hosts: [], hostCounts: countHosts(status.hosts) } } : rollout);
+    return codecs.rollout.encode(status ? { ...rollout, status: { ...status, hosts: [], hostsOmitted: 0, hostsChangedOnly: false, hostCounts: countHosts(status.hosts) } } : rollout);
   }
 
   /** The record's rollout; null when it does not decode or its id is not the key's (reported as malformed). */

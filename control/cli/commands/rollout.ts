@@ -2,13 +2,14 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import {
   GetRolloutHistoryResponse,
+  GetRolloutHostsResponse,
   ListRolloutsResponse,
   RolloutVerbResponse,
   type RolloutHistoryEntry,
 } from '../../../proto/gen/bpfleet/v1/control.js';
-import { Rollout, RolloutPhase } from '../../../proto/gen/bpfleet/v1/rollout.js';
+import { Rollout, RolloutPhase, type HostPhase, type HostProgress } from '../../../proto/gen/bpfleet/v1/rollout.js';
 import { parseRolloutSpec, specToInput } from '../../rollout/spec.js';
-import { isFinal, phaseName } from '../../rollout/vocabulary.js';
+import { HOST_PHASES, hostPhaseName, isFinal, phaseName } from '../../rollout/vocabulary.js';
 import type { Control } from '../client.js';
 import { EXIT } from '../exit-codes.js';
 import { exitCodeFor } from '../exit-for.js';
@@ -16,6 +17,7 @@ import { inert } from '../inert.js';
 import { follow } from '../follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
+import { BpfleetError } from '../../../common/errors.js';
 import { changeLines, describeRollout } from '../rollout-view.js';
 
 const settled = (r: Rollout): boolean => isFinal(r) || r.status?.phase === RolloutPhase.ROLLOUT_PHASE_PAUSED;
@@ -192,8 +194,32 @@ Examples:
           process.exitCode = await followRollout(ctl, id, { format: opts.output, timeoutMs: parseTimeout(opts.timeout), view });
           return;
         }
-        const r = await ctl.call('getRollout', { id });
+        const r = await withEveryHost(ctl, await ctl.call('getRollout', { id }));
         print(opts.output, { ...(Rollout.toJSON(r) as object), specYaml: specToInput(r.spec!) }, () => describeRollout(r));
+      });
+    });
+  rollout.command('hosts')
+    .description("list a rollout's hosts with their progress, a page at a time from the server")
+    .argument('<id>', 'rollout id')
+    .option('--phase <phases>', 'only hosts in these phases, comma-separated: pending, updating, updated, failed, rolling-back, rolled-back, restore-failed')
+    .option('--limit <n>', 'stop after this many hosts (0: all)', '0')
+    .addOption(outputOption())
+    .addHelpText('after', `
+Examples:
+  bpfleet rollout hosts <id>                          # every host, wave and phase
+  bpfleet rollout hosts <id> --phase failed,restore-failed
+  bpfleet rollout hosts <id> -o json | jq -r '.hosts[].host'
+
+Large rollouts are read in pages of ${HOSTS_PAGE} hosts (GetRolloutHosts), so this works at any
+fleet size; \`rollout get\` shows the same hosts with the steps and analyses.`)
+    .action(async (id: string, opts: { phase?: string; limit: string; output: Output }, cmd: Command) => {
+      const phases = opts.phase ? parsePhases(opts.phase) : [];
+      const limit = parseCount('--limit', opts.limit);
+      await withControl(cmd, async (ctl) => {
+        const hosts = await pageHosts(ctl, id, phases, limit);
+        print(opts.output, GetRolloutHostsResponse.toJSON({ hosts, nextPageToken: '', hostCounts: undefined }), () => hosts.length
+          ? hosts.map((h) => `${inert(h.host).padEnd(24)} wave ${String(h.wave + 1).padEnd(3)} ${hostPhaseName(h.phase).padEnd(15)} ${inert(h.message)}`).join('\n')
+          : 'no hosts match');
       });
     });
   rollout.command('list')
@@ -304,4 +330,42 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+// Hosts per GetRolloutHosts call the CLI asks for: the server's largest page.
+const HOSTS_PAGE = 5000;
+
+const PHASE_WORDS: ReadonlyMap<string, HostPhase> = new Map(HOST_PHASES.map((p) => [hostPhaseName(p).replace(/ /g, '-'), p]));
+
+/** "failed,rolled-back" → the host phases; USAGE naming the words it takes otherwise. */
+export function parsePhases(text: string): HostPhase[] {
+  return text.split(',').map((w) => w.trim().toLowerCase()).filter(Boolean).map((w) => {
+    const p = PHASE_WORDS.get(w);
+    if (p === undefined) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `--phase: "${inert(w)}" is not a host phase; use ${[...PHASE_WORDS.keys()].join(', ')}`);
+    return p;
+  });
+}
+
+function parseCount(flag: string, text: string): number {
+  if (!/^\d{1,9}$/.test(text)) throw new BpfleetError('INVALID_ARGUMENT', 'USAGE', `${flag}: "${inert(text)}" is not a whole number`);
+  return Number(text);
+}
+
+/** Every host of rollout `id` in `phases` (all when empty), up to `limit` (0: no limit), page by page. */
+async function pageHosts(ctl: Control, id: string, phases: HostPhase[], limit: number): Promise<HostProgress[]> {
+  const hosts: HostProgress[] = [];
+  let pageToken = '';
+  do {
+    const res = await ctl.call('getRolloutHosts', { id, pageSize: HOSTS_PAGE, pageToken, phases });
+    hosts.push(...res.hosts);
+    pageToken = res.nextPageToken;
+  } while (pageToken && (limit === 0 || hosts.length < limit));
+  return limit ? hosts.slice(0, limit) : hosts;
+}
+
+/** GetRollout's view with the hosts it left out (status.hostsOmitted) read page by page. */
+async function withEveryHost(ctl: Control, r: Rollout): Promise<Rollout> {
+  if (!r.status?.hostsOmitted) return r;
+  const hosts = await pageHosts(ctl, r.id, [], 0);
+  return { ...r, status: { ...r.status, hosts: hosts.sort((a, b) => a.wave - b.wave || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)), hostsOmitted: 0 } };
 }

@@ -22,6 +22,12 @@ import {
 } from "@grpc/grpc-js";
 import { Module, ModuleManifest } from "./module.js";
 import {
+  HostCounts,
+  HostPhase,
+  hostPhaseFromJSON,
+  hostPhaseToJSON,
+  hostPhaseToNumber,
+  HostProgress,
   Rollout,
   RolloutPhase,
   rolloutPhaseFromJSON,
@@ -86,6 +92,27 @@ export interface ListRolloutsResponse {
 
 export interface WatchRolloutRequest {
   id: string;
+}
+
+export interface GetRolloutHostsRequest {
+  id: string;
+  /** Hosts per page: 1 to 5,000; 0 means 500. */
+  pageSize: number;
+  /** next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
+  /** Only hosts in these phases; empty means every phase. */
+  phases: HostPhase[];
+}
+
+export interface GetRolloutHostsResponse {
+  hosts: HostProgress[];
+  /**
+   * Empty on the last page. A page may hold fewer than page_size hosts (a filter skips
+   * hosts) and still have a next page.
+   */
+  nextPageToken: string;
+  /** The rollout's host counts as of the same read (every phase, whatever the filter). */
+  hostCounts: HostCounts | undefined;
 }
 
 export interface PauseRolloutRequest {
@@ -886,6 +913,256 @@ export const WatchRolloutRequest: MessageFns<WatchRolloutRequest> = {
   fromPartial<I extends Exact<DeepPartial<WatchRolloutRequest>, I>>(object: I): WatchRolloutRequest {
     const message = createBaseWatchRolloutRequest();
     message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseGetRolloutHostsRequest(): GetRolloutHostsRequest {
+  return { id: "", pageSize: 0, pageToken: "", phases: [] };
+}
+
+export const GetRolloutHostsRequest: MessageFns<GetRolloutHostsRequest> = {
+  encode(message: GetRolloutHostsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    if (message.phases.length !== 0) {
+      writer.uint32(34).fork();
+      for (const v of message.phases) {
+        writer.int32(hostPhaseToNumber(v));
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutHostsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutHostsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag === 32) {
+              message.phases.push(hostPhaseFromJSON(reader.int32()));
+
+              continue;
+            }
+
+            if (tag === 34) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.phases.push(hostPhaseFromJSON(reader.int32()));
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutHostsRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+      phases: globalThis.Array.isArray(object?.phases) ? object.phases.map((e: any) => hostPhaseFromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetRolloutHostsRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    if (message.phases?.length) {
+      obj.phases = message.phases.map((e) => hostPhaseToJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRolloutHostsRequest>, I>>(base?: I): GetRolloutHostsRequest {
+    return GetRolloutHostsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRolloutHostsRequest>, I>>(object: I): GetRolloutHostsRequest {
+    const message = createBaseGetRolloutHostsRequest();
+    message.id = object.id ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    message.phases = object.phases?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseGetRolloutHostsResponse(): GetRolloutHostsResponse {
+  return { hosts: [], nextPageToken: "", hostCounts: undefined };
+}
+
+export const GetRolloutHostsResponse: MessageFns<GetRolloutHostsResponse> = {
+  encode(message: GetRolloutHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.hosts) {
+      HostProgress.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    if (message.hostCounts !== undefined) {
+      HostCounts.encode(message.hostCounts, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRolloutHostsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRolloutHostsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hosts.push(HostProgress.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hostCounts = HostCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetRolloutHostsResponse {
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => HostProgress.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+      hostCounts: isSet(object.hostCounts)
+        ? HostCounts.fromJSON(object.hostCounts)
+        : isSet(object.host_counts)
+        ? HostCounts.fromJSON(object.host_counts)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetRolloutHostsResponse): unknown {
+    const obj: any = {};
+    if (message.hosts?.length) {
+      obj.hosts = message.hosts.map((e) => HostProgress.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    if (message.hostCounts !== undefined) {
+      obj.hostCounts = HostCounts.toJSON(message.hostCounts);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetRolloutHostsResponse>, I>>(base?: I): GetRolloutHostsResponse {
+    return GetRolloutHostsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetRolloutHostsResponse>, I>>(object: I): GetRolloutHostsResponse {
+    const message = createBaseGetRolloutHostsResponse();
+    message.hosts = object.hosts?.map((e) => HostProgress.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    message.hostCounts = (object.hostCounts !== undefined && object.hostCounts !== null)
+      ? HostCounts.fromPartial(object.hostCounts)
+      : undefined;
     return message;
   },
 };
@@ -2571,6 +2848,21 @@ export const ControlServiceService = {
     responseSerialize: (value: Rollout): Buffer => Buffer.from(Rollout.encode(value).finish()),
     responseDeserialize: (value: Buffer): Rollout => Rollout.decode(value),
   },
+  /**
+   * One page of a rollout's per-host progress, in host-name order, optionally only hosts in
+   * the given phases.
+   */
+  getRolloutHosts: {
+    path: "/bpfleet.v1.ControlService/GetRolloutHosts" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRolloutHostsRequest): Buffer =>
+      Buffer.from(GetRolloutHostsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRolloutHostsRequest => GetRolloutHostsRequest.decode(value),
+    responseSerialize: (value: GetRolloutHostsResponse): Buffer =>
+      Buffer.from(GetRolloutHostsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRolloutHostsResponse => GetRolloutHostsResponse.decode(value),
+  },
   listHosts: {
     path: "/bpfleet.v1.ControlService/ListHosts" as const,
     requestStream: false as const,
@@ -2657,6 +2949,11 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   listRollouts: handleUnaryCall<ListRolloutsRequest, ListRolloutsResponse>;
   /** Sends the rollout now and on every change; ends when it reaches a final phase. */
   watchRollout: handleServerStreamingCall<WatchRolloutRequest, Rollout>;
+  /**
+   * One page of a rollout's per-host progress, in host-name order, optionally only hosts in
+   * the given phases.
+   */
+  getRolloutHosts: handleUnaryCall<GetRolloutHostsRequest, GetRolloutHostsResponse>;
   listHosts: handleUnaryCall<ListHostsRequest, ListHostsResponse>;
   /**
    * Operator verbs. Each is recorded as a RolloutRequest and in the audit log; the leading
@@ -2759,6 +3056,25 @@ export interface ControlServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<Rollout>;
+  /**
+   * One page of a rollout's per-host progress, in host-name order, optionally only hosts in
+   * the given phases.
+   */
+  getRolloutHosts(
+    request: GetRolloutHostsRequest,
+    callback: (error: ServiceError | null, response: GetRolloutHostsResponse) => void,
+  ): ClientUnaryCall;
+  getRolloutHosts(
+    request: GetRolloutHostsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRolloutHostsResponse) => void,
+  ): ClientUnaryCall;
+  getRolloutHosts(
+    request: GetRolloutHostsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRolloutHostsResponse) => void,
+  ): ClientUnaryCall;
   listHosts(
     request: ListHostsRequest,
     callback: (error: ServiceError | null, response: ListHostsResponse) => void,

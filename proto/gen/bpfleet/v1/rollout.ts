@@ -657,6 +657,18 @@ export interface RolloutStatus {
    * a request the API accepted is either applied or recorded here with why not.
    */
   requestOutcomes: RequestOutcome[];
+  /**
+   * Set by the API, never stored. How many hosts this message leaves out of `hosts`:
+   * GetRollout and WatchRollout carry at most 1,000 hosts a message (the first ones by
+   * name); GetRolloutHosts pages through the rest.
+   */
+  hostsOmitted: number;
+  /**
+   * Set by the API, never stored. True on WatchRollout messages after the first: `hosts`
+   * holds only the hosts whose progress changed since the previous message (a large change
+   * comes as several messages), so a follower merges them by host name.
+   */
+  hostsChangedOnly: boolean;
 }
 
 export interface SkippedHost {
@@ -2322,6 +2334,8 @@ function createBaseRolloutStatus(): RolloutStatus {
     hostCounts: undefined,
     skippedHosts: [],
     requestOutcomes: [],
+    hostsOmitted: 0,
+    hostsChangedOnly: false,
   };
 }
 
@@ -2374,6 +2388,12 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     for (const v of message.requestOutcomes) {
       RequestOutcome.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.hostsOmitted !== 0) {
+      writer.uint32(320).uint32(message.hostsOmitted);
+    }
+    if (message.hostsChangedOnly !== false) {
+      writer.uint32(328).bool(message.hostsChangedOnly);
     }
     return writer;
   },
@@ -2519,6 +2539,22 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.requestOutcomes.push(RequestOutcome.decode(reader, reader.uint32()));
             continue;
           }
+          case 40: {
+            if (tag !== 320) {
+              break;
+            }
+
+            message.hostsOmitted = reader.uint32();
+            continue;
+          }
+          case 41: {
+            if (tag !== 328) {
+              break;
+            }
+
+            message.hostsChangedOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2583,6 +2619,16 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         : globalThis.Array.isArray(object?.request_outcomes)
         ? object.request_outcomes.map((e: any) => RequestOutcome.fromJSON(e))
         : [],
+      hostsOmitted: isSet(object.hostsOmitted)
+        ? globalThis.Number(object.hostsOmitted)
+        : isSet(object.hosts_omitted)
+        ? globalThis.Number(object.hosts_omitted)
+        : 0,
+      hostsChangedOnly: isSet(object.hostsChangedOnly)
+        ? globalThis.Boolean(object.hostsChangedOnly)
+        : isSet(object.hosts_changed_only)
+        ? globalThis.Boolean(object.hosts_changed_only)
+        : false,
     };
   },
 
@@ -2636,6 +2682,12 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.requestOutcomes?.length) {
       obj.requestOutcomes = message.requestOutcomes.map((e) => RequestOutcome.toJSON(e));
     }
+    if (message.hostsOmitted !== 0) {
+      obj.hostsOmitted = Math.round(message.hostsOmitted);
+    }
+    if (message.hostsChangedOnly !== false) {
+      obj.hostsChangedOnly = message.hostsChangedOnly;
+    }
     return obj;
   },
 
@@ -2662,6 +2714,8 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
       : undefined;
     message.skippedHosts = object.skippedHosts?.map((e) => SkippedHost.fromPartial(e)) || [];
     message.requestOutcomes = object.requestOutcomes?.map((e) => RequestOutcome.fromPartial(e)) || [];
+    message.hostsOmitted = object.hostsOmitted ?? 0;
+    message.hostsChangedOnly = object.hostsChangedOnly ?? false;
     return message;
   },
 };
