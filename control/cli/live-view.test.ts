@@ -59,16 +59,21 @@ describe('liveView', () => {
   });
 
   it('shows the latest verdicts with the numbers behind them and the hosts left out', () => {
-    const metric = { metric: 'drop_rate', canary: 0.5, baseline: 0.001, verdict: Verdict.VERDICT_FAIL, reason: 'too high', canarySamples: 9, baselineSamples: 27 };
+    const summary = (median: number) => ({ median, iqr: 0.01, mean: median, samples: 3, outliers: 0 });
+    const metric = { metric: 'drop_rate', canary: 0.5, baseline: 0.001, verdict: Verdict.VERDICT_FAIL, reason: 'too high', canarySamples: 9, baselineSamples: 27,
+      canarySummary: summary(0.5), baselineSummary: summary(0.001), test: 'mann-whitney', effect: 0.499, limit: 0.01, pValue: 0.004, alpha: 0.05 };
     const analyses = Array.from({ length: 6 }, (_, i) => ({ step: 1, verdict: Verdict.VERDICT_INCONCLUSIVE, metrics: [], at: `2026-01-01T10:00:1${i}.000Z`, summary: '', staleHosts: [] }));
     analyses.push({ step: 1, verdict: Verdict.VERDICT_FAIL, metrics: [metric], at: '2026-01-01T10:00:20.000Z', summary: '', staleHosts: ['h3'] } as never);
     const lines = liveView(rollout({ analyses }), T('10:00:21'));
     const from = lines.indexOf('analysis');
     assert.ok(from > 0);
     assert.equal(lines.slice(from).filter((l) => /^ {2}\d\d:\d\d:\d\d step/.test(l)).length, 4, 'only the latest few');
-    assert.deepEqual(lines.slice(-3), [
+    assert.deepEqual(lines.slice(-6), [
       '  10:00:20 step 2 FAIL',
       '    drop_rate: canary 0.5 (9) vs baseline 0.001 (27) → fail: too high',
+      '      canary   median 0.5  IQR 0.01  mean 0.5  n=3',
+      '      baseline median 0.001  IQR 0.01  mean 0.001  n=3',
+      '      test: mann-whitney — increase +0.499 vs limit +0.01, p=0.004 vs α 0.05',
       '    left out (no recent telemetry): h3',
     ]);
   });

@@ -4,6 +4,7 @@ import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../
 import { formatDuration } from '../rollout/duration.js';
 import { describeStep } from '../rollout/spec.js';
 import { phaseName, verdictName } from '../rollout/vocabulary.js';
+import { explainMetric } from './rollout-view.js';
 
 const H = HostPhase;
 const P = RolloutPhase;
@@ -72,7 +73,7 @@ export function liveView(r: Rollout, now: number): string[] {
     lines.push(`  ${mark} ${i + 1}. ${describeStep(st)}${here && state ? `  (${state})` : ''}`);
   });
   if (s.hosts.length) {
-    lines.push('waves');
+    lines.push(s.hostsOmitted ? `waves (${s.hostsOmitted} of ${s.hostCounts?.total ?? '?'} hosts not reported yet)` : 'waves');
     const waves = [...new Set(s.hosts.map((h) => h.wave))].sort((a, b) => a - b);
     for (const w of waves) {
       const hosts = s.hosts.filter((h) => h.wave === w);
@@ -83,10 +84,13 @@ export function liveView(r: Rollout, now: number): string[] {
   const analyses = s.analyses.slice(-ANALYSES_SHOWN);
   if (analyses.length) {
     lines.push('analysis');
-    for (const a of analyses) {
+    for (const [i, a] of analyses.entries()) {
       lines.push(`  ${clockOf(a.at)} step ${a.step + 1} ${verdictName(a.verdict).toUpperCase()}`);
       for (const m of a.metrics) {
         lines.push(`    ${m.metric}: canary ${num(m.canary)} (${m.canarySamples}) vs baseline ${num(m.baseline)} (${m.baselineSamples}) → ${verdictName(m.verdict)}: ${m.reason}`);
+        // The latest verdict with how it came about (summaries, test, p-value, limit); older
+        // ones stay one line each so the picture fits a terminal.
+        if (i === analyses.length - 1) lines.push(...explainMetric(m));
       }
       if (a.staleHosts.length) lines.push(`    left out (no recent telemetry): ${a.staleHosts.join(', ')}`);
     }
