@@ -2,7 +2,10 @@
 #ifndef BPFLEET_H
 #define BPFLEET_H
 
+/* A CO-RE module includes vmlinux.h first, which already has every type linux/bpf.h has. */
+#ifndef __VMLINUX_H__
 #include <linux/bpf.h>
+#endif
 #include <bpf/bpf_helpers.h>
 
 /* Slots of `bpfleet_counters`, named in index order by the manifest's `counters`. */
