@@ -52,6 +52,10 @@ const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
   .option('--pps <n>', 'simulated packets per second per interface', positive('pps'), 1000)
   .option('--preinstall <module@version>', 'attach this module on every host before registering', moduleRef)
   .option('--attachment <a>', 'attachment for --preinstall', 'xdp:eth0')
+  .option('--store-ca <file>', 'CA bundle for etcd and NATS (with --store-cert/--store-key: TLS to both, as the pool\'s identity)')
+  .option('--store-cert <file>', 'the pool\'s certificate for etcd and NATS (see bench/sim-pool/access.ts for what it may do)')
+  .option('--store-key <file>', 'its key')
+  .option('--store-name <name>', 'the pool certificate\'s name: its etcd user and NATS inbox prefix', 'sim-pool')
   .option('--drop-rate <version=rate>', 'a module version that drops this fraction of packets (repeatable)', dropRates, new Map<string, number>())
   .action(async (opts) => {
     const prefix = opts.namePrefix as string;
@@ -59,13 +63,17 @@ const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
     const transport = loadTransport(opts, 'bpfleet-sim-host-pool');
     const log = createLogger('sim-host-pool');
     const rates = opts.dropRate as Map<string, number>;
+    const storeFiles = [opts.storeCa, opts.storeCert, opts.storeKey] as (string | undefined)[];
+    if (storeFiles.some(Boolean) && !storeFiles.every(Boolean)) throw new InvalidArgumentError('--store-ca, --store-cert and --store-key go together');
+    const files = { caPath: opts.storeCa as string, certPath: opts.storeCert as string, keyPath: opts.storeKey as string };
+    const storeTls = opts.storeCa ? { etcd: files, nats: files, name: opts.storeName as string } : undefined;
     const pool = await SimHostPool.start({
       hosts: opts.hosts, namePrefix: prefix, labels: () => opts.label,
       listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       telemetryIntervalMs: opts.telemetryInterval, leaseTtlSeconds: opts.leaseTtl, pps: opts.pps,
       behaviour: (a) => ({ ...DEFAULT_BEHAVIOUR, dropRate: rates.get(a.manifest.version) ?? 0 }),
       preinstall: opts.preinstall ? { ...opts.preinstall, attachment: opts.attachment } : undefined,
-      transport, log,
+      transport, log, storeTls,
     });
     // On stdout, whatever the log level: whoever started the pool waits for this line.
     process.stdout.write(`sim host pool ready: ${pool.hosts.size} hosts at ${pool.address}\n`);

@@ -11,7 +11,7 @@
 import { release } from 'node:os';
 import { Server, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Etcd3, type Lease, type Watcher } from 'etcd3';
+import type { Etcd3, Lease, Watcher } from 'etcd3';
 import { agentService, guardAgentService } from '../../agent/server.js';
 import { serverCredentials, type TransportSecurity } from '../../common/tls.js';
 import { convergeTo } from '../../agent/intent-watch.js';
@@ -24,7 +24,8 @@ import { AGENT_VERSION } from '../../agent/agent.js';
 import { ArtifactStore } from '../../common/artifacts.js';
 import { parseAttachment } from '../../common/attachment.js';
 import { BpfleetError, toServiceError } from '../../common/errors.js';
-import { keys } from '../../common/keys.js';
+import { keys, subjects } from '../../common/keys.js';
+import { etcdClient, natsTls, type StoreTls } from '../../common/store-clients.js';
 import type { Logger } from '../../common/log.js';
 import { scanPrefix } from '../../common/etcd/batch.js';
 import { AgentServiceService, GetStateResponse, Intent, type AgentServiceServer } from '../../proto/gen/bpfleet/v1/agent.js';
@@ -55,6 +56,12 @@ export interface SimHostPoolOptions {
   preinstall?: { module: string; version: string; attachment: string };
   /** mTLS with one certificate for the whole pool (Apply only from the control plane, as on an agent), or insecure. */
   transport: TransportSecurity;
+  /**
+   * The pool's one certificate towards etcd and NATS, with the permissions of
+   * bench/sim-pool/access.ts; `name` is its name (the etcd user and the NATS inbox prefix).
+   * Without it the pool talks plain text, which a secured etcd or NATS refuses.
+   */
+  storeTls?: StoreTls & { name: string };
   log: Logger;
 }
 
@@ -78,7 +85,7 @@ export class SimHostPool {
   private stopped = false;
 
   private constructor(private readonly opts: SimHostPoolOptions) {
-    this.etcd = new Etcd3({ hosts: opts.etcdEndpoints });
+    this.etcd = etcdClient(opts.etcdEndpoints, opts.storeTls?.etcd);
     this.writes = new GroupCommit(this.etcd);
   }
 
@@ -96,7 +103,10 @@ export class SimHostPool {
 
   private async boot(): Promise<void> {
     const { opts } = this;
-    this.nc = await connect({ servers: opts.natsServers, name: 'bpfleet-sim-host-pool', maxReconnectAttempts: -1, waitOnFirstConnect: true });
+    this.nc = await connect({
+      servers: opts.natsServers, name: 'bpfleet-sim-host-pool', maxReconnectAttempts: -1, waitOnFirstConnect: true,
+      tls: natsTls(opts.storeTls?.nats), ...(opts.storeTls ? { inboxPrefix: subjects.inboxPrefix(opts.storeTls.name) } : {}),
+    });
     const source = this.moduleSource();
     for (let i = 1; i <= opts.hosts; i++) {
       const name = `${opts.namePrefix}${i}`;
@@ -136,7 +146,7 @@ export class SimHostPool {
       object: (digest) => {
         let o = objects.get(digest);
         if (!o) {
-          o = (store ??= ArtifactStore.open(this.nc)).then((s) => s.get(digest));
+          o = (store ??= ArtifactStore.open(this.nc, { create: false })).then((s) => s.get(digest));
           objects.set(digest, o);
           void o.catch(() => objects.delete(digest));
         }
@@ -204,10 +214,12 @@ export class SimHostPool {
     }));
   }
 
-  /** One watch over every intent, each routed to its host: the level-triggered half of Apply. */
+  /** One watch over its hosts' intents, each routed to its host: the level-triggered half of Apply. */
   private async watchIntents(): Promise<void> {
-    const { kvs, revision } = await scanPrefix(this.etcd, keys.intentsPrefix);
-    const watcher = await this.etcd.watch().prefix(keys.intentsPrefix).startRevision(String(revision + 1)).create();
+    // Only its own hosts' intents: all the pool's identity may read (bench/sim-pool/access.ts).
+    const prefix = `${keys.intentsPrefix}${this.opts.namePrefix}`;
+    const { kvs, revision } = await scanPrefix(this.etcd, prefix);
+    const watcher = await this.etcd.watch().prefix(prefix).startRevision(String(revision + 1)).create();
     this.intentWatcher = watcher;
     watcher.on('put', (kv) => this.converge(kv.value.toString()));
     watcher.on('error', (err) => {

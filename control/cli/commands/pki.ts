@@ -90,12 +90,15 @@ Without downtime:
   1. bpfleet pki rotate           # new CA; <dir>/ca.crt now trusts the old and the new CA
   2. install the new ca.crt on every server and client (old certificates still verify)
   3. install each holder's new certificate and key (old and new work side by side)
-  4. bpfleet pki rotate --finish  # ca.crt trusts only the new CA; install it everywhere`)
+  4. bpfleet pki rotate --finish  # ca.crt trusts only the new CA; install it everywhere
+After each of 2, 3 and 4 restart every server that holds the files, one at a time: etcd
+members, NATS servers, control-plane replicas, agents (each reads its TLS files at start).
+docs/SECURITY.md, "Rotating the CA".`)
     .action(async (opts: { finish?: boolean; validity?: string; dir: string }) => {
       if (opts.finish) {
         const { dropped } = await finishRotation(opts.dir);
         process.stdout.write(dropped.length
-          ? `${join(opts.dir, CA_CERT_FILE)} now trusts only the current CA; no longer trusted: ${dropped.map((d) => `"${d}"`).join(', ')}\nnext: install it on every server and client\n`
+          ? `${join(opts.dir, CA_CERT_FILE)} now trusts only the current CA; no longer trusted: ${dropped.map((d) => `"${d}"`).join(', ')}\nnext: install it on every server and client, and restart each\n`
           : `no rotation in progress: ${join(opts.dir, CA_CERT_FILE)} already trusts one CA\n`);
         return;
       }
@@ -104,7 +107,7 @@ Without downtime:
   trust bundle: ${r.ca.certPath} (trusts the new CA and the previous one, "${r.previous}")
 re-issued ${r.reissued.length} certificate(s) with new keys:
 ${r.reissued.map(leafLine).join('\n')}
-next: install ${r.ca.certPath} everywhere, then each new certificate and key, then: bpfleet pki rotate --finish --dir ${opts.dir}\n`);
+next: install ${r.ca.certPath} everywhere and restart each server, then each new certificate and key and restart each again, then: bpfleet pki rotate --finish --dir ${opts.dir}\n`);
     });
 
   pki.command('show')
