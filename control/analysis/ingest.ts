@@ -22,7 +22,7 @@ export const DEFAULT_TELEMETRY_MAX_SKEW_MS = 300_000;
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
 export interface IngestOptions {
-  /** Reports stamped later than now + this are dropped (ms, ≥ 0; default 10 s). */
+  /** Reports stamped later than now + this are dropped (ms, ≥ 0; default DEFAULT_TELEMETRY_MAX_SKEW_MS, 5 min). */
   maxSkewMs?: number;
   /** The clock (ms since the epoch); tests pin it. */
   now?: () => number;
