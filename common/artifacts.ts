@@ -39,6 +39,22 @@ export class ArtifactStore {
     return { digest, key };
   }
 
+  /** Whether the object of `digest` is stored. */
+  async has(digest: string): Promise<boolean> {
+    return (await this.store.info(ArtifactStore.objectKey(digest))) !== null;
+  }
+
+  /**
+   * Deletes the object of `digest` (module retire); false when there was none. JetStream
+   * purges the object's chunks, so the space is freed, not just the name.
+   */
+  async delete(digest: string): Promise<boolean> {
+    const key = ArtifactStore.objectKey(digest);
+    if (!(await this.store.info(key))) return false;
+    await this.store.delete(key);
+    return true;
+  }
+
   async get(digest: string): Promise<Uint8Array> {
     const bytes = await this.store.getBlob(ArtifactStore.objectKey(digest));
     if (!bytes) throw new BpfleetError('NOT_FOUND', 'ARTIFACT_MISSING', `artifact ${digest} is not in the object store`);
