@@ -33,7 +33,7 @@ export class ArtifactStore {
   async put(object: Uint8Array): Promise<{ digest: string; key: string }> {
     const digest = digestOf(object);
     const key = ArtifactStore.objectKey(digest);
-    if (!(await this.store.info(key))) {
+    if (!(await this.present(key))) {
       await this.store.putBlob({ name: key }, object);
     }
     return { digest, key };
@@ -41,7 +41,13 @@ export class ArtifactStore {
 
   /** Whether the object of `digest` is stored. */
   async has(digest: string): Promise<boolean> {
-    return (await this.store.info(ArtifactStore.objectKey(digest))) !== null;
+    return this.present(ArtifactStore.objectKey(digest));
+  }
+
+  /** The object store keeps a deleted object's info (marked deleted): that is no object. */
+  private async present(key: string): Promise<boolean> {
+    const info = await this.store.info(key);
+    return info !== null && !info.deleted;
   }
 
   /**
@@ -50,7 +56,7 @@ export class ArtifactStore {
    */
   async delete(digest: string): Promise<boolean> {
     const key = ArtifactStore.objectKey(digest);
-    if (!(await this.store.info(key))) return false;
+    if (!(await this.present(key))) return false;
     await this.store.delete(key);
     return true;
   }

@@ -37,6 +37,14 @@ async function waitForDrain(ctl: Control, host: string, until: DrainState, timeo
   }
 }
 
+/**
+ * The output format of a subcommand: `hosts` takes -o itself (for the listing), and commander
+ * gives an option both a command and its parent have to the parent, wherever it is written.
+ */
+function outputOf(cmd: Command): Output {
+  return cmd.getOptionValueSource('output') === 'cli' ? cmd.opts().output as Output : (cmd.parent?.opts().output ?? 'text') as Output;
+}
+
 function drainLine(d: HostDrain): string {
   return `${d.host}: ${drainStateName(d.state)}${d.decommission ? ' (decommission)' : ''} — ${d.message}`;
 }
@@ -117,10 +125,10 @@ thing left), or before its agent comes back to let it join rollouts.
 Exit codes: 0 undrained (or was not drained), 7 neither registered nor drained.
 Example:
   bpfleet hosts undrain h3`)
-    .action(async (host: string, opts: { reason?: string; output: Output }, cmd: Command) => {
+    .action(async (host: string, opts: { reason?: string }, cmd: Command) => {
       await withControl(cmd, async (ctl) => {
         const res = await ctl.call('undrainHost', { host, reason: opts.reason ?? '' });
-        print(opts.output, HostDrainResponse.toJSON(res), () => (res.changed ? `${host}: undrained; new rollouts may plan it` : `${host}: was not drained`));
+        print(outputOf(cmd), HostDrainResponse.toJSON(res), () => (res.changed ? `${host}: undrained; new rollouts may plan it` : `${host}: was not drained`));
       });
     });
 }
@@ -129,7 +137,6 @@ interface WaitOpts {
   reason?: string;
   wait: boolean;
   timeout: string;
-  output: Output;
 }
 
 async function list(opts: { output: Output }, cmd: Command): Promise<void> {
@@ -156,6 +163,6 @@ async function drainCommand(cmd: Command, host: string, opts: WaitOpts, decommis
         drain = now;
       } else drain = reached;
     }
-    print(opts.output, HostDrainResponse.toJSON({ drain, changed: res.changed }), () => `${res.changed ? '' : '(already requested) '}${drainLine(drain)}`);
+    print(outputOf(cmd), HostDrainResponse.toJSON({ drain, changed: res.changed }), () => `${res.changed ? '' : '(already requested) '}${drainLine(drain)}`);
   });
 }
