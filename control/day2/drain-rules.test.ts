@@ -4,7 +4,7 @@ import type { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import { DrainState, type HostDrain } from '../../proto/gen/bpfleet/v1/control.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { fleet, rolloutOf, step, T0 } from '../rollout/rollouts.fixture.js';
-import { drainStep, removalsNeeded, rolloutsHolding, type HostLook, type RunningProgram } from './drain-rules.js';
+import { drainProgress, drainStep, removalsNeeded, rolloutsHolding, type HostLook, type RunningProgram } from './drain-rules.js';
 
 const NOW = new Date(T0);
 const PROG: RunningProgram = { attachment: 'xdp:eth0', module: 'pass-counter@1.0.0', digest: `sha256:${'a'.repeat(64)}` };
@@ -114,5 +114,13 @@ describe('planning a rollout', () => {
     const d = step({ rollout: rolloutOf(), hosts: fleet(2, { drained: true }), now: T0 });
     assert.equal(d.rollout.status!.phase, RolloutPhase.ROLLOUT_PHASE_FAILED);
     assert.match(d.rollout.status!.message, /every host that matches the selector \{\} is drained \(h01, h02\); undrain one with bpfleet hosts undrain/);
+  });
+});
+
+describe('drainProgress', () => {
+  it('orders draining < drained < decommissioned (the enum values are strings that sort otherwise)', () => {
+    const order = [DrainState.DRAIN_STATE_DRAINING, DrainState.DRAIN_STATE_DRAINED, DrainState.DRAIN_STATE_DECOMMISSIONED].map(drainProgress);
+    assert.deepEqual(order, [0, 1, 2]);
+    assert.equal(drainProgress(DrainState.DRAIN_STATE_UNSPECIFIED), -1);
   });
 });

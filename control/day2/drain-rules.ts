@@ -111,6 +111,11 @@ export function drainedHosts(drains: readonly HostDrain[]): Set<string> {
   return new Set(drains.map((d) => d.host));
 }
 
+/** How far a drain has come (the generated enum's values are strings: never compare them directly). */
+export function drainProgress(state: DrainState): number {
+  return [DrainState.DRAIN_STATE_DRAINING, DrainState.DRAIN_STATE_DRAINED, DrainState.DRAIN_STATE_DECOMMISSIONED].indexOf(state);
+}
+
 /** The words of a drain state, for the CLI and messages. */
 export function drainStateName(state: DrainState): string {
   switch (state) {

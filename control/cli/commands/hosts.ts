@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { DrainState, HostDrainResponse, ListHostsResponse, type Host, type HostDrain } from '../../../proto/gen/bpfleet/v1/control.js';
-import { drainStateName } from '../../day2/drain-rules.js';
+import { drainProgress, drainStateName } from '../../day2/drain-rules.js';
 import type { Control } from '../client.js';
 import { EXIT } from '../exit-codes.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
@@ -31,7 +31,7 @@ async function waitForDrain(ctl: Control, host: string, until: DrainState, timeo
   for (;;) {
     const res = await ctl.call('listHosts', {});
     const drain = res.drains.find((d) => d.host === host);
-    if (drain && drain.state >= until) return drain;
+    if (drain && drainProgress(drain.state) >= drainProgress(until)) return drain;
     if (Date.now() + POLL_MS > deadline) return null;
     await sleep(POLL_MS);
   }
