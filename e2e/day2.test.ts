@@ -130,4 +130,19 @@ describe('day-2 verbs: drain, undrain, retire', { skip }, () => {
     assert.match(push.stderr, /was retired by .*a retired version is never reused/);
     assert.ok((await audit()).some((e) => e.action === 'module.retire' && e.target === 'pass-counter@1.0.0'));
   });
+
+  test('decommission drains the host, then forgets it: registration, observed state and intents deleted, the drain kept', async () => {
+    assert.ok(await xdpOf(other));
+    const r = await fleet.cli(['hosts', 'decommission', other, '--timeout', '30s']);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, new RegExp(`${other}: decommissioned \\(decommission\\)`));
+    assert.equal(await xdpOf(other), null, 'the kernel runs nothing on the decommissioned host');
+    for (const prefix of [`/bpfleet/hosts/${other}`, `/bpfleet/observed/${other}`, `/bpfleet/intents/${other}/`]) {
+      assert.deepEqual(await etcd.getAll().prefix(prefix).keys(), [], `${prefix} deleted`);
+    }
+    const hosts = await fleet.cliJson<HostsJson>(['hosts']);
+    assert.ok(!hosts.hosts.some((h) => h.name === other), 'no longer registered');
+    assert.deepEqual(hosts.drains?.filter((d) => d.host === other).map((d) => d.state), ['DRAIN_STATE_DECOMMISSIONED']);
+    assert.match((await fleet.cli(['hosts'])).stdout, new RegExp(`${other} +\\(not registered\\) +\\[decommissioned\\]`));
+  });
 });
