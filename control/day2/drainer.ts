@@ -9,6 +9,7 @@ import { BpfleetError } from '../../common/errors.js';
 import { keys } from '../../common/keys.js';
 import type { Logger } from '../../common/log.js';
 import type { Intent } from '../../proto/gen/bpfleet/v1/agent.js';
+import { DrainState } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from '../agent-clients.js';
 import type { Leadership } from '../leader.js';
@@ -86,23 +87,27 @@ export class Drainer {
     const leadership = this.leadership;
     if (!leadership) return;
     const drains = await this.deps.drains.list();
-    if (!drains.length) return;
-    const unfinished = await this.deps.rollouts.unfinished();
+    // Rollout records are kept for ever: read them only when a drain still has work to do.
+    let unfinished: Promise<Rollout[]> | null = null;
+    const rollouts = () => (unfinished ??= this.deps.rollouts.unfinished());
     for (const stored of drains) {
       if (leadership.lost.aborted) return;
-      await this.advance(stored, unfinished, leadership);
+      await this.advance(stored, rollouts, leadership);
     }
   }
 
-  private async advance(stored: StoredDrain, unfinished: readonly Rollout[], leadership: Leadership): Promise<void> {
+  private async advance(stored: StoredDrain, unfinished: () => Promise<Rollout[]>, leadership: Leadership): Promise<void> {
     const { drain } = stored;
     const name = drain.host;
     const host = await this.deps.hosts.get(name);
     const running = await this.runningOn(name);
+    // A settled drain whose host runs nothing has nothing a rollout could hold up: planning
+    // leaves drained hosts out, and the drain was refused while one held the host.
+    const settled = !running.length && (drain.state === DrainState.DRAIN_STATE_DRAINED || drain.state === DrainState.DRAIN_STATE_DECOMMISSIONED);
     const intents = new Map<string, Intent>([...(await this.deps.intents.list(name, this.deps.log)).items.values()].map((i) => [i.attachment, i]));
     const step = drainStep(drain, {
       registered: host !== null, running, intents, now: (this.deps.clock ?? (() => new Date()))(),
-      holding: rolloutsHolding(name, host?.labels ?? null, unfinished),
+      holding: settled ? [] : rolloutsHolding(name, host?.labels ?? null, await unfinished()),
     });
     if (step.remove.length) await this.remove(name, step.remove, host?.address ?? null, leadership);
     if (step.drain === drain && !step.forget) return;
