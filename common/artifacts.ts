@@ -33,10 +33,32 @@ export class ArtifactStore {
   async put(object: Uint8Array): Promise<{ digest: string; key: string }> {
     const digest = digestOf(object);
     const key = ArtifactStore.objectKey(digest);
-    if (!(await this.store.info(key))) {
+    if (!(await this.present(key))) {
       await this.store.putBlob({ name: key }, object);
     }
     return { digest, key };
+  }
+
+  /** Whether the object of `digest` is stored. */
+  async has(digest: string): Promise<boolean> {
+    return this.present(ArtifactStore.objectKey(digest));
+  }
+
+  /** The object store keeps a deleted object's info (marked deleted): that is no object. */
+  private async present(key: string): Promise<boolean> {
+    const info = await this.store.info(key);
+    return info !== null && !info.deleted;
+  }
+
+  /**
+   * Deletes the object of `digest` (module retire); false when there was none. JetStream
+   * purges the object's chunks, so the space is freed, not just the name.
+   */
+  async delete(digest: string): Promise<boolean> {
+    const key = ArtifactStore.objectKey(digest);
+    if (!(await this.present(key))) return false;
+    await this.store.delete(key);
+    return true;
   }
 
   async get(digest: string): Promise<Uint8Array> {

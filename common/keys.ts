@@ -58,6 +58,13 @@ export const keys = {
   /** One active rollout per module+attachment: this key holds its id while it runs. */
   activeLock: (module: string, attachment: string) => `${ROOT}active/${seg(module)}/${seg(attachment)}`,
 
+  /** Hosts drained or decommissioned (HostDrain); the API writes them, the leader moves their state. */
+  drainsPrefix: `${ROOT}drains/`,
+  drain: (host: string) => `${ROOT}drains/${seg(host)}`,
+
+  /** Retired module versions: the tombstone that keeps name@version from being rolled out or pushed again. */
+  retired: (name: string, version: string) => `${ROOT}retired/${seg(name)}/${seg(version)}`,
+
   auditPrefix: `${ROOT}audit/`,
   audit: (at: Date, id: string) => `${ROOT}audit/${at.toISOString()}-${seg(id)}`,
 };

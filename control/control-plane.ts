@@ -14,6 +14,8 @@ import { TelemetryStore } from './analysis/telemetry-store.js';
 import { controlService, controlServiceDefinition } from './api/service.js';
 import { guardControlService } from './api/handler.js';
 import { RolloutController } from './controller.js';
+import { Drainer } from './day2/drainer.js';
+import { DrainStore } from './store/drains.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';
 import { AuditLog } from './store/audit.js';
@@ -73,15 +75,19 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   const hosts = new HostDirectory(etcd, log);
   const audit = new AuditLog(etcd);
   const agents = new AgentClients(channelCredentials(transport));
+  const intents = new IntentStore(etcd);
+  const drains = new DrainStore(etcd);
   const controller = new RolloutController({
-    etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, ingest, log,
+    etcd, rollouts, modules, intents, hosts, audit, agents, telemetry, ingest, log, drains,
   });
+  const drainer = new Drainer({ etcd, drains, hosts, intents, rollouts, agents, audit, log });
   let leading: Leadership | null = null;
   const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });
   const elector = new LeaderElector(etcd, cfg.identity, cfg.leaderTtlSeconds,
     (leadership) => {
       leading = leadership;
       controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading'));
+      drainer.lead(leadership).catch((err) => log.error({ err }, 'drainer failed to start leading'));
     },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 
@@ -104,6 +110,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       unobserve();
       await elector.stop();
       await controller.stop();
+      await drainer.stop();
       standard.drain();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       agents.close();

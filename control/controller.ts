@@ -26,6 +26,8 @@ import { isFinal } from './rollout/vocabulary.js';
 import type { AuditLog } from './store/audit.js';
 import { RequestStore } from './store/requests.js';
 import type { RolloutStore, StoredRollout } from './store/rollouts.js';
+import { DrainStore } from './store/drains.js';
+import { drainedHosts } from './day2/drain-rules.js';
 import { inApplySpan, inPassSpan, recordTransitions, tracedAnalysis } from './tracing.js';
 
 /**
@@ -60,6 +62,8 @@ export interface ControllerDeps {
   clock?: () => number;
   /** Operators' requests (pause, resume, ...); by default kept in `etcd`. */
   requests?: RequestStore;
+  /** Drained hosts, left out when a rollout is planned; by default kept in `etcd`. */
+  drains?: DrainStore;
 }
 
 /**
@@ -77,12 +81,14 @@ export class RolloutController {
   private term: AbortController | null = null;
   private readonly now: () => number;
   private readonly requests: RequestStore;
+  private readonly drains: DrainStore;
   /** Each rollout as this replica last read or saved it, and in which leadership term. */
   private readonly known = new Map<string, StoredRollout & { epoch: number }>();
 
   constructor(private readonly deps: ControllerDeps) {
     this.now = deps.clock ?? Date.now;
     this.requests = deps.requests ?? new RequestStore(deps.etcd);
+    this.drains = deps.drains ?? new DrainStore(deps.etcd);
   }
 
   /** Called when this replica becomes leader; runs until leadership is lost. */
@@ -183,6 +189,9 @@ export class RolloutController {
     const module = await this.deps.modules.require(spec.module, spec.version);
     const target: ModuleRef = { name: spec.module, version: spec.version, digest: module.digest };
     const fleet = await this.deps.hosts.list();
+    // Only planning reads the drains: a planned rollout keeps its hosts (a drain waits for it).
+    const unplanned = !rollout.status?.hosts.length && !isFinal(rollout);
+    const drained = unplanned ? drainedHosts((await this.drains.list()).map((d) => d.drain)) : new Set<string>();
     const hosts: HostView[] = fleet.map((h) => {
       const a = h.attachments.find((x) => x.attachment === spec.attachment);
       return {
@@ -190,6 +199,7 @@ export class RolloutController {
         labels: h.labels,
         capabilities: h.capabilities,
         running: a ? { name: a.module, version: a.version, digest: a.digest } : null,
+        drained: drained.has(h.name),
       };
     });
     const requests = await this.requests.list(id);

@@ -1,5 +1,5 @@
 import { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
-import { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { Host, HostDrain } from '../../proto/gen/bpfleet/v1/control.js';
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { HostProgress, Rollout, RolloutRequests } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { malformed } from './malformed.js';
@@ -58,6 +58,7 @@ export const codecs = {
   host: protoJson('host registration', Host, (h) => h.name),
   observed: protoJson('reported state', GetStateResponse, (s) => s.host),
   intent: protoJson('intent', Intent, (i) => i.attachment),
+  drain: protoJson('host drain', HostDrain, (d) => d.host),
   module: protoJson('module', Module, (m) => m.manifest?.name && m.manifest.version && m.digest),
   rollout: protoJson('rollout', Rollout, (r) => r.id && r.spec?.module && r.spec.attachment),
   rolloutHost: protoJson('host progress', HostProgress, (h) => h.host),

@@ -118,11 +118,11 @@ describe('server streams', () => {
 });
 
 describe('CONTROL_ACCESS', () => {
-  it('names the role each method needs: reads for viewers, rollout verbs for operators, pushes for publishers', () => {
+  it('names the role each method needs: reads for viewers, rollout and host verbs for operators, pushes and retires for publishers', () => {
     const byRole = (role: string) => Object.entries(CONTROL_ACCESS).filter(([, r]) => r.role === role).map(([m]) => m).sort();
     assert.deepEqual(byRole('viewer'), ['getRollout', 'getRolloutHistory', 'getRolloutHosts', 'listHosts', 'listModules', 'listRollouts', 'watchRollout']);
-    assert.deepEqual(byRole('operator'), ['abortRollout', 'createRollout', 'pauseRollout', 'promoteRollout', 'resumeRollout', 'undoRollout']);
-    assert.deepEqual(byRole('publisher'), ['pushModule']);
+    assert.deepEqual(byRole('operator'), ['abortRollout', 'createRollout', 'decommissionHost', 'drainHost', 'pauseRollout', 'promoteRollout', 'resumeRollout', 'undoRollout', 'undrainHost']);
+    assert.deepEqual(byRole('publisher'), ['pushModule', 'retireModule']);
     assert.ok(Object.values(CONTROL_ACCESS).every((r) => !r.control), 'the control plane has no business calling its own API');
   });
 });

@@ -31,7 +31,11 @@ export const CONTROL_ACCESS: Readonly<Record<MethodsOf<ControlServiceServer>, Ac
   promoteRollout: { role: 'operator' },
   abortRollout: { role: 'operator' },
   undoRollout: { role: 'operator' },
+  drainHost: { role: 'operator' },
+  undrainHost: { role: 'operator' },
+  decommissionHost: { role: 'operator' },
   pushModule: { role: 'publisher' },
+  retireModule: { role: 'publisher' },
 };
 
 /**

@@ -4,14 +4,15 @@ import { BpfleetError } from '../../common/errors.js';
 import { HookKind } from '../../proto/gen/bpfleet/v1/module.js';
 import { RolloutPhase, type Rollout, type RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
+import type { RetiredVersions } from '../store/retired.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { requireId, startRollout } from './rollouts.js';
 
 const SPEC = { module: 'pass-counter', version: '2.0.0', attachment: 'xdp:eth0' } as RolloutSpec;
 const NOW = new Date('2026-01-02T03:04:05.678Z');
 
-/** Stores that keep what startRollout created; `pushed` lists the module versions that exist. */
-function fakeStores(pushed: string[], programs = [{ name: 'xdp_pass', hook: HookKind.HOOK_KIND_XDP }]) {
+/** Stores that keep what startRollout created; `pushed` lists the module versions that exist, `retiredVersions` those retired. */
+function fakeStores(pushed: string[], programs = [{ name: 'xdp_pass', hook: HookKind.HOOK_KIND_XDP }], retiredVersions: string[] = []) {
   const created: Rollout[] = [];
   const modules = {
     require: async (name: string, version: string) => {
@@ -20,10 +21,22 @@ function fakeStores(pushed: string[], programs = [{ name: 'xdp_pass', hook: Hook
     },
   } as unknown as ModuleRegistry;
   const rollouts = { create: async (r: Rollout) => void created.push(structuredClone(r)) } as unknown as RolloutStore;
-  return { deps: { modules, rollouts, clock: () => NOW }, created };
+  const retired = { get: async (name: string, version: string) => (retiredVersions.includes(`${name}@${version}`) ? { at: '2026-01-01T00:00:00.000Z', by: 'carol', digest: 'sha256:00' } : null) } as unknown as RetiredVersions;
+  return { deps: { modules, rollouts, retired, clock: () => NOW }, created };
 }
 
 describe('startRollout', () => {
+  it('refuses a retired version with VERSION_RETIRED, naming who retired it, and stores nothing', async () => {
+    const { deps, created } = fakeStores([], undefined, ['pass-counter@2.0.0']);
+    await assert.rejects(startRollout(deps, SPEC, 'alice'), (err: BpfleetError) => {
+      assert.equal(err.code, 'FAILED_PRECONDITION');
+      assert.equal(err.reason, 'VERSION_RETIRED');
+      assert.match(err.message, /pass-counter@2\.0\.0 was retired by carol at 2026-01-01T00:00:00\.000Z; roll out another version/);
+      return true;
+    });
+    assert.deepEqual(created, []);
+  });
+
   it('refuses a rollout onto a hook the module has no program for, naming the hook and its programs', async () => {
     const { deps, created } = fakeStores(['pass-counter@2.0.0'], [{ name: 'egress_count', hook: HookKind.HOOK_KIND_TCX_EGRESS }]);
     await assert.rejects(startRollout(deps, SPEC, 'alice'), (err: BpfleetError) => {

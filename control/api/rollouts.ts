@@ -16,6 +16,7 @@ import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { watchPrefix } from '../../common/etcd/watch.js';
 import { emptyStatus, HOST_PHASES, isFinal } from '../rollout/vocabulary.js';
+import type { RetiredVersions } from '../store/retired.js';
 import { HOSTS_PER_MESSAGE, type RolloutStore } from '../store/rollouts.js';
 import { creationTraceparent } from '../tracing.js';
 import { actorOf, serverStream, unary } from './handler.js';
@@ -30,9 +31,10 @@ export interface RolloutDeps {
   clock: () => Date;
   /** The fleet-wide signature policy: a rollout of a module it refuses is never created. */
   signatures?: SignaturePolicy;
+  retired: RetiredVersions;
 }
 
-type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'getRolloutHosts' | 'listRollouts' | 'watchRollout' | 'listHosts'>;
+type RolloutHandlers = Pick<ControlServiceServer, 'createRollout' | 'getRollout' | 'getRolloutHosts' | 'listRollouts' | 'watchRollout'>;
 
 /** Hosts a GetRolloutHosts page holds when the request names no page size. */
 export const DEFAULT_HOSTS_PAGE = 500;
@@ -101,13 +103,16 @@ function newRolloutId(module: string, now: Date): string {
  * traceparent is the current request's span, so the controller's passes join its trace.
  * It is stored with an empty status, phase PENDING: the controller plans it from there.
  *
- * Errors: MODULE_NOT_FOUND when the version was never pushed; FAILED_PRECONDITION/
+ * Errors: FAILED_PRECONDITION/VERSION_RETIRED when the version was retired; MODULE_NOT_FOUND
+ * when the version was never pushed; FAILED_PRECONDITION/
  * NO_PROGRAM_FOR_HOOK when the module has no program for the attachment's hook;
  * ROLLOUT_ACTIVE when another rollout of the module holds the attachment; PERMISSION_DENIED
  * UNSIGNED, UNTRUSTED_KEY or BAD_SIGNATURE when the fleet's signature policy refuses the
  * module (before any host is touched: nothing is stored).
  */
-export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock' | 'signatures'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
+export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules' | 'clock' | 'signatures' | 'retired'>, spec: RolloutSpec, actor: string, undoOf = ''): Promise<Rollout> {
+  const retired = await deps.retired.get(spec.module, spec.version);
+  if (retired) throw new BpfleetError('FAILED_PRECONDITION', 'VERSION_RETIRED', `${spec.module}@${spec.version} was retired by ${retired.by} at ${retired.at}; roll out another version`);
   const module = await deps.modules.require(spec.module, spec.version);
   requireProgramFor(spec.attachment, spec.module, spec.version, module.manifest?.programs ?? []);
   if (deps.signatures) enforceSignaturePolicy(module, deps.signatures, 'the fleet');
@@ -121,7 +126,7 @@ export async function startRollout(deps: Pick<RolloutDeps, 'rollouts' | 'modules
   return rollout;
 }
 
-/** CreateRollout, GetRollout, ListRollouts, WatchRollout and ListHosts. */
+/** CreateRollout, GetRollout, ListRollouts and WatchRollout. */
 export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
   const { log } = deps;
   return {
@@ -155,8 +160,6 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
       // large fleet. The counts are on each record; GetRollout has the hosts.
       rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !bounded('module', call.request.module, FIELD_BYTES.name) || r.spec?.module === call.request.module),
     })),
-
-    listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),
 
     watchRollout: serverStream('WatchRollout', (call) => watchRollout(deps, call)),
   };

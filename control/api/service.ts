@@ -9,6 +9,9 @@ import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { RequestStore } from '../store/requests.js';
 import type { RolloutStore } from '../store/rollouts.js';
+import { DrainStore } from '../store/drains.js';
+import { RetiredVersions } from '../store/retired.js';
+import { hostHandlers } from './hosts.js';
 import { moduleHandlers } from './modules.js';
 import { rolloutHandlers } from './rollouts.js';
 import { rolloutVerbs } from './verbs.js';
@@ -38,6 +41,9 @@ export const controlServiceDefinition = tolerantService(ControlServiceService);
  * rollout's status.
  */
 export function controlService(deps: ApiDeps): ControlServiceServer {
-  const all = { ...deps, clock: deps.clock ?? (() => new Date()), requests: deps.requests ?? new RequestStore(deps.etcd) };
-  return { ...moduleHandlers(all), ...rolloutHandlers(all), ...rolloutVerbs(all) };
+  const all = {
+    ...deps, clock: deps.clock ?? (() => new Date()), requests: deps.requests ?? new RequestStore(deps.etcd),
+    drains: new DrainStore(deps.etcd), retired: new RetiredVersions(deps.etcd),
+  };
+  return { ...moduleHandlers(all), ...rolloutHandlers(all), ...rolloutVerbs(all), ...hostHandlers(all) };
 }

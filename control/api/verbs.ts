@@ -23,6 +23,7 @@ import { undoSpec } from '../rollout/undo.js';
 import { emptyStatus, isFinal, verbName } from '../rollout/vocabulary.js';
 import type { AuditEntry, AuditLog } from '../store/audit.js';
 import type { RequestStore } from '../store/requests.js';
+import type { RetiredVersions } from '../store/retired.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { actorOf, unary } from './handler.js';
 import { requireId, startRollout } from './rollouts.js';
@@ -31,6 +32,7 @@ export interface VerbDeps {
   /** The fleet-wide signature policy, which an undo's new rollout meets too. */
   signatures?: SignaturePolicy;
   rollouts: RolloutStore;
+  retired: RetiredVersions;
   requests: RequestStore;
   modules: ModuleRegistry;
   audit: AuditLog;

@@ -14,9 +14,9 @@ type Register = (program: Command) => void;
 
 /** Each noun: its one-line description for the overview, and how to load its commands. */
 export const NOUNS: Record<string, { description: string; load: () => Promise<Register> }> = {
-  module: { description: 'push and list module versions', load: async () => (await import('./commands/module.js')).registerModuleCommands },
+  module: { description: 'push, list, sign and retire module versions', load: async () => (await import('./commands/module.js')).registerModuleCommands },
   rollout: { description: 'create, follow and inspect rollouts', load: async () => (await import('./commands/rollout.js')).registerRolloutCommands },
-  hosts: { description: 'list registered hosts and the module version each one runs', load: async () => (await import('./commands/hosts.js')).registerHostCommands },
+  hosts: { description: 'list registered hosts and the module version each one runs; drain, undrain and decommission them', load: async () => (await import('./commands/hosts.js')).registerHostCommands },
   keys: { description: 'module signing keys (ed25519)', load: async () => (await import('./commands/keys.js')).registerKeyCommands },
   pki: { description: 'fleet PKI for mutual TLS: the CA, and certificates for the control plane, agents and users', load: async () => (await import('./commands/pki.js')).registerPkiCommands },
 };

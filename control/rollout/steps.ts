@@ -28,6 +28,8 @@ export interface HostView {
   capabilities: string[];
   /** What the host's agent reports running on the rollout's attachment. */
   running: ModuleRef | null;
+  /** Drained or decommissioned (`bpfleet hosts drain`): never planned into a rollout. */
+  drained?: boolean;
 }
 
 /** One canary analysis to run: the updated hosts against the pending ones over [from, to] (ms since the epoch). */
@@ -97,9 +99,12 @@ export function runSteps(input: StepInput, status: RolloutStatus, out: StepOutpu
 function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   const spec = input.rollout.spec!;
   const hook = spec.attachment.split(':')[0]!;
-  const selected = input.hosts.filter((h) => Object.entries(spec.selector).every(([k, v]) => h.labels[k] === v));
+  const matching = input.hosts.filter((h) => Object.entries(spec.selector).every(([k, v]) => h.labels[k] === v));
+  const selected = matching.filter((h) => !h.drained);
   if (selected.length === 0) {
-    finish(status, out, P.ROLLOUT_PHASE_FAILED, `no registered host matches the selector ${JSON.stringify(spec.selector)}`);
+    const drained = matching.filter((h) => h.drained).map((h) => h.name);
+    const why = drained.length ? `every host that matches the selector ${JSON.stringify(spec.selector)} is drained (${drained.slice(0, PLAN_HOSTS_SHOWN).join(', ')}); undrain one with bpfleet hosts undrain` : `no registered host matches the selector ${JSON.stringify(spec.selector)}`;
+    finish(status, out, P.ROLLOUT_PHASE_FAILED, why);
     return;
   }
   const lacking = selected.filter((h) => !h.capabilities.includes(hook));

@@ -88,13 +88,20 @@ export class RolloutStore {
   async create(rollout: Rollout): Promise<void> {
     const spec = rollout.spec!;
     const lock = keys.activeLock(spec.module, spec.attachment);
+    // A version being retired (its tombstone written first, control/api/modules.ts) cannot
+    // gain a rollout between the retire's check of its uses and its deletion.
+    const retired = keys.retired(spec.module, spec.version);
     const txn = await this.etcd
       .if(lock, 'Create', '==', 0)
       .and(keys.rollout(rollout.id), 'Create', '==', 0)
+      .and(retired, 'Create', '==', 0)
       .then(this.etcd.put(lock).value(rollout.id), this.etcd.put(keys.rollout(rollout.id)).value(this.record(rollout)))
-      .else(this.etcd.get(lock))
+      .else(this.etcd.get(lock), this.etcd.get(retired))
       .commit();
     if (!txn.succeeded) {
+      if (txn.responses[1]?.response_range?.kvs.length) {
+        throw new BpfleetError('FAILED_PRECONDITION', 'VERSION_RETIRED', `${spec.module}@${spec.version} is retired (or being retired); roll out another version`);
+      }
       const holder = txn.responses[0]?.response_range?.kvs[0]?.value.toString() ?? '?';
       throw new BpfleetError('FAILED_PRECONDITION', 'ROLLOUT_ACTIVE',
         `rollout ${holder} is still active for ${spec.module} on ${spec.attachment}; wait for it to finish or abort it`);
@@ -210,6 +217,12 @@ export class RolloutStore {
   async revisionOf(id: string): Promise<number | null> {
     const kv = (await this.etcd.get(keys.rollout(id)).exec()).kvs[0];
     return kv ? Number(kv.mod_revision) : null;
+  }
+
+  /** Every unfinished rollout with its hosts, oldest first: the records first, then only those read whole. */
+  async unfinished(): Promise<Rollout[]> {
+    const records = (await this.list({ hosts: false })).filter((r) => !isFinal(r));
+    return (await Promise.all(records.map((r) => this.get(r.id)))).filter((r): r is Rollout => r !== null);
   }
 
   /**

@@ -5,14 +5,14 @@ import { hookName } from '../../../common/attachment.js';
 import { shortDigest } from '../../../common/digest.js';
 import { BpfleetError } from '../../../common/errors.js';
 import { MAX_OBJECT_BYTES, parseManifestFile } from '../../../common/manifest.js';
-import { ListModulesResponse, PushModuleResponse } from '../../../proto/gen/bpfleet/v1/control.js';
+import { ListModulesResponse, PushModuleResponse, RetireModuleResponse } from '../../../proto/gen/bpfleet/v1/control.js';
 import type { Module } from '../../../proto/gen/bpfleet/v1/module.js';
 import { outputOption, print, withControl, type Output } from '../output.js';
 import { signatureForPush, signModuleFiles } from '../signature-file.js';
 
 /** `bpfleet module push|list|sign`. */
 export function registerModuleCommands(program: Command): void {
-  const module = program.command('module').description('push and list module versions');
+  const module = program.command('module').description('push, list, sign and retire module versions');
   module.command('push')
     .description('push a module version: a manifest (YAML) naming its BPF ELF object')
     .argument('<manifest>', 'module manifest file, e.g. agent/bpf/pass-counter-v2.yaml')
@@ -51,6 +51,32 @@ The manifest:
         print(opts.output, ListModulesResponse.toJSON(res), () => res.modules.length
           ? res.modules.map((m: Module) => `${`${m.manifest!.name}@${m.manifest!.version}`.padEnd(28)} ${shortDigest(m.digest)}  ${m.manifest!.programs.map((p) => `${p.name}:${hookName(p.hook)}`).join(',')}  ${m.pushedAt}`).join('\n')
           : 'no modules pushed yet');
+      });
+    });
+  module.command('retire')
+    .description('delete a module version no host uses any more, and its object')
+    .argument('<module>', 'module name, e.g. pass-counter')
+    .argument('<version>', 'the version to retire, e.g. 1.0.0')
+    .option('--reason <text>', 'why, for the audit log')
+    .addOption(outputOption())
+    .addHelpText('after', `
+What it does:
+  Deletes <module>@<version> from the registry and its object from the object store (kept
+  when another version is the very same object), and records the retire in the audit log.
+  A tombstone stays: the version can never be rolled out (VERSION_RETIRED) or pushed again.
+
+Refused (exit 2, VERSION_IN_USE, naming them) while any host runs the version, any host's
+intent names it, or an unfinished rollout rolls it out or would restore it on a rollback:
+roll those hosts to another version (or drain them) first.
+
+Exit codes: 0 retired, 2 refused, 7 no such version (or already retired).
+Example:
+  bpfleet module retire pass-counter 1.0.0 --reason "replaced by 2.0.0 everywhere"`)
+    .action(async (name: string, version: string, opts: { reason?: string; output: Output }, cmd: Command) => {
+      await withControl(cmd, async (ctl) => {
+        const res = await ctl.call('retireModule', { name, version, reason: opts.reason ?? '' });
+        print(opts.output, RetireModuleResponse.toJSON(res), () =>
+          `retired: ${name}@${version} ${res.module?.digest ?? ''}${res.objectDeleted ? ' (object deleted)' : ' (object kept: another version is the same object)'}`);
       });
     });
   module.command('sign')

@@ -41,6 +41,73 @@ export const protobufPackage = "bpfleet.v1";
 
 export const protobufFileName = "bpfleet/v1/control.proto";
 
+export enum DrainState {
+  DRAIN_STATE_UNSPECIFIED = "DRAIN_STATE_UNSPECIFIED",
+  /**
+   * DRAIN_STATE_DRAINING - Recorded; the controller is removing the host's programs (or waits for an unfinished
+   * rollout on it, or for its agent to come back).
+   */
+  DRAIN_STATE_DRAINING = "DRAIN_STATE_DRAINING",
+  /** DRAIN_STATE_DRAINED - The host runs no bpfleet program. */
+  DRAIN_STATE_DRAINED = "DRAIN_STATE_DRAINED",
+  /** DRAIN_STATE_DECOMMISSIONED - Drained and forgotten: registration, observed state and intents deleted. */
+  DRAIN_STATE_DECOMMISSIONED = "DRAIN_STATE_DECOMMISSIONED",
+  UNRECOGNIZED = "UNRECOGNIZED",
+}
+
+export function drainStateFromJSON(object: any): DrainState {
+  switch (object) {
+    case 0:
+    case "DRAIN_STATE_UNSPECIFIED":
+      return DrainState.DRAIN_STATE_UNSPECIFIED;
+    case 1:
+    case "DRAIN_STATE_DRAINING":
+      return DrainState.DRAIN_STATE_DRAINING;
+    case 2:
+    case "DRAIN_STATE_DRAINED":
+      return DrainState.DRAIN_STATE_DRAINED;
+    case 3:
+    case "DRAIN_STATE_DECOMMISSIONED":
+      return DrainState.DRAIN_STATE_DECOMMISSIONED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DrainState.UNRECOGNIZED;
+  }
+}
+
+export function drainStateToJSON(object: DrainState): string {
+  switch (object) {
+    case DrainState.DRAIN_STATE_UNSPECIFIED:
+      return "DRAIN_STATE_UNSPECIFIED";
+    case DrainState.DRAIN_STATE_DRAINING:
+      return "DRAIN_STATE_DRAINING";
+    case DrainState.DRAIN_STATE_DRAINED:
+      return "DRAIN_STATE_DRAINED";
+    case DrainState.DRAIN_STATE_DECOMMISSIONED:
+      return "DRAIN_STATE_DECOMMISSIONED";
+    case DrainState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export function drainStateToNumber(object: DrainState): number {
+  switch (object) {
+    case DrainState.DRAIN_STATE_UNSPECIFIED:
+      return 0;
+    case DrainState.DRAIN_STATE_DRAINING:
+      return 1;
+    case DrainState.DRAIN_STATE_DRAINED:
+      return 2;
+    case DrainState.DRAIN_STATE_DECOMMISSIONED:
+      return 3;
+    case DrainState.UNRECOGNIZED:
+    default:
+      return -1;
+  }
+}
+
 export interface PushModuleRequest {
   manifest: ModuleManifest | undefined;
   object: Buffer;
@@ -212,8 +279,77 @@ export interface Host_LabelsEntry {
   value: string;
 }
 
+/**
+ * A drain as stored under /bpfleet/drains/<host>: written by the API, its state moved on by
+ * the leading controller.
+ */
+export interface HostDrain {
+  host: string;
+  state: DrainState;
+  requestedBy: string;
+  requestedAt: string;
+  reason: string;
+  /** Forget the host once drained (DecommissionHost). */
+  decommission: boolean;
+  /** What the controller is waiting for, or what it did last. */
+  message: string;
+  /** When the host was last seen running nothing; empty while draining. */
+  drainedAt: string;
+}
+
+export interface DrainHostRequest {
+  host: string;
+  /** Free text for the audit log. */
+  reason: string;
+}
+
+export interface UndrainHostRequest {
+  host: string;
+  reason: string;
+}
+
+export interface DecommissionHostRequest {
+  host: string;
+  reason: string;
+}
+
+export interface HostDrainResponse {
+  /** The drain as stored after the request; absent after UndrainHost. */
+  drain:
+    | HostDrain
+    | undefined;
+  /**
+   * False when the request changed nothing (draining a drained host, undraining one that
+   * was not drained).
+   */
+  changed: boolean;
+}
+
+export interface RetireModuleRequest {
+  name: string;
+  version: string;
+  reason: string;
+}
+
+export interface RetireModuleResponse {
+  /** The version as it was stored before it was deleted. */
+  module:
+    | Module
+    | undefined;
+  /**
+   * Whether its object was deleted from the object store: false when another version
+   * has the same object (same digest).
+   */
+  objectDeleted: boolean;
+}
+
 export interface ListHostsResponse {
   hosts: Host[];
+  /**
+   * Every drain, by host name; a host with none here is not drained. A drained host that
+   * is no longer registered (decommissioned, or its agent gone) is only here.
+   */
+  drains: HostDrain[];
 }
 
 function createBasePushModuleRequest(): PushModuleRequest {
@@ -2722,14 +2858,753 @@ export const Host_LabelsEntry: MessageFns<Host_LabelsEntry> = {
   },
 };
 
+function createBaseHostDrain(): HostDrain {
+  return {
+    host: "",
+    state: DrainState.DRAIN_STATE_UNSPECIFIED,
+    requestedBy: "",
+    requestedAt: "",
+    reason: "",
+    decommission: false,
+    message: "",
+    drainedAt: "",
+  };
+}
+
+export const HostDrain: MessageFns<HostDrain> = {
+  encode(message: HostDrain, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.state !== DrainState.DRAIN_STATE_UNSPECIFIED) {
+      writer.uint32(16).int32(drainStateToNumber(message.state));
+    }
+    if (message.requestedBy !== "") {
+      writer.uint32(26).string(message.requestedBy);
+    }
+    if (message.requestedAt !== "") {
+      writer.uint32(34).string(message.requestedAt);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    if (message.decommission !== false) {
+      writer.uint32(48).bool(message.decommission);
+    }
+    if (message.message !== "") {
+      writer.uint32(58).string(message.message);
+    }
+    if (message.drainedAt !== "") {
+      writer.uint32(66).string(message.drainedAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostDrain {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostDrain();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = drainStateFromJSON(reader.int32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.requestedBy = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestedAt = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.decommission = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.drainedAt = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostDrain {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      state: isSet(object.state) ? drainStateFromJSON(object.state) : DrainState.DRAIN_STATE_UNSPECIFIED,
+      requestedBy: isSet(object.requestedBy)
+        ? globalThis.String(object.requestedBy)
+        : isSet(object.requested_by)
+        ? globalThis.String(object.requested_by)
+        : "",
+      requestedAt: isSet(object.requestedAt)
+        ? globalThis.String(object.requestedAt)
+        : isSet(object.requested_at)
+        ? globalThis.String(object.requested_at)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      decommission: isSet(object.decommission) ? globalThis.Boolean(object.decommission) : false,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      drainedAt: isSet(object.drainedAt)
+        ? globalThis.String(object.drainedAt)
+        : isSet(object.drained_at)
+        ? globalThis.String(object.drained_at)
+        : "",
+    };
+  },
+
+  toJSON(message: HostDrain): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.state !== DrainState.DRAIN_STATE_UNSPECIFIED) {
+      obj.state = drainStateToJSON(message.state);
+    }
+    if (message.requestedBy !== "") {
+      obj.requestedBy = message.requestedBy;
+    }
+    if (message.requestedAt !== "") {
+      obj.requestedAt = message.requestedAt;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.decommission !== false) {
+      obj.decommission = message.decommission;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.drainedAt !== "") {
+      obj.drainedAt = message.drainedAt;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostDrain>, I>>(base?: I): HostDrain {
+    return HostDrain.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostDrain>, I>>(object: I): HostDrain {
+    const message = createBaseHostDrain();
+    message.host = object.host ?? "";
+    message.state = object.state ?? DrainState.DRAIN_STATE_UNSPECIFIED;
+    message.requestedBy = object.requestedBy ?? "";
+    message.requestedAt = object.requestedAt ?? "";
+    message.reason = object.reason ?? "";
+    message.decommission = object.decommission ?? false;
+    message.message = object.message ?? "";
+    message.drainedAt = object.drainedAt ?? "";
+    return message;
+  },
+};
+
+function createBaseDrainHostRequest(): DrainHostRequest {
+  return { host: "", reason: "" };
+}
+
+export const DrainHostRequest: MessageFns<DrainHostRequest> = {
+  encode(message: DrainHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DrainHostRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDrainHostRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DrainHostRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DrainHostRequest): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DrainHostRequest>, I>>(base?: I): DrainHostRequest {
+    return DrainHostRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DrainHostRequest>, I>>(object: I): DrainHostRequest {
+    const message = createBaseDrainHostRequest();
+    message.host = object.host ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseUndrainHostRequest(): UndrainHostRequest {
+  return { host: "", reason: "" };
+}
+
+export const UndrainHostRequest: MessageFns<UndrainHostRequest> = {
+  encode(message: UndrainHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UndrainHostRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUndrainHostRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UndrainHostRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: UndrainHostRequest): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UndrainHostRequest>, I>>(base?: I): UndrainHostRequest {
+    return UndrainHostRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UndrainHostRequest>, I>>(object: I): UndrainHostRequest {
+    const message = createBaseUndrainHostRequest();
+    message.host = object.host ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseDecommissionHostRequest(): DecommissionHostRequest {
+  return { host: "", reason: "" };
+}
+
+export const DecommissionHostRequest: MessageFns<DecommissionHostRequest> = {
+  encode(message: DecommissionHostRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.host !== "") {
+      writer.uint32(10).string(message.host);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DecommissionHostRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDecommissionHostRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.host = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DecommissionHostRequest {
+    return {
+      host: isSet(object.host) ? globalThis.String(object.host) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: DecommissionHostRequest): unknown {
+    const obj: any = {};
+    if (message.host !== "") {
+      obj.host = message.host;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DecommissionHostRequest>, I>>(base?: I): DecommissionHostRequest {
+    return DecommissionHostRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DecommissionHostRequest>, I>>(object: I): DecommissionHostRequest {
+    const message = createBaseDecommissionHostRequest();
+    message.host = object.host ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseHostDrainResponse(): HostDrainResponse {
+  return { drain: undefined, changed: false };
+}
+
+export const HostDrainResponse: MessageFns<HostDrainResponse> = {
+  encode(message: HostDrainResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.drain !== undefined) {
+      HostDrain.encode(message.drain, writer.uint32(10).fork()).join();
+    }
+    if (message.changed !== false) {
+      writer.uint32(16).bool(message.changed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostDrainResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostDrainResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.drain = HostDrain.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.changed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostDrainResponse {
+    return {
+      drain: isSet(object.drain) ? HostDrain.fromJSON(object.drain) : undefined,
+      changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+    };
+  },
+
+  toJSON(message: HostDrainResponse): unknown {
+    const obj: any = {};
+    if (message.drain !== undefined) {
+      obj.drain = HostDrain.toJSON(message.drain);
+    }
+    if (message.changed !== false) {
+      obj.changed = message.changed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostDrainResponse>, I>>(base?: I): HostDrainResponse {
+    return HostDrainResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostDrainResponse>, I>>(object: I): HostDrainResponse {
+    const message = createBaseHostDrainResponse();
+    message.drain = (object.drain !== undefined && object.drain !== null)
+      ? HostDrain.fromPartial(object.drain)
+      : undefined;
+    message.changed = object.changed ?? false;
+    return message;
+  },
+};
+
+function createBaseRetireModuleRequest(): RetireModuleRequest {
+  return { name: "", version: "", reason: "" };
+}
+
+export const RetireModuleRequest: MessageFns<RetireModuleRequest> = {
+  encode(message: RetireModuleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetireModuleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetireModuleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetireModuleRequest {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: RetireModuleRequest): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetireModuleRequest>, I>>(base?: I): RetireModuleRequest {
+    return RetireModuleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetireModuleRequest>, I>>(object: I): RetireModuleRequest {
+    const message = createBaseRetireModuleRequest();
+    message.name = object.name ?? "";
+    message.version = object.version ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseRetireModuleResponse(): RetireModuleResponse {
+  return { module: undefined, objectDeleted: false };
+}
+
+export const RetireModuleResponse: MessageFns<RetireModuleResponse> = {
+  encode(message: RetireModuleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.module !== undefined) {
+      Module.encode(message.module, writer.uint32(10).fork()).join();
+    }
+    if (message.objectDeleted !== false) {
+      writer.uint32(16).bool(message.objectDeleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetireModuleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetireModuleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.module = Module.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objectDeleted = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetireModuleResponse {
+    return {
+      module: isSet(object.module) ? Module.fromJSON(object.module) : undefined,
+      objectDeleted: isSet(object.objectDeleted)
+        ? globalThis.Boolean(object.objectDeleted)
+        : isSet(object.object_deleted)
+        ? globalThis.Boolean(object.object_deleted)
+        : false,
+    };
+  },
+
+  toJSON(message: RetireModuleResponse): unknown {
+    const obj: any = {};
+    if (message.module !== undefined) {
+      obj.module = Module.toJSON(message.module);
+    }
+    if (message.objectDeleted !== false) {
+      obj.objectDeleted = message.objectDeleted;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetireModuleResponse>, I>>(base?: I): RetireModuleResponse {
+    return RetireModuleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetireModuleResponse>, I>>(object: I): RetireModuleResponse {
+    const message = createBaseRetireModuleResponse();
+    message.module = (object.module !== undefined && object.module !== null)
+      ? Module.fromPartial(object.module)
+      : undefined;
+    message.objectDeleted = object.objectDeleted ?? false;
+    return message;
+  },
+};
+
 function createBaseListHostsResponse(): ListHostsResponse {
-  return { hosts: [] };
+  return { hosts: [], drains: [] };
 }
 
 export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   encode(message: ListHostsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.hosts) {
       Host.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.drains) {
+      HostDrain.encode(v!, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -2755,6 +3630,14 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
             message.hosts.push(Host.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.drains.push(HostDrain.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2768,13 +3651,19 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   },
 
   fromJSON(object: any): ListHostsResponse {
-    return { hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => Host.fromJSON(e)) : [] };
+    return {
+      hosts: globalThis.Array.isArray(object?.hosts) ? object.hosts.map((e: any) => Host.fromJSON(e)) : [],
+      drains: globalThis.Array.isArray(object?.drains) ? object.drains.map((e: any) => HostDrain.fromJSON(e)) : [],
+    };
   },
 
   toJSON(message: ListHostsResponse): unknown {
     const obj: any = {};
     if (message.hosts?.length) {
       obj.hosts = message.hosts.map((e) => Host.toJSON(e));
+    }
+    if (message.drains?.length) {
+      obj.drains = message.drains.map((e) => HostDrain.toJSON(e));
     }
     return obj;
   },
@@ -2785,6 +3674,7 @@ export const ListHostsResponse: MessageFns<ListHostsResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListHostsResponse>, I>>(object: I): ListHostsResponse {
     const message = createBaseListHostsResponse();
     message.hosts = object.hosts?.map((e) => Host.fromPartial(e)) || [];
+    message.drains = object.drains?.map((e) => HostDrain.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2939,6 +3829,61 @@ export const ControlServiceService = {
       Buffer.from(GetRolloutHistoryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetRolloutHistoryResponse => GetRolloutHistoryResponse.decode(value),
   },
+  /**
+   * Day-2 verbs on hosts (docs/CLI.md, "Hosts"). Drain records that a host must run no
+   * bpfleet program and be left out of every new rollout; the leading controller removes its
+   * programs. Refused (FAILED_PRECONDITION/HOST_IN_ROLLOUT) while an unfinished rollout
+   * includes the host or, not yet planned, selects it.
+   */
+  drainHost: {
+    path: "/bpfleet.v1.ControlService/DrainHost" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DrainHostRequest): Buffer => Buffer.from(DrainHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DrainHostRequest => DrainHostRequest.decode(value),
+    responseSerialize: (value: HostDrainResponse): Buffer => Buffer.from(HostDrainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HostDrainResponse => HostDrainResponse.decode(value),
+  },
+  /** Ends a drain: the host can be planned into rollouts again. Removed programs stay removed. */
+  undrainHost: {
+    path: "/bpfleet.v1.ControlService/UndrainHost" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: UndrainHostRequest): Buffer => Buffer.from(UndrainHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): UndrainHostRequest => UndrainHostRequest.decode(value),
+    responseSerialize: (value: HostDrainResponse): Buffer => Buffer.from(HostDrainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HostDrainResponse => HostDrainResponse.decode(value),
+  },
+  /**
+   * Drain, then forget the host: its registration, observed state and intents are deleted
+   * once it runs nothing (at once when its agent is gone). The drain record stays, so an
+   * agent that comes back under the name is drained again until UndrainHost.
+   */
+  decommissionHost: {
+    path: "/bpfleet.v1.ControlService/DecommissionHost" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DecommissionHostRequest): Buffer =>
+      Buffer.from(DecommissionHostRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DecommissionHostRequest => DecommissionHostRequest.decode(value),
+    responseSerialize: (value: HostDrainResponse): Buffer => Buffer.from(HostDrainResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): HostDrainResponse => HostDrainResponse.decode(value),
+  },
+  /**
+   * Deletes a module version and collects its object from the object store. Refused
+   * (FAILED_PRECONDITION/VERSION_IN_USE, naming hosts and rollouts) while a host runs it, an
+   * intent names it or an unfinished rollout targets it or would restore it.
+   */
+  retireModule: {
+    path: "/bpfleet.v1.ControlService/RetireModule" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetireModuleRequest): Buffer => Buffer.from(RetireModuleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetireModuleRequest => RetireModuleRequest.decode(value),
+    responseSerialize: (value: RetireModuleResponse): Buffer =>
+      Buffer.from(RetireModuleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetireModuleResponse => RetireModuleResponse.decode(value),
+  },
 } as const;
 
 export interface ControlServiceServer extends UntypedServiceImplementation {
@@ -2971,6 +3916,27 @@ export interface ControlServiceServer extends UntypedServiceImplementation {
   undoRollout: handleUnaryCall<UndoRolloutRequest, Rollout>;
   /** Rollouts (oldest first) with the operator actions the audit log holds for each. */
   getRolloutHistory: handleUnaryCall<GetRolloutHistoryRequest, GetRolloutHistoryResponse>;
+  /**
+   * Day-2 verbs on hosts (docs/CLI.md, "Hosts"). Drain records that a host must run no
+   * bpfleet program and be left out of every new rollout; the leading controller removes its
+   * programs. Refused (FAILED_PRECONDITION/HOST_IN_ROLLOUT) while an unfinished rollout
+   * includes the host or, not yet planned, selects it.
+   */
+  drainHost: handleUnaryCall<DrainHostRequest, HostDrainResponse>;
+  /** Ends a drain: the host can be planned into rollouts again. Removed programs stay removed. */
+  undrainHost: handleUnaryCall<UndrainHostRequest, HostDrainResponse>;
+  /**
+   * Drain, then forget the host: its registration, observed state and intents are deleted
+   * once it runs nothing (at once when its agent is gone). The drain record stays, so an
+   * agent that comes back under the name is drained again until UndrainHost.
+   */
+  decommissionHost: handleUnaryCall<DecommissionHostRequest, HostDrainResponse>;
+  /**
+   * Deletes a module version and collects its object from the object store. Refused
+   * (FAILED_PRECONDITION/VERSION_IN_USE, naming hosts and rollouts) while a host runs it, an
+   * intent names it or an unfinished rollout targets it or would restore it.
+   */
+  retireModule: handleUnaryCall<RetireModuleRequest, RetireModuleResponse>;
 }
 
 export interface ControlServiceClient extends Client {
@@ -3189,6 +4155,83 @@ export interface ControlServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetRolloutHistoryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Day-2 verbs on hosts (docs/CLI.md, "Hosts"). Drain records that a host must run no
+   * bpfleet program and be left out of every new rollout; the leading controller removes its
+   * programs. Refused (FAILED_PRECONDITION/HOST_IN_ROLLOUT) while an unfinished rollout
+   * includes the host or, not yet planned, selects it.
+   */
+  drainHost(
+    request: DrainHostRequest,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  drainHost(
+    request: DrainHostRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  drainHost(
+    request: DrainHostRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  /** Ends a drain: the host can be planned into rollouts again. Removed programs stay removed. */
+  undrainHost(
+    request: UndrainHostRequest,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  undrainHost(
+    request: UndrainHostRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  undrainHost(
+    request: UndrainHostRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Drain, then forget the host: its registration, observed state and intents are deleted
+   * once it runs nothing (at once when its agent is gone). The drain record stays, so an
+   * agent that comes back under the name is drained again until UndrainHost.
+   */
+  decommissionHost(
+    request: DecommissionHostRequest,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  decommissionHost(
+    request: DecommissionHostRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  decommissionHost(
+    request: DecommissionHostRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: HostDrainResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes a module version and collects its object from the object store. Refused
+   * (FAILED_PRECONDITION/VERSION_IN_USE, naming hosts and rollouts) while a host runs it, an
+   * intent names it or an unfinished rollout targets it or would restore it.
+   */
+  retireModule(
+    request: RetireModuleRequest,
+    callback: (error: ServiceError | null, response: RetireModuleResponse) => void,
+  ): ClientUnaryCall;
+  retireModule(
+    request: RetireModuleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetireModuleResponse) => void,
+  ): ClientUnaryCall;
+  retireModule(
+    request: RetireModuleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetireModuleResponse) => void,
   ): ClientUnaryCall;
 }
 
