@@ -372,14 +372,17 @@ async function load(obj: bpf.BpfObject, pins: AttachmentPins, artifact: ModuleAr
   checkpoint: SwapCheckpoint): Promise<bpf.BpfProgram> {
   const what = moduleLabel(artifact);
   pins.ensureDirs();
-  const prog = prepare(obj, pins, programName, artifact.manifest.persistentMaps, what);
+  const prog = prepare(obj, pins, programName, artifact.manifest.name, artifact.manifest.persistentMaps, what);
   checkpoint('before-load');
   await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => loadObject(obj, programName, what));
   return prog;
 }
 
-/** Picks the program, checks its type against the hook and wires persistent maps to pins. */
-function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
+/**
+ * Picks the program, checks its type against the hook and wires persistent maps to pins:
+ * this attachment's own, else one another attachment of the module uses (siblingMap).
+ */
+function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, moduleName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
   const { attachment } = pins;
   const prog = obj.program(programName);
   if (!prog) {
@@ -398,7 +401,8 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
   for (const name of persistentMaps) {
     const map = obj.map(name);
     if (!map) throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP', `load ${what}: persistent map ${name} is not in the object`);
-    const fd = pinnedMapInUse(pins.map(name), inUse, what);
+    const own = pinnedMapInUse(pins.map(name), inUse, what);
+    const fd = own ?? siblingMap(pins, moduleName, name);
     if (fd === null) {
       // libbpf creates it and pins it here.
       map.setPinPath(pins.map(name));
@@ -409,11 +413,45 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
     try {
       requireReusable(fd, name, map.spec, what);
       map.reuseFd(fd);
+      // A sibling's map is pinned here too, so this attachment's next version finds it even
+      // when the sibling is gone. Left by a failed load, the pin is one the linked program
+      // does not use: the next install unpins it (pinnedMapInUse).
+      if (own === null) bpf.objPin(fd, pins.map(name));
     } finally {
       bpf.closeFd(fd);
     }
   }
   return prog;
+}
+
+/**
+ * Persistent maps that stay per attachment even when other attachments run the same module:
+ * telemetry reads bpfleet_counters per attachment (counters.ts).
+ */
+const PER_ATTACHMENT_MAPS: ReadonlySet<string> = new Set(['bpfleet_counters']);
+
+/**
+ * An fd of persistent map `name` of another attachment of this pin root whose link holds a
+ * program of module `moduleName` that uses that map: one module's programs share their
+ * maps, as the programs of one object do when libbpf loads it once. Null when there is none.
+ * Attachments that made maps of their own before they shared (an older agent) keep them.
+ */
+function siblingMap(pins: AttachmentPins, moduleName: string, name: string): number | null {
+  if (PER_ATTACHMENT_MAPS.has(name)) return null;
+  const self = formatAttachment(pins.attachment);
+  for (const attachment of pinnedAttachments(pins.pinRoot)) {
+    if (formatAttachment(attachment) === self) continue;
+    const sibling = new AttachmentPins(pins.pinRoot, attachment);
+    const link = readLink(sibling.link);
+    if (!link) continue;
+    const digest = sibling.progDigests().find((d) => pinnedProgId(sibling.prog(d)) === link.progId);
+    if (!digest || readCard(sibling.card(digest))?.name !== moduleName) continue;
+    const fd = bpf.objGetIfPinned(sibling.map(name));
+    if (fd === null) continue;
+    if (pinnedMapIds(sibling).has(bpf.mapInfo(fd).id)) return fd;
+    bpf.closeFd(fd);
+  }
+  return null;
 }
 
 /**

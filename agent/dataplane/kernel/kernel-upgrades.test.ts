@@ -1,11 +1,15 @@
 /**
  * Persistent state across versions (issue 11, kind 7): what a crashed upgrade leaves pinned
- * must not block a later version, and flags the kernel adds to a map must not make the same
- * map "incompatible". The kernel's map ids are the witness.
+ * must not block a later version, flags the kernel adds to a map must not make the same map
+ * "incompatible", and a map two programs of one module share stays one map across an
+ * upgrade of either. The kernel's map ids are the witness (bpftool where it matters).
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, it, type TestContext } from 'node:test';
+import type { ModuleArtifact } from '../driver.js';
+import { hookKind } from '../../../common/attachment.js';
+import { arrayMapValues, progMapId } from '../../../e2e/support/bpftool.js';
 import { artifact, buildModules, createSandbox, modules, type Sandbox } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
 import { BpfleetError } from '../../../common/errors.js';
@@ -26,6 +30,22 @@ const stateModule = (v: 1 | 2) =>
   artifact({ file: `testdata/state-v${v}.bpf.o`, name: 'state', version: `${v}.0.0`, persistentMaps: ['bpfleet_counters', 'state'] });
 const devmapModule = (v: 1 | 2) =>
   artifact({ file: `testdata/devmap-v${v}.bpf.o`, name: 'devmap', version: `${v}.0.0`, persistentMaps: ['bpfleet_counters', 'tx_ports'] });
+
+/** shared@v: its manifest names both programs, as its author would; `hook` picks the one to install. */
+function sharedModule(v: 1 | 2, hook: 'xdp' | 'tcx-ingress'): ModuleArtifact {
+  const a = artifact({
+    file: `testdata/shared-v${v}.bpf.o`, name: 'shared', version: `${v}.0.0`, hook, program: hook === 'xdp' ? 'shared_xdp' : 'shared_tc',
+    persistentMaps: ['bpfleet_counters', 'seen'], counters: v === 1 ? ['packets'] : ['packets', 'bytes'],
+  });
+  a.manifest.programs = [{ name: 'shared_xdp', hook: hookKind('xdp') }, { name: 'shared_tc', hook: hookKind('tcx-ingress') }];
+  return a;
+}
+
+function u64(value: bigint): Uint8Array {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(value);
+  return b;
+}
 
 function pinnedMap(path: string): bpf.MapInfo {
   return bpf.withFd(bpf.objGet(path), bpf.mapInfo);
@@ -106,5 +126,32 @@ describe('kernel driver: persistent state across versions', { skip }, () => {
     assert.equal(pinnedMap(pins.map('tx_ports')).id, before.id);
     assert.ok(mapIdsOf(v2.running.progId).includes(before.id), 'v2 uses the same devmap');
     assert.ok(existsSync(pins.map('bpfleet_counters')));
+  });
+
+  it('a map two programs of one module share keeps one id, and its contents, across an upgrade of either', async (t) => {
+    const sb = await sandbox(t);
+    const xdp = sb.attachment('xdp');
+    const tcx = sb.attachment('tcx-ingress');
+    const driver = sb.driver();
+    const x1 = await driver.install(xdp, sharedModule(1, 'xdp'), null);
+    const c1 = await driver.install(tcx, sharedModule(1, 'tcx-ingress'), null);
+    const seen = await progMapId(x1.running.progId, 'seen');
+    assert.ok(seen, 'the XDP program uses "seen"');
+    assert.equal(await progMapId(c1.running.progId, 'seen'), seen, 'both programs use one "seen" map');
+    // bpfleet_counters stays per attachment: telemetry reports it per attachment.
+    assert.notEqual(await progMapId(c1.running.progId, 'bpfleet_counters'), await progMapId(x1.running.progId, 'bpfleet_counters'));
+    // A mark far above what stray packets (IPv6 neighbour discovery on the veth) can add.
+    const MARK = 1_000_000n;
+    bpf.withFd(bpf.mapFdById(seen), (fd) => [0, 1].forEach((slot) => bpf.mapUpdate(fd, bpf.u32Key(slot), u64(MARK))));
+
+    const x2 = await driver.install(xdp, sharedModule(2, 'xdp'), x1.running.digest);
+    assert.notEqual(x2.running.progId, x1.running.progId, 'the XDP program was replaced');
+    assert.equal(await progMapId(x2.running.progId, 'seen'), seen, 'XDP 2.0.0 uses the same map');
+    assert.equal(await progMapId(c1.running.progId, 'seen'), seen, 'tcx 1.0.0 still uses it');
+
+    const c2 = await driver.install(tcx, sharedModule(2, 'tcx-ingress'), c1.running.digest);
+    assert.equal(await progMapId(c2.running.progId, 'seen'), seen, 'tcx 2.0.0 uses the same map');
+    assert.equal(await progMapId(x2.running.progId, 'seen'), seen);
+    for (const value of await arrayMapValues(seen)) assert.ok(value >= MARK && value < MARK + 10_000n, `"seen" kept its contents: ${value}`);
   });
 });
