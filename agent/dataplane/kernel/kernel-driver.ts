@@ -121,9 +121,7 @@ export class KernelDriver implements DataplaneDriver {
       const pins = new AttachmentPins(this.pinRoot, attachment);
       const before = this.inspect(pins);
       const replaced = before.running;
-      if (replaced?.digest === artifact.digest) {
-        return { running: replaced, changed: false, timing: { loadMs: 0, swapMs: 0 } };
-      }
+      if (replaced?.digest === artifact.digest) return relabel(pins, before, artifact, programName, expectedDigest);
       requireRunning(attachment, replaced, expectedDigest);
       if (!replaced) this.requireInterface(attachment);
       // The crash points are those of a swap (crash-hook.ts): a first attach has none.
@@ -345,6 +343,55 @@ function validate(attachment: Attachment, artifact: ModuleArtifact): string {
     throw new BpfleetError('UNIMPLEMENTED', 'HOOK_UNSUPPORTED', `attach ${linkKindOf(attachment.hook)} link: not supported: ${support.reason}`);
   }
   return programs[0]!.name;
+}
+
+/**
+ * What runs is identified by object and manifest. The object already runs here: under the
+ * manifest its card records, the install is a no-op. Under another one (a new version of the
+ * same bytes, replacing `expectedDigest` as any install: DRIFT otherwise) the program stays,
+ * no reload, same program id, once the manifest is checked
+ * against what runs: its program for the hook must be the running one
+ * (SAME_OBJECT_OTHER_PROGRAM otherwise: attaching another program of the object needs an
+ * object of its own), and each persistent map must be a map of the running program (NO_MAP).
+ * Then the maps it names are pinned, the ones it no longer names unpinned, and the card
+ * replaced in one step: the attachment runs the new name@version with its counter names.
+ */
+function relabel(pins: AttachmentPins, state: Inspection, artifact: ModuleArtifact, programName: string, expectedDigest: string | null): InstallResult {
+  const running = state.running!;
+  const { manifest } = artifact;
+  const card: ModuleCard = { name: manifest.name, version: manifest.version, counters: [...manifest.counters] };
+  const unchanged = { running, changed: false, timing: { loadMs: 0, swapMs: 0 } };
+  if (state.card && JSON.stringify(state.card) === JSON.stringify(card)) return unchanged;
+  requireRunning(pins.attachment, running, expectedDigest);
+  const what = moduleLabel(artifact);
+  const prog = bpf.withFd(bpf.progFdById(running.progId), bpf.progInfo);
+  // The kernel keeps 15 characters of a program's name.
+  if (prog.name !== programName.slice(0, 15)) {
+    throw new BpfleetError('FAILED_PRECONDITION', 'SAME_OBJECT_OTHER_PROGRAM',
+      `install ${what} on ${running.attachment}: its object ${running.digest} already runs there as program ${prog.name} ` +
+        `(${running.name}@${running.version}), and this manifest attaches ${programName}; a version that attaches another program needs an object of its own`);
+  }
+  const maps = new Map<string, number>();
+  for (const id of prog.mapIds) maps.set(bpf.withFd(bpf.mapFdById(id), bpf.mapInfo).name, id);
+  const missing = manifest.persistentMaps.filter((name) => !maps.has(name.slice(0, 15)));
+  if (missing.length) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP',
+      `install ${what} on ${running.attachment}: persistent map ${missing.join(', ')} is not a map of the running program ${prog.name} (same object)`);
+  }
+  pins.ensureDirs();
+  for (const name of manifest.persistentMaps) {
+    const id = maps.get(name.slice(0, 15))!;
+    const pinned = bpf.objGetIfPinned(pins.map(name));
+    if (pinned !== null) {
+      const same = bpf.withFd(pinned, bpf.mapInfo).id === id;
+      if (same) continue;
+      unpin(pins.map(name));
+    }
+    bpf.withFd(bpf.mapFdById(id), (fd) => bpf.objPin(fd, pins.map(name)));
+  }
+  for (const name of pins.mapNames()) if (!manifest.persistentMaps.includes(name)) unpin(pins.map(name));
+  pinCard(pins.card(artifact.digest), card);
+  return { running: { ...running, name: card.name, version: card.version }, changed: true, timing: { loadMs: 0, swapMs: 0 } };
 }
 
 /** The compare in compare-and-swap, checked before loading anything. */
