@@ -68,6 +68,21 @@ export async function counters(progId: number): Promise<bigint[]> {
   throw new Error(`program ${progId} has no bpfleet_counters map`);
 }
 
+/** The id of the map called `name` (15 characters kept, as the kernel does) that program `progId` uses; null if none. */
+export async function progMapId(progId: number, name: string): Promise<number | null> {
+  for (const mapId of (await prog(progId)).map_ids ?? []) {
+    const info = await bpftool<{ name: string }>(['map', 'show', 'id', String(mapId)]);
+    if (info.name === name.slice(0, 15)) return mapId;
+  }
+  return null;
+}
+
+/** The values of an array map of u64, by index, as `bpftool map dump` shows them. */
+export async function arrayMapValues(mapId: number): Promise<bigint[]> {
+  const dump = await bpftool<{ key: number | string[]; value: number | string | string[] }[]>(['map', 'dump', 'id', String(mapId)]);
+  return dump.sort((a, b) => Number(asBigInt(a.key)) - Number(asBigInt(b.key))).map((e) => asBigInt(e.value));
+}
+
 /**
  * IPv4 packets the network stack of `netns` received (Ip: InReceives): counted after XDP,
  * so packets an XDP program dropped are not in it (unlike the veth's rx_packets).

@@ -101,6 +101,26 @@ export function runDriverConformance(label: string, makeFixture: () => Promise<D
       assert.deepEqual(await driver.observe(), [upgraded.running]);
     });
 
+    it('a new version of the running object runs under its name, version and counters, on the same program', async (t) => {
+      const fx = await fixture(t);
+      const { driver, attachment, artifacts: { v1 } } = fx;
+      const first = await driver.install(attachment, v1, null);
+      const same = { ...v1, manifest: { ...v1.manifest, version: `${v1.manifest.version}-same`, counters: [...v1.manifest.counters, 'extra'] } };
+
+      const relabelled = await driver.install(attachment, same, v1.digest);
+
+      assert.equal(relabelled.changed, true);
+      assert.deepEqual(relabelled.running, { ...first.running, version: same.manifest.version });
+      assert.deepEqual(await driver.observe(), [relabelled.running]);
+      assert.deepEqual(Object.keys((await driver.stats(attachment))!.counters).sort(), [...same.manifest.counters].sort());
+      assert.equal((await driver.install(attachment, same, v1.digest)).changed, false, 'then a no-op');
+      await driver.close();
+      const reopened = await fx.reopen();
+      assert.deepEqual(await reopened.observe(), [relabelled.running], 'a restarted agent adopts the new version');
+      const back = await reopened.install(attachment, v1, v1.digest);
+      assert.deepEqual([back.changed, back.running.version, back.running.progId], [true, v1.manifest.version, first.running.progId]);
+    });
+
     it('refuses a swap when the attachment does not run the expected digest', async (t) => {
       const { driver, attachment, artifacts: { v1, v2, wrongHook } } = await fixture(t);
 

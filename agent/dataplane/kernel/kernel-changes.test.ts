@@ -8,6 +8,7 @@ import { describe, it, type TestContext } from 'node:test';
 import type { Attachment } from '../../../common/attachment.js';
 import { BpfleetError } from '../../../common/errors.js';
 import { run } from '../../../dev/processes.js';
+import { linkOfProg } from '../../../e2e/support/bpftool.js';
 import { artifact, bpftoolXdpProgId, buildModules, createSandbox, modules, type Sandbox } from '../../../e2e/support/kernel-sandbox.js';
 import { prereqSkip } from '../../../e2e/support/prereqs.js';
 import { AttachmentStatus, type GetStateResponse } from '../../../proto/gen/bpfleet/v1/agent.js';
@@ -114,6 +115,48 @@ describe('kernel driver: the kernel changes under a running program', { skip }, 
     assert.equal(back.status, 'running');
     assert.equal(await bpftoolXdpProgId(sb.host.netns, IFACE), first.running.progId);
     assert.equal(await bpftoolXdpProgId(sb.host.netns, 'vx9'), null, 'moved, not copied');
+  });
+
+  it('tcx ingress: interface deleted is broken NO_INTERFACE; re-created, the same program is attached again', async (t) => {
+    const sb = await sandbox(t);
+    const driver = sb.driver();
+    const link = veth(sb);
+    await link.add();
+    const tcx: Attachment = { hook: 'tcx-ingress', iface: IFACE };
+    const first = await driver.install(tcx, modules.tcxV1(), null);
+
+    await link.del();
+    assert.match(broken(await driver.check(), 'NO_INTERFACE').message, /interface vx0 is gone/);
+    assert.deepEqual(await driver.observe(), []);
+
+    await link.add();
+    const back = only(await driver.check());
+    assert.deepEqual([back.status, back.status === 'running' && back.reattached, back.status === 'running' && back.running.progId],
+      ['running', true, first.running.progId]);
+    // bpftool 7.1 shows no tcx in `net show`: the link that holds the program is the witness.
+    assert.equal((await linkOfProg(first.running.progId))?.id, back.status === 'running' ? back.running.linkId : -1, 'bpftool: a new link holds it');
+    assert.notEqual(back.status === 'running' && back.running.linkId, first.running.linkId);
+  });
+
+  it('re-created with an MTU native XDP refuses: broken MTU_TOO_LARGE, naming the fixes', async (t) => {
+    const sb = await sandbox(t);
+    const driver = sb.driver();
+    const link = veth(sb);
+    await link.add();
+    await driver.install(attachment, modules.passV1(), null);
+    await link.del();
+    await link.add();
+    await link.ip('link', 'set', 'vx1', 'mtu', '9000');
+    await link.ip('link', 'set', IFACE, 'mtu', '9000');
+
+    const refused = broken(await driver.check(), 'MTU_TOO_LARGE');
+    assert.match(refused.message, /MTU 9000/);
+    assert.match(refused.message, /xdp\.frags/);
+    assert.equal(await bpftoolXdpProgId(sb.host.netns, IFACE), null);
+
+    await link.ip('link', 'set', IFACE, 'mtu', '1500');
+    await link.ip('link', 'set', 'vx1', 'mtu', '1500');
+    assert.equal(only(await driver.check()).status, 'running', 'attached once the MTU fits');
   });
 
   it('network namespace deleted: broken NETNS_GONE, though the agent\'s handle keeps it alive', async (t) => {

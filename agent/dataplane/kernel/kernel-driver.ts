@@ -121,9 +121,7 @@ export class KernelDriver implements DataplaneDriver {
       const pins = new AttachmentPins(this.pinRoot, attachment);
       const before = this.inspect(pins);
       const replaced = before.running;
-      if (replaced?.digest === artifact.digest) {
-        return { running: replaced, changed: false, timing: { loadMs: 0, swapMs: 0 } };
-      }
+      if (replaced?.digest === artifact.digest) return relabel(pins, before, artifact, programName, expectedDigest);
       requireRunning(attachment, replaced, expectedDigest);
       if (!replaced) this.requireInterface(attachment);
       // The crash points are those of a swap (crash-hook.ts): a first attach has none.
@@ -347,6 +345,55 @@ function validate(attachment: Attachment, artifact: ModuleArtifact): string {
   return programs[0]!.name;
 }
 
+/**
+ * What runs is identified by object and manifest. The object already runs here: under the
+ * manifest its card records, the install is a no-op. Under another one (a new version of the
+ * same bytes, replacing `expectedDigest` as any install: DRIFT otherwise) the program stays,
+ * no reload, same program id, once the manifest is checked
+ * against what runs: its program for the hook must be the running one
+ * (SAME_OBJECT_OTHER_PROGRAM otherwise: attaching another program of the object needs an
+ * object of its own), and each persistent map must be a map of the running program (NO_MAP).
+ * Then the maps it names are pinned, the ones it no longer names unpinned, and the card
+ * replaced in one step: the attachment runs the new name@version with its counter names.
+ */
+function relabel(pins: AttachmentPins, state: Inspection, artifact: ModuleArtifact, programName: string, expectedDigest: string | null): InstallResult {
+  const running = state.running!;
+  const { manifest } = artifact;
+  const card: ModuleCard = { name: manifest.name, version: manifest.version, counters: [...manifest.counters] };
+  const unchanged = { running, changed: false, timing: { loadMs: 0, swapMs: 0 } };
+  if (state.card && JSON.stringify(state.card) === JSON.stringify(card)) return unchanged;
+  requireRunning(pins.attachment, running, expectedDigest);
+  const what = moduleLabel(artifact);
+  const prog = bpf.withFd(bpf.progFdById(running.progId), bpf.progInfo);
+  // The kernel keeps 15 characters of a program's name.
+  if (prog.name !== programName.slice(0, 15)) {
+    throw new BpfleetError('FAILED_PRECONDITION', 'SAME_OBJECT_OTHER_PROGRAM',
+      `install ${what} on ${running.attachment}: its object ${running.digest} already runs there as program ${prog.name} ` +
+        `(${running.name}@${running.version}), and this manifest attaches ${programName}; a version that attaches another program needs an object of its own`);
+  }
+  const maps = new Map<string, number>();
+  for (const id of prog.mapIds) maps.set(bpf.withFd(bpf.mapFdById(id), bpf.mapInfo).name, id);
+  const missing = manifest.persistentMaps.filter((name) => !maps.has(name.slice(0, 15)));
+  if (missing.length) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP',
+      `install ${what} on ${running.attachment}: persistent map ${missing.join(', ')} is not a map of the running program ${prog.name} (same object)`);
+  }
+  pins.ensureDirs();
+  for (const name of manifest.persistentMaps) {
+    const id = maps.get(name.slice(0, 15))!;
+    const pinned = bpf.objGetIfPinned(pins.map(name));
+    if (pinned !== null) {
+      const same = bpf.withFd(pinned, bpf.mapInfo).id === id;
+      if (same) continue;
+      unpin(pins.map(name));
+    }
+    bpf.withFd(bpf.mapFdById(id), (fd) => bpf.objPin(fd, pins.map(name)));
+  }
+  for (const name of pins.mapNames()) if (!manifest.persistentMaps.includes(name)) unpin(pins.map(name));
+  pinCard(pins.card(artifact.digest), card);
+  return { running: { ...running, name: card.name, version: card.version }, changed: true, timing: { loadMs: 0, swapMs: 0 } };
+}
+
 /** The compare in compare-and-swap, checked before loading anything. */
 function requireRunning(attachment: Attachment, running: RunningModule | null, expectedDigest: string | null): void {
   const actual = running?.digest ?? null;
@@ -372,14 +419,17 @@ async function load(obj: bpf.BpfObject, pins: AttachmentPins, artifact: ModuleAr
   checkpoint: SwapCheckpoint): Promise<bpf.BpfProgram> {
   const what = moduleLabel(artifact);
   pins.ensureDirs();
-  const prog = prepare(obj, pins, programName, artifact.manifest.persistentMaps, what);
+  const prog = prepare(obj, pins, programName, artifact.manifest.name, artifact.manifest.persistentMaps, what);
   checkpoint('before-load');
   await childSpan('bpf.load', { 'bpfleet.bpf.program': programName }, () => loadObject(obj, programName, what));
   return prog;
 }
 
-/** Picks the program, checks its type against the hook and wires persistent maps to pins. */
-function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
+/**
+ * Picks the program, checks its type against the hook and wires persistent maps to pins:
+ * this attachment's own, else one another attachment of the module uses (siblingMap).
+ */
+function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, moduleName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
   const { attachment } = pins;
   const prog = obj.program(programName);
   if (!prog) {
@@ -398,7 +448,8 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
   for (const name of persistentMaps) {
     const map = obj.map(name);
     if (!map) throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP', `load ${what}: persistent map ${name} is not in the object`);
-    const fd = pinnedMapInUse(pins.map(name), inUse, what);
+    const own = pinnedMapInUse(pins.map(name), inUse, what);
+    const fd = own ?? siblingMap(pins, moduleName, name);
     if (fd === null) {
       // libbpf creates it and pins it here.
       map.setPinPath(pins.map(name));
@@ -409,11 +460,45 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
     try {
       requireReusable(fd, name, map.spec, what);
       map.reuseFd(fd);
+      // A sibling's map is pinned here too, so this attachment's next version finds it even
+      // when the sibling is gone. Left by a failed load, the pin is one the linked program
+      // does not use: the next install unpins it (pinnedMapInUse).
+      if (own === null) bpf.objPin(fd, pins.map(name));
     } finally {
       bpf.closeFd(fd);
     }
   }
   return prog;
+}
+
+/**
+ * Persistent maps that stay per attachment even when other attachments run the same module:
+ * telemetry reads bpfleet_counters per attachment (counters.ts).
+ */
+const PER_ATTACHMENT_MAPS: ReadonlySet<string> = new Set(['bpfleet_counters']);
+
+/**
+ * An fd of persistent map `name` of another attachment of this pin root whose link holds a
+ * program of module `moduleName` that uses that map: one module's programs share their
+ * maps, as the programs of one object do when libbpf loads it once. Null when there is none.
+ * Attachments that made maps of their own before they shared (an older agent) keep them.
+ */
+function siblingMap(pins: AttachmentPins, moduleName: string, name: string): number | null {
+  if (PER_ATTACHMENT_MAPS.has(name)) return null;
+  const self = formatAttachment(pins.attachment);
+  for (const attachment of pinnedAttachments(pins.pinRoot)) {
+    if (formatAttachment(attachment) === self) continue;
+    const sibling = new AttachmentPins(pins.pinRoot, attachment);
+    const link = readLink(sibling.link);
+    if (!link) continue;
+    const digest = sibling.progDigests().find((d) => pinnedProgId(sibling.prog(d)) === link.progId);
+    if (!digest || readCard(sibling.card(digest))?.name !== moduleName) continue;
+    const fd = bpf.objGetIfPinned(sibling.map(name));
+    if (fd === null) continue;
+    if (pinnedMapIds(sibling).has(bpf.mapInfo(fd).id)) return fd;
+    bpf.closeFd(fd);
+  }
+  return null;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatAttachment, parseAttachment, type Attachment } from '../../../common/attachment.js';
 import * as bpf from './libbpf.js';
@@ -54,6 +54,11 @@ export class AttachmentPins {
   /** Digests ("sha256:<hex>") of the pinned programs. */
   progDigests(): string[] {
     return listDir(this.progsDir).map((hex) => `sha256:${hex}`);
+  }
+
+  /** Names of the pinned persistent maps. */
+  mapNames(): string[] {
+    return listDir(this.mapsDir);
   }
 
   /** Unpins the program of `digest` and its card; a missing pin is fine. */
@@ -134,14 +139,21 @@ export interface ModuleCard {
 
 const CARD_MAP_NAME = 'bpfleet_card';
 
+/**
+ * Pins `card` at `path`, replacing what is there in one step: pinned beside it, then renamed
+ * over it (bpffs renames), so a reader finds the old card or the new one, never none. A crash
+ * between the two leaves `<path>-next`, an orphan card that unpinOrphanCards() removes.
+ */
 export function pinCard(path: string, card: ModuleCard): void {
   const value = Buffer.from(JSON.stringify({ name: card.name, version: card.version, counters: card.counters }));
   const fd = bpf.mapCreate(bpf.BPF_MAP_TYPE_ARRAY, CARD_MAP_NAME, 4, value.length, 1);
+  const next = `${path}-next`;
   try {
     bpf.mapUpdate(fd, bpf.u32Key(0), value);
     bpf.mapFreeze(fd);
-    unpin(path);
-    bpf.objPin(fd, path);
+    unpin(next);
+    bpf.objPin(fd, next);
+    renameSync(next, path);
   } finally {
     bpf.closeFd(fd);
   }

@@ -77,7 +77,7 @@ export class SimDriver implements DataplaneDriver {
     const programName = programFor(attachment, artifact, context);
 
     const before = this.host.running(attachment);
-    if (before?.program.digest === artifact.digest) return unchanged(before, 0);
+    if (before?.program.digest === artifact.digest) return relabel(before, artifact, 0, expectedDigest, context);
     requireRunning(before, expectedDigest, context);
     if (!before && this.host.deletedInterfaces.has(attachment.iface)) {
       throw new BpfleetError('NOT_FOUND', 'NO_INTERFACE', `${context}: no interface ${attachment.iface}`);
@@ -94,7 +94,7 @@ export class SimDriver implements DataplaneDriver {
     // a drift) is judged again here, as BPF_F_REPLACE judges it in the kernel.
     const swapStart = performance.now();
     const current = this.host.running(attachment);
-    if (current?.program.digest === artifact.digest) return unchanged(current, loadMs);
+    if (current?.program.digest === artifact.digest) return relabel(current, artifact, loadMs, expectedDigest, context);
     requireRunning(current, expectedDigest, context);
     advanceTraffic(this.host, this.now(), this.pps);
     const link = childSpan(current ? 'bpf.swap' : 'bpf.attach', {}, () => this.host.attach(attachment, program));
@@ -207,6 +207,20 @@ function requireRunning(link: SimLink | undefined, expectedDigest: string | null
 
 function unchanged(link: SimLink, loadMs: number): InstallResult {
   return { running: runningModule(link), changed: false, timing: { loadMs, swapMs: 0 } };
+}
+
+/**
+ * The object already runs: under this manifest too, it is a no-op; under another one (a new
+ * version of the same bytes), the program stays and takes the manifest's name, version and
+ * counters, as the kernel driver re-pins its card (docs/DATAPLANE.md, "Same object").
+ */
+function relabel(link: SimLink, artifact: ModuleArtifact, loadMs: number, expectedDigest: string | null, context: string): InstallResult {
+  const { name, version, counters, persistentMaps } = artifact.manifest;
+  const p = link.program;
+  if (p.name === name && p.version === version && p.counterNames.join('\n') === counters.join('\n')) return unchanged(link, loadMs);
+  requireRunning(link, expectedDigest, context);
+  Object.assign(p, { name, version, counterNames: [...counters], pinsCounters: persistentMaps.includes('bpfleet_counters') });
+  return { running: runningModule(link), changed: true, timing: { loadMs, swapMs: 0 } };
 }
 
 function checkBehaviour(b: ModuleBehaviour, context: string): ModuleBehaviour {
