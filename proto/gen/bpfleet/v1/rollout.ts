@@ -657,6 +657,11 @@ export interface RolloutStatus {
    * a request the API accepted is either applied or recorded here with why not.
    */
   requestOutcomes: RequestOutcome[];
+  /**
+   * Analyses left out of `analyses`, oldest first: it keeps the newest 32 (the record is
+   * rewritten whole on every pass), so analyses_dropped + len(analyses) is how many ran.
+   */
+  analysesDropped: number;
 }
 
 export interface SkippedHost {
@@ -2322,6 +2327,7 @@ function createBaseRolloutStatus(): RolloutStatus {
     hostCounts: undefined,
     skippedHosts: [],
     requestOutcomes: [],
+    analysesDropped: 0,
   };
 }
 
@@ -2374,6 +2380,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     for (const v of message.requestOutcomes) {
       RequestOutcome.encode(v!, writer.uint32(130).fork()).join();
+    }
+    if (message.analysesDropped !== 0) {
+      writer.uint32(208).uint32(message.analysesDropped);
     }
     return writer;
   },
@@ -2519,6 +2528,14 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.requestOutcomes.push(RequestOutcome.decode(reader, reader.uint32()));
             continue;
           }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.analysesDropped = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2583,6 +2600,11 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         : globalThis.Array.isArray(object?.request_outcomes)
         ? object.request_outcomes.map((e: any) => RequestOutcome.fromJSON(e))
         : [],
+      analysesDropped: isSet(object.analysesDropped)
+        ? globalThis.Number(object.analysesDropped)
+        : isSet(object.analyses_dropped)
+        ? globalThis.Number(object.analyses_dropped)
+        : 0,
     };
   },
 
@@ -2636,6 +2658,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.requestOutcomes?.length) {
       obj.requestOutcomes = message.requestOutcomes.map((e) => RequestOutcome.toJSON(e));
     }
+    if (message.analysesDropped !== 0) {
+      obj.analysesDropped = Math.round(message.analysesDropped);
+    }
     return obj;
   },
 
@@ -2662,6 +2687,7 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
       : undefined;
     message.skippedHosts = object.skippedHosts?.map((e) => SkippedHost.fromPartial(e)) || [];
     message.requestOutcomes = object.requestOutcomes?.map((e) => RequestOutcome.fromPartial(e)) || [];
+    message.analysesDropped = object.analysesDropped ?? 0;
     return message;
   },
 };
