@@ -83,7 +83,10 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     store = null; // a bucket not there yet is not missing for good: the next fetch opens it again
     throw err;
   });
-  const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= openStore()));
+  // Objects an attachment runs stay cached past the limits (a restart adopts them, a
+  // rollback may need the previous one again soon).
+  const running = (): ReadonlySet<string> => new Set(reconciler.state().attachments.flatMap((a) => (a.module?.digest ? [a.module.digest] : [])));
+  const cache = new ArtifactCache(cfg.cacheDir, () => (store ??= openStore()), running);
   const registry = new ModuleRegistry(etcd);
   const source: ModuleSource = {
     module: (name, version) => registry.get(name, version),

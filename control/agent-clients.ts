@@ -6,40 +6,99 @@ import { AgentServiceClient, type ApplyResponse, type Intent } from '../proto/ge
 /** Applies in flight at once across the fleet; the rest wait their turn. */
 export const MAX_APPLIES_IN_FLIGHT = 512;
 
+/** How many agent channels stay open, and for how long unused. */
+export interface ChannelLimits {
+  /**
+   * Channels open at most (default 1024, twice MAX_APPLIES_IN_FLIGHT, so there is always an
+   * idle one to close); opening one more closes the least recently used idle channel.
+   */
+  maxChannels: number;
+  /** A channel with no call for this long is closed (ms; default 5 min). */
+  idleMs: number;
+}
+
+export const CHANNEL_LIMITS: ChannelLimits = { maxChannels: 1024, idleMs: 5 * 60_000 };
+
+interface Channel {
+  client: AgentServiceClient;
+  lastUsed: number;
+  calls: number;
+}
+
 /**
  * gRPC clients to the agents, one channel per address, reused across applies. A wave of
  * ten thousand hosts becomes at most MAX_APPLIES_IN_FLIGHT calls at a time, so no call
- * spends its deadline queued behind thousands of others.
+ * spends its deadline queued behind thousands of others. Channels are bounded by
+ * `limits`: idle ones are closed (checked every idleMs / 2), and past maxChannels the least
+ * recently used idle one makes room.
  */
 export class AgentClients {
-  private readonly clients = new Map<string, AgentServiceClient>();
+  /** By address, least recently used first. */
+  private readonly channels = new Map<string, Channel>();
   private inFlight = 0;
   private readonly waiting: (() => void)[] = [];
+  private readonly sweeper: NodeJS.Timeout;
 
   constructor(
     private readonly creds: ChannelCredentials = credentials.createInsecure(),
     private readonly maxInFlight = MAX_APPLIES_IN_FLIGHT,
-  ) {}
+    private readonly limits: ChannelLimits = CHANNEL_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.sweeper = setInterval(() => this.closeIdle(), Math.max(1_000, limits.idleMs / 2)).unref();
+  }
 
-  private client(address: string): AgentServiceClient {
-    let c = this.clients.get(address);
-    if (!c) {
-      c = new AgentServiceClient(address, this.creds, { interceptors: [tracingInterceptor] });
-      this.clients.set(address, c);
+  /** Channels open now. */
+  get open(): number {
+    return this.channels.size;
+  }
+
+  private channel(address: string): Channel {
+    let c = this.channels.get(address);
+    if (c) {
+      this.channels.delete(address);
+    } else {
+      if (this.channels.size >= this.limits.maxChannels) this.closeLeastRecentIdle();
+      c = { client: new AgentServiceClient(address, this.creds, { interceptors: [tracingInterceptor] }), lastUsed: 0, calls: 0 };
     }
+    c.lastUsed = this.now();
+    this.channels.set(address, c);
     return c;
+  }
+
+  private closeLeastRecentIdle(): void {
+    for (const [address, c] of this.channels) {
+      if (c.calls > 0) continue;
+      c.client.close();
+      this.channels.delete(address);
+      return;
+    }
+  }
+
+  /** Closes every channel without a call for `limits.idleMs`. */
+  closeIdle(): void {
+    const before = this.now() - this.limits.idleMs;
+    for (const [address, c] of this.channels) {
+      if (c.calls > 0 || c.lastUsed > before) continue;
+      c.client.close();
+      this.channels.delete(address);
+    }
   }
 
   async apply(address: string, intent: Intent, timeoutMs = 30_000): Promise<ApplyResponse> {
     await this.acquire();
+    const c = this.channel(address);
+    c.calls++;
     try {
       return await new Promise((resolve, reject) => {
-        this.client(address).apply({ intent }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+        c.client.apply({ intent }, new Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
           if (err) reject(fromServiceError(err));
           else resolve(res);
         });
       });
     } finally {
+      c.calls--;
+      c.lastUsed = this.now();
       this.release();
     }
   }
@@ -60,7 +119,8 @@ export class AgentClients {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
+    clearInterval(this.sweeper);
+    for (const c of this.channels.values()) c.client.close();
+    this.channels.clear();
   }
 }

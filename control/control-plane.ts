@@ -18,7 +18,8 @@ import { Drainer } from './day2/drainer.js';
 import { DrainStore } from './store/drains.js';
 import { LeaderElector, type Leadership } from './leader.js';
 import { observeFleet } from './metrics.js';
-import { AuditLog } from './store/audit.js';
+import { AuditLog, type AuditRetention } from './store/audit.js';
+import { pruneAuditWhileLeading } from './audit-retention.js';
 import { HostDirectory } from '../common/etcd/hosts.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
@@ -44,6 +45,8 @@ export interface ControlPlaneConfig {
   transport: TransportSecurity;
   /** Fleet-wide signature policy: CreateRollout and UndoRollout refuse a module it refuses. */
   signatures?: SignaturePolicy;
+  /** How long and how many audit entries the leader keeps (default AUDIT_RETENTION). */
+  auditRetention?: AuditRetention;
   log: Logger;
 }
 
@@ -88,6 +91,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       leading = leadership;
       controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading'));
       drainer.lead(leadership).catch((err) => log.error({ err }, 'drainer failed to start leading'));
+      void pruneAuditWhileLeading(audit, leadership, log, cfg.auditRetention);
     },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 

@@ -97,6 +97,23 @@ describe('changeLines', () => {
     ]);
   });
 
+  it('prints only new analyses once the status keeps the newest and counts the rest', () => {
+    const run = (at: string) => ({ step: 1, verdict: Verdict.VERDICT_INCONCLUSIVE, metrics: [], at: `2026-01-01T${at}.000Z`, summary: at, staleHosts: [] });
+    const r1 = next(planned(base()), '10:00:05', (s) => {
+      s.analyses = [run('10:00:03'), run('10:00:04'), run('10:00:05')];
+      s.analysesDropped = 7;
+    });
+    // Two more ran; the two oldest kept were let go.
+    const r2 = next(r1, '10:00:07', (s) => {
+      s.analyses = [run('10:00:05'), run('10:00:06'), run('10:00:07')];
+      s.analysesDropped = 9;
+    });
+    assert.deepEqual(changeLines(r1, r2), [
+      '[10:00:06] analysis (step 2): INCONCLUSIVE — 10:00:06',
+      '[10:00:07] analysis (step 2): INCONCLUSIVE — 10:00:07',
+    ]);
+  });
+
   it('prints the new phase with its message, but not a step line once the rollout left progressing', () => {
     const r1 = planned(base());
     const r2 = next(r1, '10:00:09', (s) => {

@@ -27,7 +27,10 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
     out.push(`[${at}] planned ${s.hosts.length} hosts (${shortDigest(s.digest)}): ${plan}`);
   }
   // A verdict comes before what it caused (the next step, a rollback).
-  for (const a of s.analyses.slice(ps?.analyses.length ?? 0)) {
+  // The status keeps only the newest analyses and counts the rest: new ones are those past
+  // what the previous status had run in all.
+  const ranBefore = ps ? ps.analysesDropped + ps.analyses.length : 0;
+  for (const a of s.analyses.slice(Math.max(0, ranBefore - s.analysesDropped))) {
     out.push(`[${clockOf(a.at)}] analysis (step ${a.step + 1}): ${verdictName(a.verdict).toUpperCase()} — ${a.summary}`);
   }
   // A phase that starts work is told before that work, a final one after it.
@@ -93,7 +96,7 @@ export function describeRollout(r: Rollout): string {
       ...(h.detail ? h.detail.split('\n').map((l) => `      | ${l}`) : [])]),
   ];
   if (s.analyses.length) {
-    lines.push('Analyses:');
+    lines.push(s.analysesDropped ? `Analyses (${s.analysesDropped} older not kept):` : 'Analyses:');
     for (const a of s.analyses.slice(-10)) {
       lines.push(`  ${clockOf(a.at)} step ${a.step + 1} ${verdictName(a.verdict).toUpperCase()}`);
       for (const m of a.metrics) {

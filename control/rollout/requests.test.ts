@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HostPhase, RolloutPhase, RolloutVerb, Verdict, type Rollout, type RolloutRequest } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describe as describeEvent, endedStep } from './events.js';
-import { reconcile } from './reconcile.js';
+import { reconcile, REQUEST_OUTCOMES_KEPT } from './reconcile.js';
 import { applyRequest, pendingRequests } from './requests.js';
 import { analyzer, canaryDone, fleet, hostOf, hostsIn, neverAnalyze, OLD, recordAll, rolloutOf, step, T0, TARGET, type Pass } from './rollouts.fixture.js';
 import type { HostView } from './steps.js';
@@ -18,6 +18,15 @@ describe('reconcile: operator requests', () => {
     ({ seq: ++seq, verb, actor, at: new Date(T0).toISOString(), reason });
   const withRequests = (rollout: Rollout, hosts: HostView[], now: number, requests: RolloutRequest[], analyze: Pass['analyze'] = neverAnalyze) =>
     reconcile({ rollout, target: TARGET, hosts, now, analyze, requests });
+
+  it(`keeps the outcomes of the newest ${REQUEST_OUTCOMES_KEPT} requests`, () => {
+    const hosts = fleet(4);
+    const r = canaryDone(spec, hosts);
+    const many = Array.from({ length: 45 }, (_, i) => req(i % 2 ? RolloutVerb.ROLLOUT_VERB_RESUME : RolloutVerb.ROLLOUT_VERB_PAUSE));
+    const d = withRequests(r, hosts, T0 + 1, many);
+    assert.equal(d.rollout.status!.observedRequest, many.at(-1)!.seq);
+    assert.deepEqual(d.rollout.status!.requestOutcomes.map((o) => o.seq), many.slice(-REQUEST_OUTCOMES_KEPT).map((q) => q.seq));
+  });
 
   it('pause stops new applies mid-wave; resume sends them again', () => {
     const hosts = fleet(6);

@@ -16,6 +16,7 @@ import {
   type Step,
 } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { assess } from '../analysis/assess.js';
+import { boundedRun, recordAnalysis } from './analyses.js';
 import type { ApplyAction } from './apply-results.js';
 import { describe, type PassedBy, type RolloutEvent, type StepEnd } from './events.js';
 import { stepKind } from './vocabulary.js';
@@ -240,14 +241,15 @@ function bake(input: StepInput, status: RolloutStatus, out: StepOutput, bakeMs: 
     out.requeueAfterMs = interval - (input.now - Date.parse(last.at));
     return;
   }
-  const run = input.analyze({
+  // Bounded before anything quotes it: the summary also becomes the status message.
+  const run = boundedRun(input.analyze({
     step: status.step,
     canaryHosts: status.hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED).map((h) => h.host),
     baselineHosts: status.hosts.filter((h) => h.phase === H.HOST_PHASE_PENDING).map((h) => h.host),
     from: started,
     to: input.now,
-  });
-  status.analyses.push(run);
+  }));
+  recordAnalysis(status, run);
   out.events.push({ kind: 'analysis', step: status.step, verdict: run.verdict, summary: run.summary });
   const assessed = assess(run, status, spec.analysis!);
   status.failuresInStep = assessed.counters.failuresInStep;

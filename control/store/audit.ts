@@ -3,6 +3,22 @@ import type { Etcd3 } from 'etcd3';
 import { keys } from '../../common/keys.js';
 import { chunk, MAX_TXN_OPS, mapLimit, scanPrefix, TXN_CONCURRENCY } from '../../common/etcd/batch.js';
 import { decodeOrSkip, malformed } from '../../common/etcd/malformed.js';
+import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
+
+/** How long and how many audit entries are kept; the leader deletes the rest (pruneAudit). */
+export interface AuditRetention {
+  /** Entries kept at most, the newest. */
+  maxEntries: number;
+  /** Entries older than this are deleted (ms). */
+  maxAgeMs: number;
+}
+
+/** The default retention: 100,000 entries and 90 days, whichever is reached first. */
+export const AUDIT_RETENTION: AuditRetention = { maxEntries: 100_000, maxAgeMs: 90 * 24 * 3600_000 };
+
+// Keys read per round when deleting past maxEntries: a first prune of a large log reads
+// its excess in pages, never all at once.
+const PRUNE_PAGE = 10_000;
 
 export interface AuditEntry {
   at: string;
@@ -44,6 +60,33 @@ export class AuditLog {
       return { request_put: { key: Buffer.from(keys.audit(at, randomUUID().slice(0, 8))), value: Buffer.from(JSON.stringify(entry)) } };
     });
     await mapLimit(chunk(puts, MAX_TXN_OPS), TXN_CONCURRENCY, (success) => this.etcd.kv.txn({ success }));
+  }
+
+  /**
+   * Deletes, fenced on the leader's epoch, every entry older than `maxAgeMs` before now and
+   * then the oldest past `maxEntries`. Keys start with the entry's ISO time, so key order is
+   * time order and each deletion is one range. Returns how many entries were deleted;
+   * throws NotLeaderError when the fence is gone (nothing deleted by that round).
+   */
+  async prune(fence: Fence, retention: AuditRetention = AUDIT_RETENTION): Promise<number> {
+    const prefix = keys.auditPrefix;
+    const cutoff = `${prefix}${new Date(this.clock().getTime() - retention.maxAgeMs).toISOString()}`;
+    let deleted = await this.deleteBefore(fence, cutoff);
+    for (;;) {
+      const excess = await this.etcd.getAll().prefix(prefix).count() - retention.maxEntries;
+      if (excess <= 0) return deleted;
+      const oldest = await this.etcd.getAll().prefix(prefix).limit(Math.min(excess, PRUNE_PAGE)).keys();
+      if (!oldest.length) return deleted;
+      deleted += await this.deleteBefore(fence, `${oldest.at(-1)!}\0`);
+    }
+  }
+
+  /** Deletes the audit keys below `end` (exclusive), fenced; returns how many. */
+  private async deleteBefore(fence: Fence, end: string): Promise<number> {
+    const txn = await fenced(this.etcd, fence)
+      .then(this.etcd.delete().inRange({ start: keys.auditPrefix, end }) as never).commit();
+    if (!txn.succeeded) throw new NotLeaderError('prune the audit log');
+    return Number(txn.responses[0]?.response_delete_range?.deleted ?? 0);
   }
 
   /** Entries oldest first, of `target` if given; entries that do not decode are skipped and reported. */

@@ -10,8 +10,11 @@ import { keys } from '../../common/keys.js';
 import { CleanupStack } from '../../dev/cleanup.js';
 import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
-import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { HostPhase, RolloutPhase, Verdict, type AnalysisRun, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { ANALYSES_KEPT } from '../rollout/analyses.js';
+import { canaryDone, fleet, step, T0 } from '../rollout/rollouts.fixture.js';
 import { toRolloutSpec } from '../rollout/spec.js';
+import type { AnalysisRequest } from '../rollout/steps.js';
 import { emptyStatus } from '../rollout/vocabulary.js';
 import { HOSTS_PER_MESSAGE, RolloutStore } from './rollouts.js';
 
@@ -148,5 +151,32 @@ describe('rollout store on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     assert.deepEqual(changed.map((h) => h.host), ['d0003', 'd0700', 'd1499']);
     assert.ok(changed.every((h) => h.phase === HostPhase.HOST_PHASE_UPDATING));
     assert.equal((await store.changedHosts('delta', 1, now)).length, 1500, 'from the start: every host, across pages');
+  });
+
+  test('a bake held inconclusive by analyses as large as they come: every save fits, the record keeps the newest 32', async () => {
+    const store = new RolloutStore(etcd);
+    const hosts = fleet(4);
+    // Each analysis names 10,000 stale hosts and says so in its summary: one alone is past
+    // etcd's 1.5 MiB request limit unless cut.
+    const stale = Array.from({ length: 10_000 }, (_, i) => `host-${String(i).padStart(240, '0')}`);
+    const analyze = (req: AnalysisRequest): AnalysisRun => ({
+      step: req.step, verdict: Verdict.VERDICT_INCONCLUSIVE, metrics: [], at: new Date(req.to).toISOString(),
+      summary: `no recent telemetry from ${stale.join(', ')}`, staleHosts: stale,
+    });
+    const spec = { steps: [{ canary: 1 }, { bake: '1s' }, { percent: 100 }], analysis: { interval: '1s', inconclusiveLimit: 1000, metrics: [{ name: 'drop_rate', max: 0.1 }] } };
+    let r: Rollout = { ...canaryDone(spec, hosts), id: 'r-analyses' };
+    await store.saveStatus(r, fence);
+    let now = T0 + 1000;
+    for (let i = 0; i < 40; i++, now += 1000) {
+      const d = step({ rollout: r, hosts, now, analyze });
+      await store.saveStatus(d.rollout, fence, r);
+      r = d.rollout;
+    }
+    const record = (await etcd.get(keys.rollout('r-analyses')).string())!;
+    assert.ok(record.length < 1024 * 1024, `record of ${record.length} bytes`);
+    const back = (await store.get('r-analyses'))!;
+    assert.equal(back.status!.analyses.length, ANALYSES_KEPT);
+    assert.equal(back.status!.analysesDropped, 40 - ANALYSES_KEPT);
+    assert.equal(back.status!.analyses.at(-1)!.at, new Date(now - 1000).toISOString());
   });
 });

@@ -669,6 +669,11 @@ export interface RolloutStatus {
    * comes as several messages), so a follower merges them by host name.
    */
   hostsChangedOnly: boolean;
+  /**
+   * Analyses left out of `analyses`, oldest first: it keeps the newest 32 (the record is
+   * rewritten whole on every pass), so analyses_dropped + len(analyses) is how many ran.
+   */
+  analysesDropped: number;
 }
 
 export interface SkippedHost {
@@ -2336,6 +2341,7 @@ function createBaseRolloutStatus(): RolloutStatus {
     requestOutcomes: [],
     hostsOmitted: 0,
     hostsChangedOnly: false,
+    analysesDropped: 0,
   };
 }
 
@@ -2394,6 +2400,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     if (message.hostsChangedOnly !== false) {
       writer.uint32(328).bool(message.hostsChangedOnly);
+    }
+    if (message.analysesDropped !== 0) {
+      writer.uint32(208).uint32(message.analysesDropped);
     }
     return writer;
   },
@@ -2555,6 +2564,14 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.hostsChangedOnly = reader.bool();
             continue;
           }
+          case 26: {
+            if (tag !== 208) {
+              break;
+            }
+
+            message.analysesDropped = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2629,6 +2646,11 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         : isSet(object.hosts_changed_only)
         ? globalThis.Boolean(object.hosts_changed_only)
         : false,
+      analysesDropped: isSet(object.analysesDropped)
+        ? globalThis.Number(object.analysesDropped)
+        : isSet(object.analyses_dropped)
+        ? globalThis.Number(object.analyses_dropped)
+        : 0,
     };
   },
 
@@ -2688,6 +2710,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.hostsChangedOnly !== false) {
       obj.hostsChangedOnly = message.hostsChangedOnly;
     }
+    if (message.analysesDropped !== 0) {
+      obj.analysesDropped = Math.round(message.analysesDropped);
+    }
     return obj;
   },
 
@@ -2716,6 +2741,7 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     message.requestOutcomes = object.requestOutcomes?.map((e) => RequestOutcome.fromPartial(e)) || [];
     message.hostsOmitted = object.hostsOmitted ?? 0;
     message.hostsChangedOnly = object.hostsChangedOnly ?? false;
+    message.analysesDropped = object.analysesDropped ?? 0;
     return message;
   },
 };
