@@ -23,7 +23,7 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
-import { buildInfo } from '../common/version.js';
+import { buildInfo, type BuildInfo } from '../common/version.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -61,9 +61,11 @@ function externalDependencies(dependencies: Set<string>): Plugin {
   };
 }
 
-/** Builds dist/ from scratch; returns the build info stamped into it. */
-export async function buildDist(outdir = `${ROOT}dist`): Promise<ReturnType<typeof buildInfo>> {
-  const info = buildInfo();
+/**
+ * Builds dist/ from scratch; returns the build info stamped into it: this checkout's
+ * (package.json version, git commit) unless `info` names another (a test's bumped version).
+ */
+export async function buildDist(outdir = `${ROOT}dist`, info: BuildInfo = buildInfo()): Promise<BuildInfo> {
   const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { dependencies: Record<string, string> };
   await rm(outdir, { recursive: true, force: true });
   await build({

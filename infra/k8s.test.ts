@@ -97,6 +97,13 @@ describe('Kubernetes manifests', () => {
     assert.equal(controlConfigSchema.parse({ ...control, id: 'pod-0' }).listen, '0.0.0.0:50051');
   });
 
+  it('the images are tagged with the package version', () => {
+    const { version } = JSON.parse(readFileSync(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8')) as { version: string };
+    for (const [kind, name] of [['DaemonSet', 'bpfleet-agent'], ['Deployment', 'bpfleet-control']] as const) {
+      assert.equal(find(kind, name).spec.template.spec.containers[0].image, `bpfleet:${version}`, `${kind} ${name}`);
+    }
+  });
+
   it('the Secrets are placeholders, not keys', () => {
     for (const s of docs.filter((d) => d.kind === 'Secret')) {
       for (const v of Object.values(s.stringData as Record<string, string>)) assert.doesNotMatch(v, /BEGIN/);

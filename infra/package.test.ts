@@ -7,21 +7,24 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { buildDist, packageName } from './build.js';
+import { buildInfo, versionLine, type BuildInfo } from '../common/version.js';
 
 const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('..', import.meta.url));
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 
 describe('the npm package, quickly', { timeout: 120_000 }, () => {
   const stage = mkdtempSync(join(tmpdir(), 'bpfleet-package-'));
+  let built: BuildInfo;
   before(async () => {
-    await buildDist(join(stage, 'dist'));
+    built = await buildDist(join(stage, 'dist'));
     cpSync(join(REPO, 'bin'), join(stage, 'bin'), { recursive: true });
     cpSync(join(REPO, 'package.json'), join(stage, 'package.json'));
     symlinkSync(join(REPO, 'node_modules'), join(stage, 'node_modules'));
@@ -39,12 +42,19 @@ describe('the npm package, quickly', { timeout: 120_000 }, () => {
   });
 
   for (const name of ['bpfleet', 'bpfleet-agent', 'bpfleet-control']) {
-    it(`${name}: --help and version from dist/`, async () => {
+    it(`${name}: --help and version from dist/; the version is package.json's`, async () => {
       const bin = join(stage, 'bin', `${name}.mjs`);
       assert.match((await run(process.execPath, [bin, '--help'], { cwd: stage, encoding: 'utf8' })).stdout, new RegExp(`^Usage: ${name} `));
-      assert.match((await run(process.execPath, [bin, 'version'], { cwd: stage, encoding: 'utf8' })).stdout, new RegExp(`^${name} \\d+\\.\\d+\\.\\d+`));
+      const { stdout } = await run(process.execPath, [bin, 'version'], { cwd: stage, encoding: 'utf8' });
+      assert.equal(stdout, `${versionLine(name, built)}\n`);
+      assert.ok(stdout.startsWith(`${name} ${PACKAGE_VERSION} `) || stdout === `${name} ${PACKAGE_VERSION}\n`, stdout);
     });
   }
+
+  it('the sources report the same version as the build: one source, package.json', () => {
+    assert.deepEqual(buildInfo(), built);
+    assert.equal(built.version, PACKAGE_VERSION);
+  });
 
   it('packageName: the npm package a bare import comes from', () => {
     assert.equal(packageName('@grpc/grpc-js/build/src/x'), '@grpc/grpc-js');
