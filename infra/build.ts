@@ -27,11 +27,17 @@ import { buildInfo, type BuildInfo } from '../common/version.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The package's commands: bin name → TypeScript entry point (package.json "bin" runs bin/<name>.mjs). */
+/**
+ * What dist/ holds: the package's commands (bin name → TypeScript entry point; package.json
+ * "bin" runs bin/<name>.mjs) and `bpfleet dev`'s two programs (bin/bpfleet.mjs hands `bpfleet
+ * dev` to bpfleet-dev; it starts bpfleet-dev-supervisor in the background, dev/programs.ts).
+ */
 export const ENTRY_POINTS = {
   bpfleet: 'control/cli/main.ts',
   'bpfleet-control': 'control/main.ts',
   'bpfleet-agent': 'agent/main.ts',
+  'bpfleet-dev': 'dev/dev-cli/main.ts',
+  'bpfleet-dev-supervisor': 'dev/dev-cli/supervisor.ts',
 } as const;
 
 /** Packages compiled into dist/ rather than resolved from node_modules (see above). */

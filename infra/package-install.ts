@@ -39,7 +39,7 @@ describe('the npm package', { timeout: 300_000 }, () => {
 
   it('holds the built commands, the .proto files and the units; no TypeScript, tests or BPF objects', () => {
     for (const f of ['bin/bpfleet.mjs', 'bin/bpfleet-agent.mjs', 'bin/bpfleet-control.mjs', 'dist/bpfleet.js', 'dist/bpfleet-agent.js', 'dist/bpfleet-control.js',
-      'proto/bpfleet/v1/control.proto', 'infra/systemd/bpfleet-agent.service', 'infra/config/agent.yaml']) {
+      'dist/bpfleet-dev.js', 'dist/bpfleet-dev-supervisor.js', 'proto/bpfleet/v1/control.proto', 'proto/descriptors.binpb', 'infra/systemd/bpfleet-agent.service', 'infra/config/agent.yaml']) {
       assert.ok(files.includes(f), `${f} is missing from the package`);
     }
     assert.deepEqual(files.filter((f) => f.endsWith('.ts') || f.endsWith('.o') || f.includes('test')), []);
@@ -59,6 +59,17 @@ describe('the npm package', { timeout: 300_000 }, () => {
       assert.match(version.stdout, new RegExp(`^${name} \\d+\\.\\d+\\.\\d+( \\(commit [0-9a-f]{12}(-dirty)?\\))?\\n$`));
     });
   }
+
+  it('bpfleet --help lists dev; bpfleet dev --help and dev status run from the installed package', async () => {
+    assert.match((await cmd('bpfleet', '--help')).stdout, /^ {2}dev +a local fleet/m);
+    const help = await cmd('bpfleet', 'dev', '--help');
+    assert.match(help.stdout, /^Usage: bpfleet dev /);
+    for (const verb of ['up', 'down', 'status', 'env']) assert.match(help.stdout, new RegExp(`^ {2}${verb} `, 'm'));
+    // A name no one uses: status of a fleet that is not running is exit 1, and says so.
+    const status = await cmd('bpfleet', 'dev', 'status', '--name', `pkg${process.pid}`).then(() => assert.fail('exit 0 for a fleet that is not running'), (e: { code: number; stdout: string }) => e);
+    assert.equal(status.code, 1);
+    assert.match(status.stdout, /^no dev fleet "pkg\d+" \(bpfleet dev up starts one\)\n$/);
+  });
 
   it('the daemons load their config from the installed package (zod, yaml resolved there)', async () => {
     const { stdout } = await cmd('bpfleet-agent', '--print-config', '--config', join(installed, 'infra/config/agent.yaml'), '--host', 'pkg-check');
