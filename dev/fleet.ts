@@ -220,12 +220,17 @@ export class LocalFleet {
     return clientTls(this.pki, cert);
   }
 
-  async startControl(): Promise<ManagedProcess> {
+  /**
+   * Starts a control plane replica (another one, when the fleet has one: `control` and
+   * `controlAddress` then name the newest) and waits until it is ready; `root` runs it from
+   * another package root (dev/programs.ts), e.g. a newly built package.
+   */
+  async startControl({ root = REPO }: { root?: string } = {}): Promise<ManagedProcess> {
     const host = this.servicesAddress;
     const [port, metricsPort] = await freePorts(2, host);
     this.controlAddress = `${host}:${port}`;
     this.controlMetricsUrl = `http://${host}:${metricsPort}/metrics`;
-    const program = programCommand('bpfleet-control');
+    const program = programCommand('bpfleet-control', root);
     this.control = spawnManaged({
       name: `${this.opts.name}-control`,
       command: program.command, args: [...program.args, '--listen', this.controlAddress,
