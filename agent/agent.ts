@@ -19,11 +19,10 @@ import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
 import { agentService, agentServiceDefinition, guardAgentService } from './server.js';
 import { BpfleetError } from '../common/errors.js';
+import { buildInfo } from '../common/version.js';
 import { INSECURE_WARNING, serverCredentials, type TransportSecurity } from '../common/tls.js';
 import { TelemetryPublisher, type TelemetryClock } from './telemetry-publisher.js';
 import { TracedDriver, tracedSink, tracedSource } from './tracing.js';
-
-export const AGENT_VERSION = '0.1.0';
 
 export interface AgentConfig {
   host: string;
@@ -95,7 +94,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   const server = new Server();
   const registration = new Registration(etcd, {
     name: cfg.host, labels: cfg.labels, kernel: release(),
-    capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: AGENT_VERSION,
+    capabilities: driver.capabilities(), registeredAt: new Date().toISOString(), agentVersion: buildInfo().version,
   }, cfg.leaseTtlSeconds, log);
   const traced = new TracedDriver(driver);
   const reconciler = new Reconciler(cfg.host, traced, tracedSource(source, cache), tracedSink(registration), undefined, {
@@ -124,7 +123,7 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
     ).finally(() => { checking = null; });
   }, cfg.checkIntervalMs ?? DEFAULT_CHECK_INTERVAL_MS);
   checker.unref();
-  log.info({ host: cfg.host, address, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
+  log.info({ host: cfg.host, address, version: buildInfo().version, driver: driver.kind, capabilities: driver.capabilities() }, 'agent ready');
 
   return {
     address,

@@ -52,8 +52,9 @@ program.command('version')
   });
 
 async function run(config: AgentDaemonConfig, file: string | null, opts: AgentFlags): Promise<void> {
-  const [{ startDaemonTelemetry }, { TrustedKeys }, { checkHostIdentity, startAgent }, { crashHookFromEnv }, { quietIpServerNameWarning, transportFromConfig }] = await Promise.all([
+  const [{ startDaemonTelemetry }, { TrustedKeys }, { checkHostIdentity, startAgent }, { crashHookFromEnv }, { transportFromConfig }, { quietIpServerNameWarning }] = await Promise.all([
     import('../common/daemon-telemetry.js'), import('../common/signing.js'), import('./agent.js'), import('./crash-hook.js'), import('../common/tls.js'),
+    import('../common/ip-server-name-warning.js'),
   ]);
   quietIpServerNameWarning();
   // Before anything starts: no TLS and no explicit insecure, or another host's certificate, is refused.

@@ -30,10 +30,20 @@ export function gitCommit(dir: string): string | null {
   }
 }
 
+let cached: BuildInfo | undefined;
+
+/**
+ * This build's version and commit: the one source of bpfleet's version for every command
+ * (`version`), the agent's registration (Host.agent_version) and both daemons' ready log
+ * line. Read once per process (from the sources it costs a file read and two git calls).
+ */
 export function buildInfo(): BuildInfo {
   if (typeof __BPFLEET_BUILD__ !== 'undefined') return __BPFLEET_BUILD__;
-  const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { version: string };
-  return { version: pkg.version, commit: gitCommit(REPO_ROOT) };
+  if (!cached) {
+    const pkg = JSON.parse(readFileSync(`${REPO_ROOT}package.json`, 'utf8')) as { version: string };
+    cached = { version: pkg.version, commit: gitCommit(REPO_ROOT) };
+  }
+  return cached;
 }
 
 /** "bpfleet-agent 0.1.0 (commit 0123456789ab)": the line each command's `version` prints. */

@@ -23,6 +23,7 @@ import { pruneAuditWhileLeading } from './audit-retention.js';
 import { HostDirectory } from '../common/etcd/hosts.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
+import { buildInfo } from '../common/version.js';
 import { RolloutStore } from './store/rollouts.js';
 
 export interface ControlPlaneConfig {
@@ -105,7 +106,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
   const address = cfg.listen.replace(/:0$/, `:${port}`);
   elector.start();
-  log.info({ address, identity: cfg.identity, tls: transport.mode === 'mtls' ? transport.self.spiffeId : 'off (--insecure)' }, 'control plane ready');
+  log.info({ address, version: buildInfo().version, identity: cfg.identity, tls: transport.mode === 'mtls' ? transport.self.spiffeId : 'off (--insecure)' }, 'control plane ready');
 
   return {
     address,

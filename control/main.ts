@@ -35,8 +35,9 @@ program.command('version')
   });
 
 async function run(config: ControlDaemonConfig, file: string | null, opts: ControlFlags): Promise<void> {
-  const [{ startDaemonTelemetry }, { startControlPlane }, { storeTlsFromConfig, warnPlainStores }, { quietIpServerNameWarning, transportFromConfig }, { TrustedKeys }] = await Promise.all([
+  const [{ startDaemonTelemetry }, { startControlPlane }, { storeTlsFromConfig, warnPlainStores }, { transportFromConfig }, { TrustedKeys }, { quietIpServerNameWarning }] = await Promise.all([
     import('../common/daemon-telemetry.js'), import('./control-plane.js'), import('../common/store-clients.js'), import('../common/tls.js'), import('../common/signing.js'),
+    import('../common/ip-server-name-warning.js'),
   ]);
   quietIpServerNameWarning();
   // Before anything starts: no TLS and no explicit insecure is refused.

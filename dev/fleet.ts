@@ -18,7 +18,6 @@ import type { Etcd3, IOptions } from 'etcd3';
 import type { ConnectionOptions } from '@nats-io/transport-node';
 import { subjects } from '../common/keys.js';
 import { etcdClient, natsTls, type ClientTls } from '../common/store-clients.js';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Role } from '../common/identity.js';
 import type { ChannelCredentials } from '@grpc/grpc-js';
@@ -34,9 +33,11 @@ import { createFleetPki, type DevCertificate, type FleetPki } from './pki.js';
 import { clientTls, enableEtcdAccess, storeServerTls, storeTlsFlags } from './secure-stores.js';
 import { freePort, freePorts } from './ports.js';
 import { spawnManaged, type ManagedProcess } from './processes.js';
+import { PACKAGE_ROOT, programCommand } from './programs.js';
 import { startTraffic, type TrafficSource } from './traffic.js';
 
-export const REPO = fileURLToPath(new URL('..', import.meta.url));
+/** The checkout (or, run from the installed package, the package) the fleet's programs come from. */
+export const REPO = PACKAGE_ROOT;
 
 export interface FleetOptions {
   /** Distinguishes concurrent fleets: netns, pins and host names derive from it. */
@@ -67,6 +68,11 @@ export interface FleetOptions {
   network?: FleetNetwork;
   /** Start a new traffic run whenever one ends (each lasts trafficDurationMs), until stop(). */
   trafficRenew?: boolean;
+  /**
+   * The package root agents run from (dev/programs.ts: its dist/ when it has no sources, a
+   * built package); default REPO. startAgent() can name another for one start (an upgrade).
+   */
+  agentRoot?: string;
 }
 
 export type FleetNetwork = 'routed' | 'root';
@@ -97,8 +103,6 @@ export interface CliResult {
   stderr: string;
 }
 
-const TSX_NODE = [process.execPath, '--import', 'tsx'] as const;
-
 export class LocalFleet {
   readonly hosts: FleetHost[] = [];
   control!: ManagedProcess;
@@ -123,7 +127,7 @@ export class LocalFleet {
   private readonly cleanup = new CleanupStack();
   private stopping = false;
 
-  private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint'>) {}
+  private constructor(readonly opts: Required<Omit<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint' | 'agentRoot'>> & Pick<FleetOptions, 'labels' | 'agentArgs' | 'otlpEndpoint' | 'agentRoot'>) {}
 
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
@@ -216,14 +220,20 @@ export class LocalFleet {
     return clientTls(this.pki, cert);
   }
 
-  async startControl(): Promise<ManagedProcess> {
+  /**
+   * Starts a control plane replica (another one, when the fleet has one: `control` and
+   * `controlAddress` then name the newest) and waits until it is ready; `root` runs it from
+   * another package root (dev/programs.ts), e.g. a newly built package.
+   */
+  async startControl({ root = REPO }: { root?: string } = {}): Promise<ManagedProcess> {
     const host = this.servicesAddress;
     const [port, metricsPort] = await freePorts(2, host);
     this.controlAddress = `${host}:${port}`;
     this.controlMetricsUrl = `http://${host}:${metricsPort}/metrics`;
+    const program = programCommand('bpfleet-control', root);
     this.control = spawnManaged({
       name: `${this.opts.name}-control`,
-      command: TSX_NODE[0], args: [...TSX_NODE.slice(1), 'control/main.ts', '--listen', this.controlAddress,
+      command: program.command, args: [...program.args, '--listen', this.controlAddress,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
         '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort), '--metrics-host', host,
         ...this.storeFlags(), ...this.tlsFlags(this.pki?.control)],
@@ -292,16 +302,18 @@ export class LocalFleet {
 
   /**
    * Starts (or restarts) a host's agent process and waits until it is ready; `extra` adds
-   * flags and environment for this start only (e.g. the BPFLEET_CRASH_AT test hook).
+   * flags and environment for this start only (e.g. the BPFLEET_CRASH_AT test hook), or
+   * runs it from another package root (`root`, e.g. a newly built package).
    */
-  async startAgent(name: string, extra: { args?: readonly string[]; env?: Record<string, string> } = {}): Promise<ManagedProcess> {
+  async startAgent(name: string, extra: { args?: readonly string[]; env?: Record<string, string>; root?: string } = {}): Promise<ManagedProcess> {
     const h = this.host(name);
     const routed = this.opts.network === 'routed';
     const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    const program = programCommand('bpfleet-agent', extra.root ?? this.opts.agentRoot ?? REPO);
     const agent = spawnManaged({
       name: `${this.opts.name}-${name}-agent`,
-      command: TSX_NODE[0],
-      args: [...TSX_NODE.slice(1), 'agent/main.ts', '--host', name, '--listen', h.listen,
+      command: program.command,
+      args: [...program.args, '--host', name, '--listen', h.listen,
         '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--driver', this.opts.driver,
         // Inside its namespace the agent drives its own interfaces; from the root one it setns()es.
         ...(routed ? [] : ['--netns', h.netns.netns]),

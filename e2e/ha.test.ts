@@ -3,19 +3,25 @@
  * cluster, a real nats-server, two control-plane replicas and five agents as processes,
  * the real `bpfleet` CLI. The agents run the sim dataplane (with a 300 ms load, so a wave
  * takes long enough to be interrupted): these tests are about the controller surviving the
- * loss of its leader, of NATS and of an etcd member, not about the kernel.
+ * loss of its leader, of NATS and of an etcd member, and an upgrade of every replica, one
+ * at a time, to a newly built package (issue 12); not about the kernel.
  *
  * "Applied exactly once" is read from each agent's own record of the applies that changed
  * its dataplane (AgentService.GetApplyHistory), not from the controller.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type ServiceError } from '@grpc/grpc-js';
+import { buildInfo } from '../common/version.js';
 import { LocalFleet, type CliResult } from '../dev/fleet.js';
 import type { ManagedProcess } from '../dev/processes.js';
 import { AgentServiceClient, type ApplyRecord, type GetApplyHistoryResponse } from '../proto/gen/bpfleet/v1/agent.js';
 import { ControlServiceClient } from '../proto/gen/bpfleet/v1/control.js';
 import { HostPhase, RolloutPhase, Verdict, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
+import { buildPackage } from './support/package.js';
 import { prereqSkip } from './support/prereqs.js';
 
 const skip = await prereqSkip(['root', 'etcd', 'nats', 'netns', 'clang']);
@@ -40,7 +46,7 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
 
 interface Replica { process: ManagedProcess; address: string }
 
-describe('control plane HA (sim dataplane): leader loss, NATS loss, etcd member loss', { skip }, () => {
+describe('control plane HA (sim dataplane): leader loss, NATS loss, etcd member loss, rolling upgrade', { skip }, () => {
   let fleet: LocalFleet;
   const replicas: Replica[] = [];
   const digests = new Map<string, string>();
@@ -191,5 +197,35 @@ analysis: {interval: 500ms, minSamples: 2}
     assert.equal(status.code, 0, status.stdout + status.stderr);
     assert.equal(victim.running, false, 'the member stayed down for the whole rollout');
     await assertEachAppliedOnce(id, '2.0.0');
+  });
+
+  test('the control plane upgraded replica by replica mid-rollout: each replaced by a newly built package, the rollout completes', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'bpfleet-ha-upgrade-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const version = `${buildInfo().version}-upgrade.1`;
+    await buildPackage(dir, version);
+    // Held at a pause after the canary, so every replica is replaced mid-rollout.
+    const id = await create('module: pass-counter\nversion: 1.0.0\nattachment: xdp:eth0\nsteps: [{canary: 1}, {pause: {}}, {percent: 100}]\n');
+    await eventually('the canary, then the pause', async () => ((await getRollout(id)).status!.step === 1 ? true : undefined), 30_000, 20);
+    // Two replicas of the current build (the first test killed one), then, as the Deployment's
+    // rolling update does it (maxUnavailable 1, maxSurge 0): stop one, start its replacement,
+    // wait until it serves, then the next; the API answers throughout.
+    replicas.splice(0, replicas.length, ...live());
+    while (replicas.length < 2) replicas.push({ process: await fleet.startControl(), address: fleet.controlAddress });
+    for (const old of [...replicas]) {
+      await old.process.stop();
+      replicas.splice(replicas.indexOf(old), 1);
+      assert.equal((await getRollout(id)).status!.step, 1, 'the remaining replica serves the rollout, still held');
+      const process = await fleet.startControl({ root: dir });
+      replicas.push({ process, address: fleet.controlAddress });
+    }
+    for (const r of replicas) assert.match(r.process.lines().find((l) => l.includes('control plane ready')) ?? '', new RegExp(`"version":"${version}"`));
+    await eventually('a new replica to lead', async () => leaderOf(replicas), (LEADER_TTL_S + 5) * 1000);
+    const resume = await cli(['rollout', 'resume', id]);
+    assert.equal(resume.code, 0, resume.stdout + resume.stderr);
+    const status = await cli(['rollout', 'status', id, '--timeout', '60s']);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    assert.equal((await getRollout(id)).status!.phase, RolloutPhase.ROLLOUT_PHASE_SUCCEEDED);
+    await assertEachAppliedOnce(id, '1.0.0');
   });
 });

@@ -23,15 +23,21 @@ import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
-import { buildInfo } from '../common/version.js';
+import { buildInfo, type BuildInfo } from '../common/version.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** The package's commands: bin name → TypeScript entry point (package.json "bin" runs bin/<name>.mjs). */
+/**
+ * What dist/ holds: the package's commands (bin name → TypeScript entry point; package.json
+ * "bin" runs bin/<name>.mjs) and `bpfleet dev`'s two programs (bin/bpfleet.mjs hands `bpfleet
+ * dev` to bpfleet-dev; it starts bpfleet-dev-supervisor in the background, dev/programs.ts).
+ */
 export const ENTRY_POINTS = {
   bpfleet: 'control/cli/main.ts',
   'bpfleet-control': 'control/main.ts',
   'bpfleet-agent': 'agent/main.ts',
+  'bpfleet-dev': 'dev/dev-cli/main.ts',
+  'bpfleet-dev-supervisor': 'dev/dev-cli/supervisor.ts',
 } as const;
 
 /** Packages compiled into dist/ rather than resolved from node_modules (see above). */
@@ -61,9 +67,11 @@ function externalDependencies(dependencies: Set<string>): Plugin {
   };
 }
 
-/** Builds dist/ from scratch; returns the build info stamped into it. */
-export async function buildDist(outdir = `${ROOT}dist`): Promise<ReturnType<typeof buildInfo>> {
-  const info = buildInfo();
+/**
+ * Builds dist/ from scratch; returns the build info stamped into it: this checkout's
+ * (package.json version, git commit) unless `info` names another (a test's bumped version).
+ */
+export async function buildDist(outdir = `${ROOT}dist`, info: BuildInfo = buildInfo()): Promise<BuildInfo> {
   const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { dependencies: Record<string, string> };
   await rm(outdir, { recursive: true, force: true });
   await build({

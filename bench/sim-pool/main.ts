@@ -3,7 +3,8 @@
  * simulated hosts behind one gRPC server, registered in etcd, reporting telemetry on NATS.
  * Prints "sim host pool ready" with its address once every host is registered.
  */
-import { addTlsOptions, loadTransport, quietIpServerNameWarning } from '../../common/tls.js';
+import { addTlsOptions, loadTransport } from '../../common/tls.js';
+import { quietIpServerNameWarning } from '../../common/ip-server-name-warning.js';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_BEHAVIOUR } from '../../agent/dataplane/sim/host.js';
 import { HOST_NAME_RE } from '../../common/keys.js';

@@ -20,7 +20,7 @@ import { TelemetryPublisher } from '../../agent/telemetry-publisher.js';
 import type { ModuleArtifact } from '../../agent/dataplane/driver.js';
 import type { ModuleBehaviour } from '../../agent/dataplane/sim/host.js';
 import { SimDriver } from '../../agent/dataplane/sim/sim-driver.js';
-import { AGENT_VERSION } from '../../agent/agent.js';
+import { buildInfo } from '../../common/version.js';
 import { ArtifactStore } from '../../common/artifacts.js';
 import { parseAttachment } from '../../common/attachment.js';
 import { BpfleetError, toServiceError } from '../../common/errors.js';
@@ -208,7 +208,7 @@ export class SimHostPool {
       i++;
       const host: Host = {
         name: h.name, labels: this.opts.labels(i), kernel, capabilities: h.driver.capabilities(),
-        registeredAt, agentVersion: `${AGENT_VERSION}-sim-pool`, address: this.address, attachments: [],
+        registeredAt, agentVersion: `${buildInfo().version}-sim-pool`, address: this.address, attachments: [],
       };
       return this.writes.put(keys.host(h.name), JSON.stringify(Host.toJSON(host)), id);
     }));

@@ -69,7 +69,8 @@ describe('lazy nouns', () => {
     const lazy = await buildCli([]);
     const full = await buildCli('all');
     assert.equal(lazy.helpInformation(), full.helpInformation());
-    assert.deepEqual(full.commands.map((c) => c.name()).sort(), [...Object.keys(NOUNS), 'version'].sort());
+    assert.deepEqual(full.commands.map((c) => c.name()).sort(), [...Object.keys(NOUNS), 'dev', 'version'].sort());
+    assert.match(lazy.helpInformation(), /^ {2}dev +a local fleet on this machine/m);
   });
 });
 

@@ -21,6 +21,9 @@ export const NOUNS: Record<string, { description: string; load: () => Promise<Re
   pki: { description: 'fleet PKI for mutual TLS: the CA, and certificates for the control plane, agents and users', load: async () => (await import('./commands/pki.js')).registerPkiCommands },
 };
 
+/** `bpfleet dev`'s line in the overview (its commands: dev/dev-cli/main.ts). */
+export const DEV_DESCRIPTION = 'a local fleet on this machine to try bpfleet against: dev up | down | status | env';
+
 /** The global options that take a value (skipped with it when looking for the noun). */
 const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-s', '--server', '--tls-ca', '--tls-cert', '--tls-key', '--context']);
 
@@ -76,6 +79,15 @@ Every command takes -o json|yaml; \`bpfleet <command> --help\` has examples.`);
     if (nouns === 'all' || nouns.includes(name)) (await noun.load())(program);
     else program.command(name).description(noun.description);
   }
+  // bin/bpfleet.mjs hands `bpfleet dev ...` and `bpfleet help dev` to dev/dev-cli (control/
+  // never imports dev/); this entry only names it in the overview, and explains a misplaced one.
+  program.command('dev')
+    .description(DEV_DESCRIPTION)
+    .allowUnknownOption().allowExcessArguments()
+    .action(() => {
+      process.stderr.write('bpfleet: `dev` must come first, without global options: bpfleet dev up|down|status|env\n');
+      process.exitCode = EXIT.USAGE;
+    });
   program.command('version')
     .description('print the bpfleet version and the git commit it was built from')
     .action(async () => {

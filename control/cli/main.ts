@@ -1,4 +1,4 @@
-import { quietIpServerNameWarning } from '../../common/tls.js';
+import { quietIpServerNameWarning } from '../../common/ip-server-name-warning.js';
 import { main } from './cli.js';
 
 quietIpServerNameWarning();

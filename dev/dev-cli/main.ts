@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { isAlive, procRef } from '../claims.js';
 import { REPO } from '../fleet.js';
+import { programCommand } from '../programs.js';
 import { sweepStale } from '../netns.js';
 import { checkName, readState, removeState, stateDir, type DevFleetState } from './state.js';
 
@@ -69,7 +70,8 @@ async function up(name: string, o: { hosts: number; driver: 'kernel' | 'sim'; pp
   const dir = stateDir(name);
   mkdirSync(dir, { recursive: true });
   const log = openSync(join(dir, 'supervisor.log'), 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'dev/dev-cli/supervisor.ts'),
+  const supervisor = programCommand('bpfleet-dev-supervisor');
+  const child = spawn(supervisor.command, [...supervisor.args,
     '--name', name, '--hosts', String(o.hosts), '--driver', o.driver, '--pps', String(o.pps)], {
     cwd: REPO, detached: true, stdio: ['ignore', log, log], env: { ...process.env, BPFLEET_LOG_DIR: join(dir, 'logs') },
   });
