@@ -40,6 +40,7 @@ class StandInDriver implements DataplaneDriver {
       timing: { loadMs: 12, swapMs: 0.5 },
     };
   }
+  async verify() { return { loadMs: 1 }; }
   async stats() { return null; }
   async remove() {}
   async close() {}

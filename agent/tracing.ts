@@ -147,6 +147,13 @@ export class TracedDriver implements DataplaneDriver {
     });
   }
 
+  verify(attachment: Attachment, artifact: ModuleArtifact): Promise<{ loadMs: number }> {
+    const { name, version } = artifact.manifest;
+    return childSpan('dataplane.verify', {
+      [ATTR_ATTACHMENT]: formatAttachment(attachment), [ATTR_MODULE]: `${name}@${version}`, [ATTR_DIGEST]: artifact.digest,
+    }, () => this.inner.verify(attachment, artifact));
+  }
+
   check(): Promise<AttachmentHealth[]> {
     return this.inner.check();
   }

@@ -94,6 +94,12 @@ export interface DataplaneDriver {
   observe(): Promise<RunningModule[]>;
   install(attachment: Attachment, artifact: ModuleArtifact, expectedDigest: string | null): Promise<InstallResult>;
   /**
+   * Loads `artifact` for `attachment`'s hook as install would, through the verifier, and
+   * keeps nothing: no pin, map, link or running program changes. Throws what install would
+   * throw for the object; resolves with the load time (ms). A rollout's pre-flight.
+   */
+  verify(attachment: Attachment, artifact: ModuleArtifact): Promise<{ loadMs: number }>;
+  /**
    * Compares every attachment bpfleet installed with what the kernel runs on it now: the
    * interface may be gone, renamed or re-created, the network namespace gone. A module whose
    * interface exists again under the attachment's name is attached again (the same program,

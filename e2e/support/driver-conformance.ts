@@ -154,6 +154,18 @@ export function runDriverConformance(label: string, makeFixture: () => Promise<D
       });
     }
 
+    it('verifies an object without attaching it, and refuses there what install refuses', async (t) => {
+      const { driver, attachment, artifacts } = await fixture(t);
+      const { loadMs } = await driver.verify(attachment, artifacts.v2);
+      assert.ok(loadMs >= 0);
+      assert.deepEqual(await driver.observe(), [], 'a verified object is not attached');
+      const installed = await driver.install(attachment, artifacts.v1, null);
+      await driver.verify(attachment, artifacts.v2);
+      for (const bad of badArtifacts) await assertBpfleetError(driver.verify(attachment, artifacts[bad.kind]), bad);
+      assert.deepEqual(await driver.observe(), [installed.running], 'verifying changes nothing that runs');
+      assert.deepEqual((await driver.install(attachment, artifacts.v2, artifacts.v1.digest)).changed, true, 'and leaves nothing in the way of the install');
+    });
+
     it('adopts what runs after a restart instead of reinstalling', async (t) => {
       const fx = await fixture(t);
       const { attachment, artifacts: { v1, v2 } } = fx;

@@ -154,6 +154,33 @@ export class KernelDriver implements DataplaneDriver {
     });
   }
 
+  /**
+   * What install would do up to the swap, with nothing kept: the object is opened, its
+   * program for the hook picked, every persistent map named found, and the whole object
+   * loaded through the verifier with CO-RE relocated against this kernel's BTF; then it is
+   * all closed. No pin, map or link is touched. Throws what install throws for the same
+   * object (VERIFIER_REJECTED with the log, BAD_OBJECT, NO_PROGRAM, WRONG_HOOK, NO_MAP,
+   * LOAD_FAILED, HOOK_UNSUPPORTED); resolves with the load time in ms. The pre-flight of a
+   * rollout on one host per kernel.
+   */
+  verify(attachment: Attachment, artifact: ModuleArtifact): Promise<{ loadMs: number }> {
+    return this.exclusive('verify', async () => {
+      const programName = validate(attachment, artifact);
+      const what = moduleLabel(artifact);
+      const t0 = performance.now();
+      const obj = openObject(artifact);
+      try {
+        pickProgram(obj, attachment, programName, what);
+        const missing = artifact.manifest.persistentMaps.find((name) => !obj.map(name));
+        if (missing !== undefined) throw new BpfleetError('INVALID_ARGUMENT', 'NO_MAP', `load ${what}: persistent map ${missing} is not in the object`);
+        await loadObject(obj, programName, what);
+        return { loadMs: performance.now() - t0 };
+      } finally {
+        obj.close();
+      }
+    });
+  }
+
   // Not exclusive: it only reads, synchronously, so it never sees an install half-done, and
   // telemetry should not wait for a slow verifier.
   async stats(attachment: Attachment): Promise<ProgramStats | null> {
@@ -425,12 +452,8 @@ async function load(obj: bpf.BpfObject, pins: AttachmentPins, artifact: ModuleAr
   return prog;
 }
 
-/**
- * Picks the program, checks its type against the hook and wires persistent maps to pins:
- * this attachment's own, else one another attachment of the module uses (siblingMap).
- */
-function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, moduleName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
-  const { attachment } = pins;
+/** The object's program for the hook, the only one it will load, typed for the hook (NO_PROGRAM, WRONG_HOOK). */
+function pickProgram(obj: bpf.BpfObject, attachment: Attachment, programName: string, what: string): bpf.BpfProgram {
   const prog = obj.program(programName);
   if (!prog) {
     const has = obj.programs().map((p) => p.name).join(', ') || 'none';
@@ -444,6 +467,15 @@ function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, 
     throw new BpfleetError('INVALID_ARGUMENT', 'WRONG_HOOK',
       `load ${what}: program ${programName} is of type ${progTypeName(prog.type)}, hook ${attachment.hook} needs ${progTypeName(want)}`);
   }
+  return prog;
+}
+
+/**
+ * Picks the program, checks its type against the hook and wires persistent maps to pins:
+ * this attachment's own, else one another attachment of the module uses (siblingMap).
+ */
+function prepare(obj: bpf.BpfObject, pins: AttachmentPins, programName: string, moduleName: string, persistentMaps: string[], what: string): bpf.BpfProgram {
+  const prog = pickProgram(obj, pins.attachment, programName, what);
   const inUse = pinnedMapIds(pins);
   for (const name of persistentMaps) {
     const map = obj.map(name);

@@ -103,6 +103,21 @@ export class SimDriver implements DataplaneDriver {
     return { running: runningModule(link), changed: true, timing: { loadMs, swapMs } };
   }
 
+  async verify(attachment: Attachment, artifact: ModuleArtifact): Promise<{ loadMs: number }> {
+    this.requireAlive();
+    const { name, version } = artifact.manifest;
+    const context = `load ${name}@${version} for ${formatAttachment(attachment)}`;
+    requireBpfElf(artifact.object, context);
+    const programName = programFor(attachment, artifact, context);
+    const started = performance.now();
+    const { loadDelayMs = 0 } = this.faults;
+    if (loadDelayMs > 0) await delay(loadDelayMs);
+    const verdict = this.faults.verifierReject?.(artifact) ?? false;
+    if (verdict) throw verifierRejection(context, programName, typeof verdict === 'string' ? verdict : undefined);
+    checkBehaviour(this.behaviour(artifact), context);
+    return { loadMs: performance.now() - started };
+  }
+
   async check(): Promise<AttachmentHealth[]> {
     this.requireAlive();
     const found: AttachmentHealth[] = this.host.observe().map((running) => ({ attachment: running.attachment, status: 'running', running, reattached: false }));
