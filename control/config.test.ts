@@ -11,7 +11,7 @@ describe('control config', () => {
     assert.deepEqual(config, {
       id: 'r1', listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] },
       grpc: { insecure: true }, metrics: { port: 0, host: '127.0.0.1' }, logLevel: 'info', leaderTtlSeconds: 2,
-      telemetryMaxSkewMs: 300_000, signatures: { require: true, trustedKeysDir: '/keys' },
+      telemetryMaxSkewMs: 300_000, artifactReplicas: 1, signatures: { require: true, trustedKeysDir: '/keys' },
     });
   });
 

@@ -52,6 +52,9 @@ const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
   .option('--pps <n>', 'simulated packets per second per interface', positive('pps'), 1000)
   .option('--preinstall <module@version>', 'attach this module on every host before registering', moduleRef)
   .option('--attachment <a>', 'attachment for --preinstall', 'xdp:eth0')
+  .option('--store-ca <file>', 'CA bundle (PEM) of the etcd and NATS servers; with --store-cert/--store-key the pool presents that certificate to both')
+  .option('--store-cert <file>', 'client certificate (PEM) for etcd and NATS')
+  .option('--store-key <file>', 'its private key (PEM)')
   .option('--drop-rate <version=rate>', 'a module version that drops this fraction of packets (repeatable)', dropRates, new Map<string, number>())
   .action(async (opts) => {
     const prefix = opts.namePrefix as string;
@@ -59,13 +62,16 @@ const program = addTlsOptions(new Command('bpfleet-sim-host-pool'))
     const transport = loadTransport(opts, 'bpfleet-sim-host-pool');
     const log = createLogger('sim-host-pool');
     const rates = opts.dropRate as Map<string, number>;
+    const store = [opts.storeCa, opts.storeCert, opts.storeKey];
+    if (store.some(Boolean) && !store.every(Boolean)) throw new InvalidArgumentError('--store-ca, --store-cert and --store-key go together');
+    const storeTls = opts.storeCa ? { caPath: opts.storeCa as string, certPath: opts.storeCert as string, keyPath: opts.storeKey as string } : undefined;
     const pool = await SimHostPool.start({
       hosts: opts.hosts, namePrefix: prefix, labels: () => opts.label,
       listen: opts.listen, etcdEndpoints: opts.etcd.split(','), natsServers: opts.nats.split(','),
       telemetryIntervalMs: opts.telemetryInterval, leaseTtlSeconds: opts.leaseTtl, pps: opts.pps,
       behaviour: (a) => ({ ...DEFAULT_BEHAVIOUR, dropRate: rates.get(a.manifest.version) ?? 0 }),
       preinstall: opts.preinstall ? { ...opts.preinstall, attachment: opts.attachment } : undefined,
-      transport, log,
+      transport, storeTls, log,
     });
     // On stdout, whatever the log level: whoever started the pool waits for this line.
     process.stdout.write(`sim host pool ready: ${pool.hosts.size} hosts at ${pool.address}\n`);

@@ -11,7 +11,8 @@
 import { release } from 'node:os';
 import { Server, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { Etcd3, type Lease, type Watcher } from 'etcd3';
+import type { Etcd3, Lease, Watcher } from 'etcd3';
+import { etcdClient, natsTls, type ClientTls } from '../../common/store-clients.js';
 import { agentService, guardAgentService } from '../../agent/server.js';
 import { serverCredentials, type TransportSecurity } from '../../common/tls.js';
 import { convergeTo } from '../../agent/intent-watch.js';
@@ -55,6 +56,12 @@ export interface SimHostPoolOptions {
   preinstall?: { module: string; version: string; attachment: string };
   /** mTLS with one certificate for the whole pool (Apply only from the control plane, as on an agent), or insecure. */
   transport: TransportSecurity;
+  /**
+   * The certificate the pool presents to etcd and NATS (both), or none for plain stores. One
+   * connection serves every simulated host, so on a secured fleet it needs an identity that
+   * may write every host's keys and telemetry subject: the control plane's, in the chaos run.
+   */
+  storeTls?: ClientTls;
   log: Logger;
 }
 
@@ -78,7 +85,7 @@ export class SimHostPool {
   private stopped = false;
 
   private constructor(private readonly opts: SimHostPoolOptions) {
-    this.etcd = new Etcd3({ hosts: opts.etcdEndpoints });
+    this.etcd = etcdClient(opts.etcdEndpoints, opts.storeTls);
     this.writes = new GroupCommit(this.etcd);
   }
 
@@ -96,7 +103,7 @@ export class SimHostPool {
 
   private async boot(): Promise<void> {
     const { opts } = this;
-    this.nc = await connect({ servers: opts.natsServers, name: 'bpfleet-sim-host-pool', maxReconnectAttempts: -1, waitOnFirstConnect: true });
+    this.nc = await connect({ servers: opts.natsServers, name: 'bpfleet-sim-host-pool', tls: natsTls(opts.storeTls), maxReconnectAttempts: -1, waitOnFirstConnect: true });
     const source = this.moduleSource();
     for (let i = 1; i <= opts.hosts; i++) {
       const name = `${opts.namePrefix}${i}`;
@@ -136,7 +143,7 @@ export class SimHostPool {
       object: (digest) => {
         let o = objects.get(digest);
         if (!o) {
-          o = (store ??= ArtifactStore.open(this.nc)).then((s) => s.get(digest));
+          o = (store ??= ArtifactStore.open(this.nc, { create: false })).then((s) => s.get(digest));
           objects.set(digest, o);
           void o.catch(() => objects.delete(digest));
         }
