@@ -84,7 +84,7 @@ describe('nats fixture', { skip: await prereqSkip(['nats']) }, () => {
     const deadline = Date.now() + 20_000;
     let read: Uint8Array | undefined;
     while (!read) {
-      read = await ArtifactStore.open(other, { create: false }).then((s) => s.get(digest), (err: unknown) => {
+      read = await ArtifactStore.open(other, { create: false }).then((s) => s.get(digest)).catch((err: unknown) => {
         if (Date.now() > deadline) throw err;
         return undefined;
       });
