@@ -52,6 +52,8 @@ export interface ChaosReport {
   rssCeilingBytes: Record<string, number>;
   etcdDbBytes: { peak: Record<string, number>; ceiling: number };
   applyRecordsChecked: number;
+  /** What the witnesses saw, so a run whose witness saw nothing cannot pass unnoticed. */
+  witness: { attachmentSamples: number; samplesByVersion: Record<string, number>; samplesWithoutInterface: number; maxHostsOnBadVersion: number };
   machine: { cpus: number; kernel: string };
 }
 
@@ -117,6 +119,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 
     // What every kernel host runs, what each process weighs, how big etcd is: once a second.
     const kernelHostsOnBad = new Set<string>();
+    const seen = { attachmentSamples: 0, samplesByVersion: {} as Record<string, number>, samplesWithoutInterface: 0, maxHostsOnBadVersion: 0 };
     const sampler = (async () => {
       while (!ctl.signal.aborted) {
         const at = now();
@@ -126,6 +129,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             // While the run deletes the interface it may be half there: the fault excuses it.
             if (downIfaces.has(h.name)) s.ifacePresent = false;
             violate(attachments.check(s, intended));
+            seen.attachmentSamples++;
+            if (!s.ifacePresent) seen.samplesWithoutInterface++;
+            const v = s.progTag ? (tags.get(s.progTag) ?? `tag ${s.progTag}`) : 'none';
+            seen.samplesByVersion[v] = (seen.samplesByVersion[v] ?? 0) + 1;
             if (s.progTag && tags.get(s.progTag) === BAD_VERSION) kernelHostsOnBad.add(h.name);
             else kernelHostsOnBad.delete(h.name);
           } catch (err) {
@@ -203,6 +210,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         const phase = r?.status.phase ?? 'unknown';
         if (planned.bad) {
           const simOnBad = (await hostsObservedOn(etcd, ATTACHMENT, digests.get(BAD_VERSION)!).catch(() => [])).filter((h) => h.startsWith(SIM_PREFIX));
+          seen.maxHostsOnBadVersion = Math.max(seen.maxHostsOnBadVersion, kernelHostsOnBad.size + simOnBad.length);
           violate(badVersionContained({ rolloutId: id, canary: 1, hostsOnBad: [...kernelHostsOnBad, ...simOnBad], finalPhase: FINAL.has(phase) ? phase : null, atMs: now() }));
         }
         if (FINAL.has(phase)) return phase;
@@ -288,6 +296,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       peakRssBytes: Object.fromEntries(rss.peak), rssCeilingBytes: RSS_CEILING,
       etcdDbBytes: { peak: Object.fromEntries(etcdSize.peak), ceiling: ETCD_DB_CEILING },
       applyRecordsChecked: applies.size,
+      witness: seen,
       machine: await machine(),
     };
     say(`done: ${completed}/${started} rollouts final, ${Object.values(faults).reduce((a, b) => a + b, 0)} faults, ${violations.length} violations; peak RSS ${[...rss.peak].map(([p, b]) => `${p} ${mib(b)}`).join(', ')}`);
