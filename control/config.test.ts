@@ -27,6 +27,13 @@ describe('control config', () => {
       (err: unknown) => err instanceof BpfleetError && err.reason === 'INSECURE_NOT_CHOSEN' && /no TLS certificate given: pass --tls-ca .* or --insecure/.test(err.message));
   });
 
+  it('--artifact-replicas: 1 to 5 replicas of the module object store, default 1', () => {
+    assert.equal(loadControlConfig({ insecure: true }, {}).config.artifactReplicas, 1);
+    assert.equal(loadControlConfig({ insecure: true, artifactReplicas: '3' }, {}).config.artifactReplicas, 3);
+    assert.throws(() => loadControlConfig({ insecure: true, artifactReplicas: '0' }, {}), /artifactReplicas \(from --artifact-replicas\)/);
+    assert.throws(() => loadControlConfig({ insecure: true, artifactReplicas: '6' }, {}), /artifactReplicas/);
+  });
+
   it('infra/config/control.yaml is a valid control config, as shipped in the package', () => {
     const path = fileURLToPath(new URL('../infra/config/control.yaml', import.meta.url));
     assert.equal(loadControlConfig({ config: path }, {}).config.id, 'control-1');
