@@ -16,12 +16,14 @@ export class ArtifactStore {
    * Opens the bucket. The control plane creates it if missing (`create`, the default);
    * agents only open it, since their NATS users may read objects but not create streams
    * (docs/SECURITY.md); opening a missing bucket then fails with "object store not found".
+   * `replicas` (default 1) applies when the bucket is created: 3 keeps objects through the
+   * loss of one node of a 3-node NATS cluster. An existing bucket keeps its own.
    */
-  static async open(nc: NatsConnection, { create = true }: { create?: boolean } = {}): Promise<ArtifactStore> {
+  static async open(nc: NatsConnection, { create = true, replicas = 1 }: { create?: boolean; replicas?: number } = {}): Promise<ArtifactStore> {
     const objm = new Objm(nc);
     // create() is idempotent for an existing bucket with the same config.
     const store = create
-      ? await objm.create(ARTIFACT_BUCKET, { description: 'bpfleet module objects by digest' })
+      ? await objm.create(ARTIFACT_BUCKET, { description: 'bpfleet module objects by digest', replicas })
       : await objm.open(ARTIFACT_BUCKET);
     return new ArtifactStore(store);
   }

@@ -11,7 +11,7 @@ describe('control config', () => {
     assert.deepEqual(config, {
       id: 'r1', listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:1'] }, nats: { servers: ['nats://127.0.0.1:2'] },
       grpc: { insecure: true }, metrics: { port: 0, host: '127.0.0.1' }, logLevel: 'info', leaderTtlSeconds: 2,
-      telemetryMaxSkewMs: 300_000, signatures: { require: true, trustedKeysDir: '/keys' },
+      telemetryMaxSkewMs: 300_000, artifactReplicas: 1, signatures: { require: true, trustedKeysDir: '/keys' },
     });
   });
 
@@ -25,6 +25,13 @@ describe('control config', () => {
     assert.equal(none, undefined);
     assert.throws(() => transportFromConfig(none, 'bpfleet-control'),
       (err: unknown) => err instanceof BpfleetError && err.reason === 'INSECURE_NOT_CHOSEN' && /no TLS certificate given: pass --tls-ca .* or --insecure/.test(err.message));
+  });
+
+  it('--artifact-replicas: 1 to 5 replicas of the module object store, default 1', () => {
+    assert.equal(loadControlConfig({ insecure: true }, {}).config.artifactReplicas, 1);
+    assert.equal(loadControlConfig({ insecure: true, artifactReplicas: '3' }, {}).config.artifactReplicas, 3);
+    assert.throws(() => loadControlConfig({ insecure: true, artifactReplicas: '0' }, {}), /artifactReplicas \(from --artifact-replicas\)/);
+    assert.throws(() => loadControlConfig({ insecure: true, artifactReplicas: '6' }, {}), /artifactReplicas/);
   });
 
   it('infra/config/control.yaml is a valid control config, as shipped in the package', () => {

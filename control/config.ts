@@ -34,6 +34,8 @@ export const controlConfigSchema = z.strictObject({
   leaderTtlSeconds: z.number().int().min(1).max(600).default(5),
   /** Telemetry stamped further ahead of this replica's clock than this is dropped, ms: 0 to 1 h. */
   telemetryMaxSkewMs: z.number().int().min(0).max(3_600_000).default(DEFAULT_TELEMETRY_MAX_SKEW_MS),
+  /** JetStream replicas of the module object store when this replica creates it: 1, or 3/5 on a NATS cluster. */
+  artifactReplicas: z.number().int().min(1).max(5).default(1),
 });
 
 export type ControlDaemonConfig = z.output<typeof controlConfigSchema>;
@@ -48,6 +50,7 @@ export interface ControlFlags extends SharedFlags {
   id?: string;
   leaderTtl?: string;
   telemetryMaxSkew?: string;
+  artifactReplicas?: string;
   requireSignatures?: boolean;
   trustedKeys?: string;
 }
@@ -57,6 +60,7 @@ function controlFlagValues(opts: ControlFlags): FlagValue[] {
   if (opts.id !== undefined) out.push({ flag: '--id', path: ['id'], value: opts.id });
   if (opts.leaderTtl !== undefined) out.push({ flag: '--leader-ttl', path: ['leaderTtlSeconds'], value: wholeFlag(opts.leaderTtl) });
   if (opts.telemetryMaxSkew !== undefined) out.push({ flag: '--telemetry-max-skew', path: ['telemetryMaxSkewMs'], value: wholeFlag(opts.telemetryMaxSkew) });
+  if (opts.artifactReplicas !== undefined) out.push({ flag: '--artifact-replicas', path: ['artifactReplicas'], value: wholeFlag(opts.artifactReplicas) });
   if (opts.requireSignatures !== undefined) out.push({ flag: '--require-signatures', path: ['signatures', 'require'], value: opts.requireSignatures });
   if (opts.trustedKeys !== undefined) out.push({ flag: '--trusted-keys', path: ['signatures', 'trustedKeysDir'], value: opts.trustedKeys });
   return out;

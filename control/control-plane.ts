@@ -35,6 +35,8 @@ export interface ControlPlaneConfig {
   storeTls?: StoreTls;
   /** Telemetry stamped further ahead of this replica's clock is dropped (ms; default 10 s). */
   telemetryMaxSkewMs?: number;
+  /** JetStream replicas of the module object store if this replica creates it (default 1). */
+  artifactReplicas?: number;
   /** Unique per replica: shows in the election and the logs. */
   identity: string;
   leaderTtlSeconds: number;
@@ -69,7 +71,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     servers: cfg.natsServers, name: `bpfleet-control-${cfg.identity}`, tls: natsTls(cfg.storeTls?.nats),
     maxReconnectAttempts: -1, waitOnFirstConnect: true, reconnectTimeWait: 500,
   });
-  const artifacts = await ArtifactStore.open(nc);
+  const artifacts = await ArtifactStore.open(nc, { replicas: cfg.artifactReplicas });
   const telemetry = new TelemetryStore();
   const ingest = new TelemetryIngest(telemetry, log, { maxSkewMs: cfg.telemetryMaxSkewMs });
   ingest.start(nc);

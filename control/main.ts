@@ -7,6 +7,7 @@ const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
+  .option('--artifact-replicas <n>', 'JetStream replicas of the module object store when it is created: 1, or 3 on a NATS cluster (default 1)')
   .option('--telemetry-max-skew <ms>', 'drop telemetry stamped more than this far ahead of this replica\'s clock, ms (default 300000)')
   .option('--require-signatures', 'fleet-wide policy: refuse to create a rollout of a module not signed by a key in --trusted-keys (before any host is touched)')
   .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem); without --require-signatures, signed modules must verify but unsigned ones pass (env BPFLEET_TRUSTED_KEYS)')
@@ -51,7 +52,7 @@ async function run(config: ControlDaemonConfig, file: string | null, opts: Contr
   const telemetry = await startDaemonTelemetry('bpfleet-control', config.id, { metricsPort: config.metrics.port, metricsHost: config.metrics.host }, log);
   const cp = await startControlPlane({
     listen: config.listen, etcdEndpoints: config.etcd.endpoints, natsServers: config.nats.servers, storeTls,
-    telemetryMaxSkewMs: config.telemetryMaxSkewMs, identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, transport, signatures, log,
+    telemetryMaxSkewMs: config.telemetryMaxSkewMs, artifactReplicas: config.artifactReplicas, identity: config.id, leaderTtlSeconds: config.leaderTtlSeconds, transport, signatures, log,
   });
   let running = config;
   process.on('SIGHUP', () => {

@@ -25,7 +25,7 @@ import { channelCredentials, loadTransport, type TransportSecurity } from '../co
 import { CleanupStack } from './cleanup.js';
 import { makeTempDir, removeTempDir } from './claims.js';
 import { startEtcd, startEtcdCluster, type EtcdCluster, type EtcdServer } from './etcd.js';
-import { startNats, type NatsServer } from './nats.js';
+import { startNats, startNatsCluster, type NatsCluster, type NatsServer } from './nats.js';
 import { createHostNetns, type HostNetns } from './netns.js';
 import { LOOPBACK } from './ports.js';
 import { createPinRoot, type PinRoot } from './pins.js';
@@ -53,6 +53,12 @@ export interface FleetOptions {
   leaderTtlSeconds?: number;
   /** etcd members; more than 1 starts a cluster and gives every daemon all endpoints. */
   etcdMembers?: number;
+  /**
+   * nats-servers; more than 1 starts a cluster (routes on the services address, clustered
+   * JetStream), gives every daemon all of them and has the control plane create the module
+   * object store with 3 replicas (fewer with 2 nodes).
+   */
+  natsNodes?: number;
   /** Extra flags for a host's agent, every time it starts (e.g. a signature policy). */
   agentArgs?: (host: string) => string[];
   /** OTEL_EXPORTER_OTLP_ENDPOINT for the control plane, the agents and `cli()`; none by default. */
@@ -113,6 +119,8 @@ export class LocalFleet {
   /** Set when the fleet runs an etcd cluster (etcdMembers > 1); `etcd` is then its first member. */
   etcdCluster: EtcdCluster | null = null;
   nats!: NatsServer;
+  /** Set when the fleet runs a NATS cluster (natsNodes > 1); `nats` is then its first member. */
+  natsCluster: NatsCluster | null = null;
   /** The fleet's certificates; created once, at boot, unless the fleet is insecure. */
   pki: FleetPki | null = null;
   /** etcd's root password (auth on), for changing users and roles; null when insecure. */
@@ -132,7 +140,7 @@ export class LocalFleet {
   static async start(options: FleetOptions): Promise<LocalFleet> {
     const fleet = new LocalFleet({
       hosts: 3, driver: 'kernel', trafficPps: 2000, trafficDurationMs: 10 * 60_000, telemetryIntervalMs: 500,
-      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, network: 'root', trafficRenew: false, labels: undefined, insecure: false, ...options,
+      echo: false, leaderTtlSeconds: 3, etcdMembers: 1, natsNodes: 1, network: 'root', trafficRenew: false, labels: undefined, insecure: false, ...options,
     });
     try {
       await fleet.boot();
@@ -171,8 +179,15 @@ export class LocalFleet {
       cleanup.defer(() => this.etcd.stop(), 'stop etcd');
     }
     if (pki) this.etcdRootPassword = await enableEtcdAccess(this.etcdEndpoints.split(','), pki, hostNames);
-    this.nats = await startNats({ echo: opts.echo, tls: tls?.nats, host });
-    cleanup.defer(() => this.nats.stop(), 'stop nats');
+    if (opts.natsNodes > 1) {
+      const cluster = await startNatsCluster(opts.natsNodes, { echo: opts.echo, tls: tls?.nats, host });
+      this.natsCluster = cluster;
+      this.nats = cluster.members[0]!;
+      cleanup.defer(() => cluster.stop(), 'stop nats cluster');
+    } else {
+      this.nats = await startNats({ echo: opts.echo, tls: tls?.nats, host });
+      cleanup.defer(() => this.nats.stop(), 'stop nats');
+    }
     await this.startControl();
     for (let i = 1; i <= opts.hosts; i++) await this.addHost(i, namespaces.get(`h${i}`)!);
     await this.waitForHosts(opts.hosts);
@@ -210,7 +225,7 @@ export class LocalFleet {
   /** NATS connection options of this fleet, as the control plane or as host `as` (its inbox prefix included). */
   natsOptions(as?: string): ConnectionOptions {
     const tls = this.clientTls(as);
-    return { servers: this.nats.url, ...(tls ? { tls: natsTls(tls) } : {}), ...(as ? { inboxPrefix: subjects.inboxPrefix(as) } : {}) };
+    return { servers: this.natsServers.split(','), ...(tls ? { tls: natsTls(tls) } : {}), ...(as ? { inboxPrefix: subjects.inboxPrefix(as) } : {}) };
   }
 
   private clientTls(as: string | undefined): ClientTls | undefined {
@@ -234,7 +249,8 @@ export class LocalFleet {
     this.control = spawnManaged({
       name: `${this.opts.name}-control`,
       command: program.command, args: [...program.args, '--listen', this.controlAddress,
-        '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--id', `${this.opts.name}-control-${port}`,
+        '--etcd', this.etcdEndpoints, '--nats', this.natsServers, '--id', `${this.opts.name}-control-${port}`,
+        ...(this.natsCluster ? ['--artifact-replicas', String(Math.min(3, this.natsCluster.members.length))] : []),
         '--leader-ttl', String(this.opts.leaderTtlSeconds), '--metrics-port', String(metricsPort), '--metrics-host', host,
         ...this.storeFlags(), ...this.tlsFlags(this.pki?.control)],
       env: this.telemetryEnv(), cwd: REPO, echo: this.opts.echo,
@@ -294,6 +310,11 @@ export class LocalFleet {
     return this.etcdCluster ? this.etcdCluster.endpoints.join(',') : this.etcd.endpoint;
   }
 
+  /** Every NATS server URL, comma-separated, as the daemons take them. */
+  get natsServers(): string {
+    return this.natsCluster ? this.natsCluster.urls.join(',') : this.nats.url;
+  }
+
   host(name: string): FleetHost {
     const h = this.hosts.find((x) => x.name === name);
     if (!h) throw new Error(`no host ${name} in fleet ${this.opts.name}`);
@@ -314,7 +335,7 @@ export class LocalFleet {
       name: `${this.opts.name}-${name}-agent`,
       command: program.command,
       args: [...program.args, '--host', name, '--listen', h.listen,
-        '--etcd', this.etcdEndpoints, '--nats', this.nats.url, '--driver', this.opts.driver,
+        '--etcd', this.etcdEndpoints, '--nats', this.natsServers, '--driver', this.opts.driver,
         // Inside its namespace the agent drives its own interfaces; from the root one it setns()es.
         ...(routed ? [] : ['--netns', h.netns.netns]),
         '--pin-root', h.pinRoot.path, '--cache-dir', h.cacheDir,

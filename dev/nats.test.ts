@@ -6,7 +6,8 @@ import { connect } from '@nats-io/transport-node';
 import { prereqSkip } from '../e2e/support/prereqs.js';
 import { procRef } from './claims.js';
 import { CleanupStack } from './cleanup.js';
-import { startNats } from './nats.js';
+import { startNats, startNatsCluster } from './nats.js';
+import { ArtifactStore } from '../common/artifacts.js';
 
 const alive = (pid: number): boolean => procRef(pid) !== undefined;
 
@@ -64,5 +65,34 @@ describe('nats fixture', { skip: await prereqSkip(['nats']) }, () => {
     const nc2 = await connect({ servers: nats.url });
     cleanup.defer(() => nc2.close(), 'close connection');
     assert.equal((await (await jetstreamManager(nc2)).streams.info('S')).config.name, 'S');
+  });
+
+  test('a 3-node cluster: the object store with replicas 3 keeps serving with one node SIGKILLed, and the node comes back', async () => {
+    const cluster = await startNatsCluster(3);
+    cleanup.defer(() => cluster.stop(), 'stop nats cluster');
+    assert.equal(cluster.urls.length, 3);
+    const nc = await connect({ servers: cluster.urls });
+    const store = await ArtifactStore.open(nc, { replicas: 3 });
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('OBJ_bpfleet-modules');
+    assert.equal(info.config.num_replicas, 3);
+    assert.equal(info.cluster?.replicas?.length, 2, 'two followers besides the leader');
+    const { digest } = await store.put(new Uint8Array([1, 2, 3]));
+    await cluster.members[0]!.kill('SIGKILL');
+    const other = await connect({ servers: cluster.urls.slice(1) });
+    // The killed node may have led JetStream or the stream: the rest elect another within seconds.
+    const deadline = Date.now() + 20_000;
+    let read: Uint8Array | undefined;
+    while (!read) {
+      read = await ArtifactStore.open(other, { create: false }).then((s) => s.get(digest)).catch((err: unknown) => {
+        if (Date.now() > deadline) throw err;
+        return undefined;
+      });
+    }
+    assert.deepEqual([...read], [1, 2, 3]);
+    await cluster.members[0]!.restart();
+    assert.ok(cluster.members[0]!.running);
+    await other.close();
+    await nc.close();
   });
 });

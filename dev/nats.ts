@@ -1,6 +1,9 @@
 /**
- * Real nats-server (Debian, 2.9) with JetStream on loopback (or another local address). restart() keeps the client port
- * and the store, so a test can take NATS away mid-analysis and bring the same server back.
+ * Real nats-server (Debian, 2.9) with JetStream on loopback (or another local address), one
+ * server or a cluster (routes on the same address, one cluster name, clustered JetStream:
+ * streams created with replicas 3 survive the loss of one node). restart() keeps the client
+ * port, the route port and the store, so a test can take NATS away mid-analysis and bring the
+ * same server back.
  * With `tls`, clients must present a certificate from the CA, and each is the user its
  * certificate maps to (`verify_and_map`), with that user's permissions.
  */
@@ -50,9 +53,17 @@ export interface NatsServer {
   restart(): Promise<void>;
 }
 
+/** Where a cluster member's routes listen and which routes it solicits. */
+interface ClusterSpec {
+  name: string;
+  routePort: number;
+  routes: string[];
+}
+
 class Server implements NatsServer {
   process: ManagedProcess | undefined;
   private stopped = false;
+  cluster: ClusterSpec | undefined;
 
   constructor(
     private readonly host: string,
@@ -75,18 +86,31 @@ class Server implements NatsServer {
   }
 
   async start(): Promise<void> {
+    this.spawn();
+    await this.waitReady();
+  }
+
+  spawn(): void {
     const bin = findExecutable('nats-server');
     if (!bin) throw new Error('nats-server not found: install nats-server (infra/bootstrap.sh does)');
+    const c = this.cluster;
     this.process = spawnManaged({
       name: 'nats',
       command: bin,
       // The monitoring port binds to the -a address too (nats-server's default http host).
       args: ['-a', this.host, '-p', String(this.port), '-m', String(this.monitorPort), '-n', `bpfleet-${this.port}`, '-js', '-sd', this.storeDir,
+        ...(c ? ['--cluster_name', c.name, '--cluster', `nats://${this.host}:${c.routePort}`, '--routes', c.routes.join(',')] : []),
         ...(this.tls ? ['-c', this.writeConfig(this.tls)] : [])],
       echo: this.echo,
     });
-    // healthz answers ok only once JetStream is up (and, after a restart, has recovered its store).
-    await waitUntilReady(this.process, 'nats-server', async () => {
+  }
+
+  async waitReady(): Promise<void> {
+    const proc = this.process;
+    if (!proc) throw new Error('nats-server is not running');
+    // healthz answers ok only once JetStream is up (and, after a restart, has recovered its
+    // store; in a cluster, once it has a JetStream meta leader).
+    await waitUntilReady(proc, 'nats-server', async () => {
       const body = (await getJson(`${this.monitorUrl}/healthz`)) as { status?: string } | undefined;
       return body?.status === 'ok';
     }, READY_TIMEOUT_MS);
@@ -136,6 +160,46 @@ export async function startNats(opts: NatsOptions = {}): Promise<NatsServer> {
     } catch (err) {
       const retry = server.portInUse() && attempt < PORT_RETRIES;
       await server.stop();
+      if (!retry) throw err;
+    }
+  }
+}
+
+export interface NatsCluster {
+  readonly members: NatsServer[];
+  /** Every member's client URL, as a daemon's --nats takes them (comma-joined). */
+  readonly urls: string[];
+  /** Stops every member and removes their stores. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `size` nats-servers with JetStream in one cluster on `opts.host` (loopback by default):
+ * each routes to every other over its own route port, with one cluster name. Resolves once
+ * every member is healthy (clustered JetStream has a meta leader). Streams the product
+ * creates get their replicas from it (control --artifact-replicas).
+ */
+export async function startNatsCluster(size = 3, opts: Omit<NatsOptions, 'storeDir'> = {}): Promise<NatsCluster> {
+  const host = opts.host ?? LOOPBACK;
+  for (let attempt = 1; ; attempt++) {
+    const ports = await freePorts(3 * size, host);
+    const name = `bpfleet-${ports[0]}`;
+    const routeUrls = Array.from({ length: size }, (_, i) => `nats://${host}:${ports[3 * i + 2]}`);
+    const members = Array.from({ length: size }, (_, i) => {
+      const server = new Server(host, ports[3 * i]!, ports[3 * i + 1]!, makeTempDir('nats'), true, opts.echo ?? false, opts.tls);
+      server.cluster = { name, routePort: ports[3 * i + 2]!, routes: routeUrls.filter((_, j) => j !== i) };
+      return server;
+    });
+    const stop = async (): Promise<void> => {
+      await Promise.all(members.map((m) => m.stop()));
+    };
+    try {
+      for (const m of members) m.spawn();
+      await Promise.all(members.map((m) => m.waitReady()));
+      return { members, urls: members.map((m) => m.url), stop };
+    } catch (err) {
+      const retry = members.some((m) => m.portInUse()) && attempt < PORT_RETRIES;
+      await stop();
       if (!retry) throw err;
     }
   }

@@ -233,7 +233,14 @@ export class SimHostPool {
   }
 
   private converge(text: string): void {
-    const intent = Intent.fromJSON(JSON.parse(text));
+    let intent: Intent;
+    try {
+      intent = Intent.fromJSON(JSON.parse(text));
+    } catch (err) {
+      // Anyone with etcd access can write garbage here (the chaos run does): skip it, as agents do.
+      this.opts.log.warn({ err: String(err) }, 'intent that does not parse; skipped');
+      return;
+    }
     const h = this.hosts.get(intent.host);
     if (h) void convergeTo(h.reconciler, intent, this.opts.log.child({ host: h.name }));
   }
