@@ -70,14 +70,14 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     const directory = new HostDirectory(etcd);
     cleanup.defer(() => directory.close(), 'close directory');
     const register = (name: string) => etcd.put(keys.host(name)).value(JSON.stringify(Host.toJSON({
-      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [],
+      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [], lagging: [],
     })));
     await register('early');
     assert.deepEqual((await directory.list()).map((h) => h.name), ['early']);
     await register('late');
     await until('the late host', async () => (await directory.list()).length === 2);
     await etcd.put(keys.observed('late')).value(JSON.stringify(GetStateResponse.toJSON({
-      host: 'late', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
+      host: 'late', labels: {}, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     })));
     await until('the late host\'s report', async () => (await directory.get('late'))?.attachments[0]?.version === '2.0.0');
     await etcd.delete().key(keys.host('early'));
@@ -115,10 +115,10 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     assert.equal(await records.lastReported('leased'), null);
     const lease = etcd.lease(30);
     await records.register(lease, {
-      name: 'leased', labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [],
+      name: 'leased', labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [], lagging: [],
     });
     const state: GetStateResponse = {
-      host: 'leased', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
+      host: 'leased', labels: {}, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     };
     await records.report('leased', state);
     assert.deepEqual(await records.lastReported('leased'), state);

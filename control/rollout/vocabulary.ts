@@ -36,7 +36,7 @@ export function emptyStatus(): RolloutStatus {
     phase: P.ROLLOUT_PHASE_PENDING, step: 0, hosts: [], analyses: [], message: '',
     stepStartedAt: '', updatedAt: '', inconclusiveInARow: 0, digest: '',
     observedRequest: 0, promoted: false, aborted: false, failuresInStep: 0, hostCounts: undefined,
-    skippedHosts: [], requestOutcomes: [],
+    skippedHosts: [], requestOutcomes: [], skippedTotal: 0,
   };
 }
 

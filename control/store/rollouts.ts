@@ -23,7 +23,7 @@ const byWaveThenHost = (collator: Intl.Collator) => (a: HostProgress, b: HostPro
   a.wave - b.wave || collator.compare(a.host, b.host);
 
 export function countHosts(hosts: readonly HostProgress[]): HostCounts {
-  const c: HostCounts = { total: hosts.length, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 };
+  const c: HostCounts = { total: hosts.length, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0, skipped: 0 };
   for (const h of hosts) {
     switch (h.phase) {
       case HostPhase.HOST_PHASE_PENDING: c.pending++; break;
@@ -33,6 +33,7 @@ export function countHosts(hosts: readonly HostProgress[]): HostCounts {
       case HostPhase.HOST_PHASE_ROLLING_BACK: c.rollingBack++; break;
       case HostPhase.HOST_PHASE_ROLLED_BACK: c.rolledBack++; break;
       case HostPhase.HOST_PHASE_RESTORE_FAILED: c.restoreFailed++; break;
+      case HostPhase.HOST_PHASE_SKIPPED: c.skipped++; break;
       default: break;
     }
   }
