@@ -87,6 +87,22 @@ export class HostDirectory {
     return (this.joined ??= this.names.map((n) => this.hosts.get(n)!));
   }
 
+  /**
+   * Hosts that reported state once but are not registered now (down, or their lease
+   * expired), with the labels they last reported (none from an older agent); a report that
+   * does not decode is left out. A retired host stays here until its observed key is deleted.
+   */
+  async departed(): Promise<{ name: string; labels: Record<string, string> }[]> {
+    await this.list();
+    const gone: { name: string; labels: Record<string, string> }[] = [];
+    for (const [name, text] of this.observed) {
+      if (this.hosts.has(name)) continue;
+      const labels = decodeOrSkip(keys.observed(name), text, codecs.observed.decode, this.log)?.labels;
+      if (labels) gone.push({ name, labels });
+    }
+    return gone.sort((a, b) => this.collator.compare(a.name, b.name));
+  }
+
   async get(name: string): Promise<Host | null> {
     await this.list();
     return this.hosts.get(name) ?? null;

@@ -28,6 +28,14 @@ export interface HostView {
   capabilities: string[];
   /** What the host's agent reports running on the rollout's attachment. */
   running: ModuleRef | null;
+  /** The agent's reason word when that attachment is BROKEN (the kernel does not run it there); absent or '' otherwise. */
+  broken?: string;
+}
+
+/** A host etcd knows (it reported state once) that is not registered now, with the labels it last reported. */
+export interface AbsentHost {
+  name: string;
+  labels: Record<string, string>;
 }
 
 /** One canary analysis to run: the updated hosts against the pending ones over [from, to] (ms since the epoch). */
@@ -45,6 +53,8 @@ export interface StepInput {
   /** The module version being rolled out, with its digest. */
   target: ModuleRef;
   hosts: HostView[];
+  /** Hosts that are down: a rollout they would take part in names them as skipped. */
+  absent?: readonly AbsentHost[];
   now: number;
   analyze: (req: AnalysisRequest) => AnalysisRun;
 }
@@ -61,6 +71,8 @@ export interface StepOutput {
 const P = RolloutPhase;
 const H = HostPhase;
 const PLAN_HOSTS_SHOWN = 20;
+/** A status names at most this many skipped hosts (RolloutStatus.skipped_hosts); skipped_total counts them all. */
+export const SKIPPED_HOSTS_KEPT = 100;
 /**
  * A rollback tries each host at most this many times (the first try and 4 retries), the
  * retries 1 s, 2 s, 4 s and 8 s after the previous failure: a host that is gone, drifted or
@@ -97,9 +109,17 @@ export function runSteps(input: StepInput, status: RolloutStatus, out: StepOutpu
 function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   const spec = input.rollout.spec!;
   const hook = spec.attachment.split(':')[0]!;
-  const selected = input.hosts.filter((h) => Object.entries(spec.selector).every(([k, v]) => h.labels[k] === v));
+  const matches = (labels: Record<string, string>) => Object.entries(spec.selector).every(([k, v]) => labels[k] === v);
+  const registered = new Set(input.hosts.map((h) => h.name));
+  // Hosts the selector matches that cannot take part now; the rollout says so, and a host
+  // that comes back converges to what it promotes (control/convergence/).
+  for (const h of input.absent ?? []) if (!registered.has(h.name) && matches(h.labels)) skip(status, h.name, 'not registered');
+  const matched = input.hosts.filter((h) => matches(h.labels));
+  for (const h of matched) if (h.broken) skip(status, h.name, `attachment broken (${h.broken})`);
+  const selected = matched.filter((h) => !h.broken);
   if (selected.length === 0) {
-    finish(status, out, P.ROLLOUT_PHASE_FAILED, `no registered host matches the selector ${JSON.stringify(spec.selector)}`);
+    const skipped = status.skippedTotal ? `; skipped ${skippedWords(status)}` : '';
+    finish(status, out, P.ROLLOUT_PHASE_FAILED, `no registered host matches the selector ${JSON.stringify(spec.selector)}${skipped}`);
     return;
   }
   const lacking = selected.filter((h) => !h.capabilities.includes(hook));
@@ -163,7 +183,11 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   if (!step) {
     if (updateWave(input, status, out, spec.steps.length)) {
       const ended = endOfStep(spec.steps, status, input.now, 'passed');
-      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, `all ${status.hosts.length} hosts run ${spec.module}@${spec.version}`, ended);
+      const updated = status.hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED).length;
+      const message = status.skippedTotal
+        ? `${updated} of ${updated + status.skippedTotal} selected hosts run ${spec.module}@${spec.version}; skipped ${skippedWords(status)}`
+        : `all ${updated} hosts run ${spec.module}@${spec.version}`;
+      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, message, ended);
     }
     return;
   }
@@ -197,7 +221,20 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
 function updateWave(input: StepInput, status: RolloutStatus, out: StepOutput, maxWave: number): boolean {
   const spec = input.rollout.spec!;
   const inWave = status.hosts.filter((h) => h.wave <= maxWave);
-  if (inWave.every((h) => h.phase === H.HOST_PHASE_UPDATED)) return true;
+  const now = new Map(input.hosts.map((h) => [h.name, h]));
+  // A host that went down (or whose attachment broke) before its wave is not waited for
+  // nor failed on: the rollout goes on without it and says so.
+  for (const h of inWave) {
+    if (h.phase !== H.HOST_PHASE_PENDING) continue;
+    const view = now.get(h.host);
+    const why = !view ? 'not registered when its wave ran' : view.broken ? `attachment broken (${view.broken}) when its wave ran` : '';
+    if (!why) continue;
+    h.phase = H.HOST_PHASE_SKIPPED;
+    h.message = why;
+    skip(status, h.host, why);
+    out.events.push({ kind: 'host-skipped', host: h.host, why });
+  }
+  if (inWave.every((h) => h.phase === H.HOST_PHASE_UPDATED || h.phase === H.HOST_PHASE_SKIPPED)) return true;
   const budget = maxUnavailableOf(spec.maxUnavailable, status.hosts.length);
   const updating = inWave.filter((h) => h.phase === H.HOST_PHASE_UPDATING);
   // A pass folds in the results of its applies before the next pass runs, so a host still
@@ -350,6 +387,18 @@ function rollBack(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   } else if (out.actions.length === 0) {
     out.requeueAfterMs = nextRetryMs;
   }
+}
+
+/** Records `host` as skipped (named while fewer than SKIPPED_HOSTS_KEPT are, counted always). */
+export function skip(status: RolloutStatus, host: string, reason: string): void {
+  status.skippedTotal++;
+  if (status.skippedHosts.length < SKIPPED_HOSTS_KEPT) status.skippedHosts.push({ host, reason });
+}
+
+/** "1: h3 (not registered)": how many hosts were skipped and the first few, for messages. */
+export function skippedWords(status: RolloutStatus): string {
+  const shown = status.skippedHosts.slice(0, PLAN_HOSTS_SHOWN).map((s) => `${s.host} (${s.reason})`).join(', ');
+  return `${status.skippedTotal}: ${shown}${status.skippedTotal > PLAN_HOSTS_SHOWN ? ', …' : ''}`;
 }
 
 /**
