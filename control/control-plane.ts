@@ -21,6 +21,8 @@ import { HostDirectory } from '../common/etcd/hosts.js';
 import { IntentStore } from '../common/etcd/intents.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
 import { RolloutStore } from './store/rollouts.js';
+import { DesiredStore } from './store/desired.js';
+import { Converger } from './convergence/converger.js';
 
 export interface ControlPlaneConfig {
   /** gRPC listen address for ControlService; loopback by default. */
@@ -73,15 +75,20 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   const hosts = new HostDirectory(etcd, log);
   const audit = new AuditLog(etcd);
   const agents = new AgentClients(channelCredentials(transport));
+  const intents = new IntentStore(etcd);
+  const desired = new DesiredStore(etcd, log);
   const controller = new RolloutController({
-    etcd, rollouts, modules, intents: new IntentStore(etcd), hosts, audit, agents, telemetry, ingest, log,
+    etcd, rollouts, modules, intents, hosts, audit, agents, telemetry, ingest, log,
   });
+  const converger = new Converger({ hosts, desired, rollouts, intents, agents, audit, log });
   let leading: Leadership | null = null;
+  let converging: Promise<void> = Promise.resolve();
   const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });
   const elector = new LeaderElector(etcd, cfg.identity, cfg.leaderTtlSeconds,
     (leadership) => {
       leading = leadership;
       controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading'));
+      converging = converger.lead(leadership).catch((err) => log.error({ err }, 'converger stopped'));
     },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 
@@ -89,7 +96,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
   });
-  server.addService(controlServiceDefinition, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log, signatures: cfg.signatures }), transport, log));
+  server.addService(controlServiceDefinition, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, desired, audit, log, signatures: cfg.signatures }), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
@@ -104,6 +111,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       unobserve();
       await elector.stop();
       await controller.stop();
+      await converging;
       standard.drain();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       agents.close();

@@ -12,6 +12,8 @@ import type { ProgramSpec } from '../../proto/gen/bpfleet/v1/module.js';
 import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { checkRolloutSpec } from '../rollout/spec.js';
 import type { AuditLog } from '../store/audit.js';
+import type { DesiredStore } from '../store/desired.js';
+import { lagsOf } from '../convergence/desired.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { watchPrefix } from '../../common/etcd/watch.js';
@@ -25,6 +27,7 @@ export interface RolloutDeps {
   rollouts: RolloutStore;
   modules: ModuleRegistry;
   hosts: HostDirectory;
+  desired: DesiredStore;
   audit: AuditLog;
   log: Logger;
   clock: () => Date;
@@ -101,7 +104,11 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
       rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !bounded('module', call.request.module, FIELD_BYTES.name) || r.spec?.module === call.request.module),
     })),
 
-    listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),
+    listHosts: unary(log, 'ListHosts', async () => {
+      const [hosts, records] = await Promise.all([deps.hosts.list(), deps.desired.list()]);
+      // The directory's objects are shared: each answer gets its own copy with the lag.
+      return { hosts: hosts.map((h) => ({ ...h, lagging: lagsOf(h, records) })) };
+    }),
 
     watchRollout: serverStream('WatchRollout', (call) => watchRollout(deps, call)),
   };

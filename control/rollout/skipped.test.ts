@@ -5,6 +5,7 @@ import { recordApply } from './apply-results.js';
 import { reconcile } from './reconcile.js';
 import { fleet, hostOf, hostView, neverAnalyze, recordAll, rolloutOf, step, T0, TARGET } from './rollouts.fixture.js';
 import { SKIPPED_HOSTS_KEPT, type AbsentHost, type HostView } from './steps.js';
+import { selectionLine } from './vocabulary.js';
 
 const H = HostPhase;
 const P = RolloutPhase;
@@ -83,5 +84,16 @@ describe('reconcile: hosts that come and go', () => {
     const d = reconcile({ rollout: rolloutOf(), target: TARGET, hosts: fleet(2), absent, now: T0, analyze: neverAnalyze });
     assert.equal(d.rollout.status!.skippedHosts.length, SKIPPED_HOSTS_KEPT);
     assert.equal(d.rollout.status!.skippedTotal, SKIPPED_HOSTS_KEPT + 5);
+  });
+
+  it('says how many hosts were selected and which were skipped, from the hosts or from a record\'s counts', () => {
+    const all = fleet(3);
+    const r = reconcile({ rollout: rolloutOf({ steps: [{ canary: 1 }] }), target: TARGET, hosts: all, absent: [{ name: 'h04', labels: { role: 'edge' } }], now: T0, analyze: neverAnalyze }).rollout;
+    const gone = r.status!.hosts.find((h) => h.wave === 1)!.host;
+    const end = runToEnd(r, () => all.filter((h) => h.name !== gone));
+    assert.equal(selectionLine(end.status!), `4 hosts selected, 2 skipped: h04 (not registered), ${gone} (not registered when its wave ran)`);
+    const record = { ...end.status!, hosts: [], hostCounts: { total: 3, pending: 0, updating: 0, updated: 2, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0, skipped: 1 } };
+    assert.equal(selectionLine(record), selectionLine(end.status!));
+    assert.equal(selectionLine(runToEnd(rolloutOf(), () => fleet(2)).status!), '');
   });
 });
