@@ -13,7 +13,7 @@ import type { Rollout, RolloutSpec } from '../../proto/gen/bpfleet/v1/rollout.js
 import { checkRolloutSpec } from '../rollout/spec.js';
 import type { AuditLog } from '../store/audit.js';
 import type { DesiredStore } from '../store/desired.js';
-import { lagsOf } from '../convergence/desired.js';
+import { lagsOf, scopeOf } from '../convergence/desired.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
 import { watchPrefix } from '../../common/etcd/watch.js';
@@ -105,9 +105,13 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
     })),
 
     listHosts: unary(log, 'ListHosts', async () => {
-      const [hosts, records] = await Promise.all([deps.hosts.list(), deps.desired.list()]);
+      const [hosts, records, rollouts] = await Promise.all([deps.hosts.list(), deps.desired.list(), deps.rollouts.list({ hosts: false })]);
+      // A module+attachment an unfinished rollout owns has its story in that rollout's
+      // status: its hosts are on their way to a version that is not desired yet.
+      const active = new Set(rollouts.filter((r) => !isFinal(r)).map((r) => scopeOf(r.spec!.module, r.spec!.attachment)));
+      const settled = records.filter((d) => !active.has(scopeOf(d.module, d.attachment)));
       // The directory's objects are shared: each answer gets its own copy with the lag.
-      return { hosts: hosts.map((h) => ({ ...h, lagging: lagsOf(h, records) })) };
+      return { hosts: hosts.map((h) => ({ ...h, lagging: lagsOf(h, settled) })) };
     }),
 
     watchRollout: serverStream('WatchRollout', (call) => watchRollout(deps, call)),

@@ -13,6 +13,12 @@ import { convergeActions, ownedScopes, type ConvergeAction } from './desired.js'
 
 /** How often the leader looks for hosts that lag behind the desired versions (ms). */
 export const CONVERGE_INTERVAL_MS = 2000;
+/**
+ * A host is moved only once it has been registered this long (ms, as this replica saw it):
+ * until a (re)started agent has adopted what its pins run and reported it, its observed
+ * record is the previous process's, and an install's expected digest would be a guess.
+ */
+export const CONVERGE_SETTLE_MS = 3000;
 /** The pause before a host+attachment whose install failed is tried again: 2 s, doubling per failure in a row, at most 60 s. */
 export const CONVERGE_RETRY_FIRST_MS = 2000;
 export const CONVERGE_RETRY_MAX_MS = 60_000;
@@ -28,6 +34,7 @@ export interface ConvergerDeps {
   audit: AuditLog;
   log: Logger;
   intervalMs?: number;
+  settleMs?: number;
   clock?: () => number;
 }
 
@@ -42,6 +49,8 @@ export interface ConvergerDeps {
 export class Converger {
   /** Failures in a row and the earliest next try, per host+attachment. */
   private readonly backoff = new Map<string, { failures: number; next: number }>();
+  /** When this replica first saw each registered host (in a row of passes that all saw it). */
+  private readonly firstSeen = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(private readonly deps: ConvergerDeps) {
@@ -52,6 +61,7 @@ export class Converger {
   async lead(leadership: Leadership): Promise<void> {
     const interval = this.deps.intervalMs ?? CONVERGE_INTERVAL_MS;
     this.backoff.clear();
+    this.firstSeen.clear();
     while (!leadership.lost.aborted) {
       try {
         await this.pass(leadership);
@@ -68,12 +78,17 @@ export class Converger {
 
   /** One look at the fleet: installs the desired version where the rule says so; returns what it sent. */
   async pass(leadership: Leadership): Promise<ConvergeAction[]> {
+    const hosts = await this.deps.hosts.list();
+    const now = this.now();
+    const present = new Set(hosts.map((h) => h.name));
+    for (const name of this.firstSeen.keys()) if (!present.has(name)) this.firstSeen.delete(name);
+    for (const name of present) if (!this.firstSeen.has(name)) this.firstSeen.set(name, now);
     const records = await this.deps.desired.list();
     if (!records.length) return [];
-    const [rollouts, hosts] = await Promise.all([this.deps.rollouts.list({ hosts: false }), this.deps.hosts.list()]);
+    const rollouts = await this.deps.rollouts.list({ hosts: false });
     const { actions } = convergeActions({ hosts, records, owned: ownedScopes(rollouts, records) });
-    const now = this.now();
-    const due = actions.filter((a) => (this.backoff.get(`${a.host}\0${a.attachment}`)?.next ?? 0) <= now);
+    const settle = this.deps.settleMs ?? CONVERGE_SETTLE_MS;
+    const due = actions.filter((a) => now - this.firstSeen.get(a.host)! >= settle && (this.backoff.get(`${a.host}\0${a.attachment}`)?.next ?? 0) <= now);
     const addresses = new Map(hosts.map((h) => [h.name, h.address]));
     await Promise.all(due.map((a) => this.install(a, addresses.get(a.host)!, leadership)));
     return due;
