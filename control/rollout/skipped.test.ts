@@ -96,4 +96,13 @@ describe('reconcile: hosts that come and go', () => {
     assert.equal(selectionLine(record), selectionLine(end.status!));
     assert.equal(selectionLine(runToEnd(rolloutOf(), () => fleet(2)).status!), '');
   });
+
+  it('does not count an updated host whose attachment broke since as running the version, and says so', () => {
+    const all = fleet(2);
+    let r = step({ rollout: rolloutOf({ steps: [{ canary: 1 }] }), hosts: all, now: T0 }).rollout;
+    const canary = r.status!.hosts.find((h) => h.wave === 0)!.host;
+    r = runToEnd(r, (pass) => all.map((h) => (h.name === canary && pass >= 3 ? { ...h, broken: 'NO_INTERFACE' } : h)));
+    assert.equal(r.status!.phase, P.ROLLOUT_PHASE_SUCCEEDED);
+    assert.equal(r.status!.message, `1 of 2 selected hosts run pass-counter@2.0.0; attachment broken since updated: ${canary} (NO_INTERFACE)`);
+  });
 });

@@ -183,10 +183,17 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   if (!step) {
     if (updateWave(input, status, out, spec.steps.length)) {
       const ended = endOfStep(spec.steps, status, input.now, 'passed');
-      const updated = status.hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED).length;
-      const message = status.skippedTotal
-        ? `${updated} of ${updated + status.skippedTotal} selected hosts run ${spec.module}@${spec.version}; skipped ${skippedWords(status)}`
-        : `all ${updated} hosts run ${spec.module}@${spec.version}`;
+      // An updated host whose attachment broke since does not run the version: said, not counted.
+      const views = new Map(input.hosts.map((h) => [h.name, h]));
+      const updatedHosts = status.hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED);
+      const broken = updatedHosts.filter((h) => views.get(h.host)?.broken).map((h) => `${h.host} (${views.get(h.host)!.broken})`);
+      const updated = updatedHosts.length - broken.length;
+      const selected = updatedHosts.length + status.skippedTotal;
+      const message = (status.skippedTotal || broken.length
+        ? `${updated} of ${selected} selected hosts run ${spec.module}@${spec.version}`
+        : `all ${updated} hosts run ${spec.module}@${spec.version}`)
+        + (status.skippedTotal ? `; skipped ${skippedWords(status)}` : '')
+        + (broken.length ? `; attachment broken since updated: ${broken.slice(0, PLAN_HOSTS_SHOWN).join(', ')}${broken.length > PLAN_HOSTS_SHOWN ? ', …' : ''}` : '');
       finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, message, ended);
     }
     return;
