@@ -12,7 +12,7 @@ import { traceparentOf } from '../common/spans.js';
 import type { Logger } from '../common/log.js';
 import { AttachmentStatus, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
-import { RolloutPhase, type Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
+import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from './agent-clients.js';
 import { analyze, readsFrom } from './analysis/analyze.js';
 import type { TelemetryIngest } from './analysis/ingest.js';
@@ -193,10 +193,9 @@ export class RolloutController {
         broken: a?.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? a.reason || 'BROKEN' : '',
       };
     });
-    // Only a plan reads them (to name selected hosts that are down as skipped).
-    const phase = rollout.status?.phase ?? RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED;
-    const planning = phase === RolloutPhase.ROLLOUT_PHASE_PENDING || phase === RolloutPhase.ROLLOUT_PHASE_UNSPECIFIED;
-    const absent = planning ? await this.deps.hosts.departed() : [];
+    // Only a plan reads them (to name selected hosts that are down as skipped); a rollout
+    // with hosts is planned.
+    const absent = rollout.status?.hosts.length ? [] : await this.deps.hosts.departed();
     const requests = await this.requests.list(id);
     const decision = reconcile({
       rollout,
