@@ -14,6 +14,7 @@ import { AttachmentStatus, GetStateResponse, type Intent } from '../../proto/gen
 import { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { keys } from '../keys.js';
+import type { BpfleetError } from '../errors.js';
 import { NotLeaderError, type Fence } from './fence.js';
 import { HostDirectory, HostRecords } from './hosts.js';
 import { IntentStore } from './intents.js';
@@ -82,6 +83,23 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     await until('the late host\'s report', async () => (await directory.get('late'))?.attachments[0]?.version === '2.0.0');
     await etcd.delete().key(keys.host('early'));
     await until('the early host to leave', async () => (await directory.list()).map((h) => h.name).join() === 'late');
+    assert.deepEqual(await directory.departed(), [], 'a host that never reported is unknown once gone');
+    await etcd.put(keys.observed('early')).value(JSON.stringify(GetStateResponse.toJSON({ host: 'early', labels: { role: 'edge' }, attachments: [] })));
+    await until('the early host among the departed, with its labels', async () => JSON.stringify(await directory.departed()) === JSON.stringify([{ name: 'early', labels: { role: 'edge' } }]));
+    await register('early');
+    await until('the early host back', async () => (await directory.departed()).length === 0);
+  });
+
+  test('an intent write that must find a key absent refuses with ROLLOUT_ACTIVE when it is there, and writes nothing', async () => {
+    const store = new IntentStore(etcd);
+    const lock = keys.activeLock('m', 'xdp:eth0');
+    await etcd.put(lock).value('r-active');
+    const draft = { host: 'c1', attachment: 'xdp:eth0', module: { name: 'm', version: '1.0.0', digest: 'sha256:a' }, expectedDigest: '', rolloutId: 'r' };
+    await assert.rejects(store.writeAll([draft], fence, [lock]), (err: BpfleetError) => err.reason === 'ROLLOUT_ACTIVE');
+    assert.equal(await store.get('c1', 'xdp:eth0'), null);
+    await etcd.delete().key(lock);
+    const [written] = await store.writeAll([draft], fence, [lock]);
+    assert.equal(written!.generation, 1);
   });
 
   test('an agent lists its own intents, then watches them change from the next revision', async () => {
