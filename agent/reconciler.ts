@@ -100,7 +100,7 @@ export class Reconciler {
   }
 
   state(): GetStateResponse {
-    return { host: this.host, attachments: [...this.states.values()].sort((a, b) => a.attachment.localeCompare(b.attachment)) };
+    return { host: this.host, labels: {}, attachments: [...this.states.values()].sort((a, b) => a.attachment.localeCompare(b.attachment)) };
   }
 
   /**

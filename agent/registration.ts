@@ -18,7 +18,7 @@ export class Registration implements StateSink {
 
   constructor(
     private readonly etcd: Etcd3,
-    private host: Omit<Host, 'attachments' | 'address'>,
+    private host: Omit<Host, 'attachments' | 'address' | 'lagging'>,
     private readonly ttlSeconds: number,
     private readonly log: Logger,
   ) {
@@ -35,7 +35,7 @@ export class Registration implements StateSink {
       this.log.warn({ err: String(err) }, 'registration lease lost; registering again');
       setTimeout(() => void this.start(address).catch((e) => this.log.error({ err: e }, 're-registration failed')), 1000).unref();
     });
-    await this.records.register(lease, { ...this.host, address, attachments: [] });
+    await this.records.register(lease, { ...this.host, address, attachments: [], lagging: [] });
   }
 
   /**
@@ -44,7 +44,7 @@ export class Registration implements StateSink {
    */
   async relabel(labels: Record<string, string>): Promise<void> {
     this.host = { ...this.host, labels };
-    if (this.lease && this.address !== null) await this.records.register(this.lease, { ...this.host, address: this.address, attachments: [] });
+    if (this.lease && this.address !== null) await this.records.register(this.lease, { ...this.host, address: this.address, attachments: [], lagging: [] });
   }
 
   /** The state the previous agent process reported, to restore its fencing marks. */
@@ -52,8 +52,12 @@ export class Registration implements StateSink {
     return this.records.lastReported(this.host.name);
   }
 
+  /**
+   * Writes `state` as the host's observed state, with its labels: that copy outlives the
+   * registration, so a rollout can name a host that is down as selected and skipped.
+   */
   async report(state: GetStateResponse): Promise<void> {
-    await this.records.report(this.host.name, state);
+    await this.records.report(this.host.name, { ...state, labels: this.host.labels });
   }
 
   async stop(): Promise<void> {

@@ -127,7 +127,7 @@ test('a refused install counts as a swap failure by reason, and the apply as fai
 test('work outside any apply (adoption, a state report) starts no trace of its own', async (t) => {
   const { receiver, telemetry, reconciler } = await setUp(t);
   await reconciler.adopt([]);
-  await tracedSink({ report: async () => undefined }).report({ host: 'h1', attachments: [] });
+  await tracedSink({ report: async () => undefined }).report({ host: 'h1', labels: {}, attachments: [] });
   await telemetry.shutdown();
   assert.deepEqual(receiver.spans.map((s) => s.name), []);
 });

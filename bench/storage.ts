@@ -135,7 +135,7 @@ async function intentWrites(etcd: Etcd3, endpoint: string, fence: Fence, n: numb
 
 async function fleetReads(etcd: Etcd3, endpoint: string, n: number) {
   const observed = GetStateResponse.toJSON({
-    host: '', attachments: [{
+    host: '', labels: {}, attachments: [{
       attachment: 'xdp:eth0', module: { name: v1.manifest.name, version: v1.manifest.version, digest: v1.digest },
       progId: 1_000_001, linkId: 1_000_001, progTag: v1.digest.slice(7, 23), generation: 1, rolloutId: 'storage-probe-260101000000-abcd',
       leaderEpoch: 1, updatedAt: new Date().toISOString(), status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '',
@@ -143,7 +143,7 @@ async function fleetReads(etcd: Etcd3, endpoint: string, n: number) {
   }) as Record<string, unknown>;
   await mapLimit(chunk(Array.from({ length: n }, (_, i) => hostName(i + 1)), 64), 8, (names) => etcd.kv.txn({
     success: names.flatMap((name) => [
-      { request_put: { key: Buffer.from(keys.host(name)), value: Buffer.from(JSON.stringify(Host.toJSON({ name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp', 'tcx-ingress', 'tcx-egress'], registeredAt: new Date().toISOString(), agentVersion: '0.1.0', address: '127.0.0.1:50061', attachments: [] }))) } },
+      { request_put: { key: Buffer.from(keys.host(name)), value: Buffer.from(JSON.stringify(Host.toJSON({ name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp', 'tcx-ingress', 'tcx-egress'], registeredAt: new Date().toISOString(), agentVersion: '0.1.0', address: '127.0.0.1:50061', attachments: [], lagging: [] }))) } },
       { request_put: { key: Buffer.from(keys.observed(name)), value: Buffer.from(JSON.stringify({ ...observed, host: name })) } },
     ]),
   }));

@@ -2,6 +2,8 @@
  * The etcd key space, in one place. Every key bpfleet reads or writes is built here so a
  * change of layout is one edit (see docs/ARCHITECTURE.md).
  */
+import { createHash } from 'node:crypto';
+
 export const ROOT = '/bpfleet/';
 
 /** Name of the leader election (keys under /bpfleet/election/leader/). */
@@ -23,6 +25,16 @@ export function nameOf(prefix: string, key: string): string | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * One key segment per selector, whatever its size (up to 32 labels of 63+256 characters):
+ * "all" for the empty selector, else the first 16 hex digits of the sha256 of its labels,
+ * sorted, as JSON. The selector itself is in the value.
+ */
+export function selectorKey(selector: Readonly<Record<string, string>>): string {
+  const labels = Object.entries(selector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return labels.length ? createHash('sha256').update(JSON.stringify(labels)).digest('hex').slice(0, 16) : 'all';
 }
 
 export const keys = {
@@ -64,6 +76,13 @@ export const keys = {
 
   /** Retired module versions: the tombstone that keeps name@version from being rolled out or pushed again. */
   retired: (name: string, version: string) => `${ROOT}retired/${seg(name)}/${seg(version)}`,
+  /**
+   * The version a succeeded rollout promoted, per module, attachment and selector
+   * (selectorKey): the fleet's desired state, which hosts that return or join converge to.
+   */
+  desiredPrefix: `${ROOT}desired/`,
+  desired: (module: string, attachment: string, selector: Readonly<Record<string, string>>) =>
+    `${ROOT}desired/${seg(module)}/${seg(attachment)}/${selectorKey(selector)}`,
 
   auditPrefix: `${ROOT}audit/`,
   audit: (at: Date, id: string) => `${ROOT}audit/${at.toISOString()}-${seg(id)}`,

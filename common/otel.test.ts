@@ -68,7 +68,7 @@ test('a gRPC call carries the trace from client span to server span, exported ov
       withServerSpan(call, 'bpfleet.v1.AgentService/GetState', async () => {
         await new Promise((r) => setImmediate(r));
         inHandler = trace.getActiveSpan()?.spanContext();
-        return { host: 'h1', attachments: [] };
+        return { host: 'h1', labels: {}, attachments: [] };
       }).then((res) => callback(null, res), (err) => callback(toServiceError(err)));
     },
     apply(call, callback) {
@@ -169,7 +169,7 @@ test('a server span without a caller trace starts a new trace', async (t) => {
     getState(call, callback) {
       withServerSpan(call, 'bpfleet.v1.AgentService/GetState', () => {
         inHandler = trace.getActiveSpan()?.spanContext();
-        return { host: 'h1', attachments: [] };
+        return { host: 'h1', labels: {}, attachments: [] };
       }).then((res) => callback(null, res), (err) => callback(toServiceError(err)));
     },
     apply: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED }),

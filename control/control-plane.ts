@@ -25,6 +25,8 @@ import { IntentStore } from '../common/etcd/intents.js';
 import { ModuleRegistry } from '../common/etcd/modules.js';
 import { buildInfo } from '../common/version.js';
 import { RolloutStore } from './store/rollouts.js';
+import { DesiredStore } from './store/desired.js';
+import { Converger } from './convergence/converger.js';
 
 export interface ControlPlaneConfig {
   /** gRPC listen address for ControlService; loopback by default. */
@@ -87,7 +89,10 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     etcd, rollouts, modules, intents, hosts, audit, agents, telemetry, ingest, log, drains,
   });
   const drainer = new Drainer({ etcd, drains, hosts, intents, rollouts, agents, audit, log });
+  const desired = new DesiredStore(etcd, log);
+  const converger = new Converger({ hosts, desired, rollouts, intents, agents, audit, log });
   let leading: Leadership | null = null;
+  let converging: Promise<void> = Promise.resolve();
   const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });
   const elector = new LeaderElector(etcd, cfg.identity, cfg.leaderTtlSeconds,
     (leadership) => {
@@ -95,6 +100,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       controller.lead(leadership).catch((err) => log.error({ err }, 'controller failed to start leading'));
       drainer.lead(leadership).catch((err) => log.error({ err }, 'drainer failed to start leading'));
       void pruneAuditWhileLeading(audit, leadership, log, cfg.auditRetention);
+      converging = converger.lead(leadership).catch((err) => log.error({ err }, 'converger stopped'));
     },
     (err) => log.warn({ err: String(err) }, 'leader campaign failed; campaigning again'));
 
@@ -102,7 +108,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
     'grpc.max_send_message_length': CONTROL_MAX_MESSAGE_BYTES,
     'grpc.max_receive_message_length': CONTROL_MAX_MESSAGE_BYTES,
   });
-  server.addService(controlServiceDefinition, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, audit, log, signatures: cfg.signatures }), transport, log));
+  server.addService(controlServiceDefinition, guardControlService(controlService({ etcd, artifacts, modules, rollouts, hosts, desired, audit, log, signatures: cfg.signatures }), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.ControlService']);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(cfg.listen, serverCredentials(transport), (err, p) => (err ? reject(err) : resolve(p))));
@@ -118,6 +124,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
       await elector.stop();
       await controller.stop();
       await drainer.stop();
+      await converging;
       standard.drain();
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       agents.close();

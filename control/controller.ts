@@ -10,7 +10,7 @@ import { BpfleetError } from '../common/errors.js';
 import { keys, nameOf } from '../common/keys.js';
 import { traceparentOf } from '../common/spans.js';
 import type { Logger } from '../common/log.js';
-import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { ModuleRef } from '../proto/gen/bpfleet/v1/module.js';
 import type { Rollout } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { AgentClients } from './agent-clients.js';
@@ -200,13 +200,18 @@ export class RolloutController {
         capabilities: h.capabilities,
         running: a ? { name: a.module, version: a.version, digest: a.digest } : null,
         drained: drained.has(h.name),
+        broken: a?.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? a.reason || 'BROKEN' : '',
       };
     });
+    // Only a plan reads them (to name selected hosts that are down as skipped); a rollout
+    // with hosts is planned.
+    const absent = rollout.status?.hosts.length ? [] : await this.deps.hosts.departed();
     const requests = await this.requests.list(id);
     const decision = reconcile({
       rollout,
       target,
       hosts,
+      absent,
       requests,
       now: this.now(),
       analyze: (req) => {

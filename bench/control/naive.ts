@@ -7,6 +7,7 @@ import { keys } from '../../common/keys.js';
 import { codecs } from '../../common/etcd/codec.js';
 import { fenced, type Fence } from '../../common/etcd/fence.js';
 import type { IntentDraft } from '../../common/etcd/intents.js';
+import { hostAttachmentOf } from '../../common/etcd/hosts.js';
 import type { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
@@ -57,13 +58,7 @@ export class NaiveHostDirectory {
       .map((v) => codecs.host.decode(v))
       .map((h) => ({
         ...h,
-        attachments: (observedByHost.get(h.name)?.attachments ?? []).map((a) => ({
-          attachment: a.attachment,
-          module: a.module?.name ?? '',
-          version: a.module?.version ?? '',
-          digest: a.module?.digest ?? '',
-          progId: a.progId,
-        })),
+        attachments: (observedByHost.get(h.name)?.attachments ?? []).map(hostAttachmentOf),
       }))
       .sort((a, b) => a.name.localeCompare(b.name));
   }

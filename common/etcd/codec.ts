@@ -1,7 +1,7 @@
 import { GetStateResponse, Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import { Host, HostDrain } from '../../proto/gen/bpfleet/v1/control.js';
 import { Module } from '../../proto/gen/bpfleet/v1/module.js';
-import { HostProgress, Rollout, RolloutRequests } from '../../proto/gen/bpfleet/v1/rollout.js';
+import { DesiredVersion, HostProgress, Rollout, RolloutRequests } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { malformed } from './malformed.js';
 
 /** How one type of stored value becomes an etcd value and back. */
@@ -63,4 +63,5 @@ export const codecs = {
   rollout: protoJson('rollout', Rollout, (r) => r.id && r.spec?.module && r.spec.attachment),
   rolloutHost: protoJson('host progress', HostProgress, (h) => h.host),
   requests: protoJson('request list', RolloutRequests, (r) => r.rolloutId),
+  desired: protoJson('desired version', DesiredVersion, (d) => d.module && d.version && d.digest && d.attachment),
 };

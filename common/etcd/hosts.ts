@@ -1,6 +1,6 @@
 import type { Etcd3, Lease } from 'etcd3';
-import type { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
-import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
+import { AttachmentStatus, type AttachmentState, type GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
+import type { Host, HostAttachment } from '../../proto/gen/bpfleet/v1/control.js';
 import { keys, nameOf } from '../keys.js';
 import type { Logger } from '../log.js';
 import { codecs } from './codec.js';
@@ -12,6 +12,22 @@ const underHostName = (prefix: string): Decoder<string> => (text, key) => {
   if (nameOf(prefix, key) === null) throw malformed(`key ${key} does not name a host`);
   return text;
 };
+
+/**
+ * One attachment of an agent's report as ListHosts shows it. UNSPECIFIED (an older agent)
+ * reads as RUNNING, as the proto says.
+ */
+export function hostAttachmentOf(a: AttachmentState): HostAttachment {
+  return {
+    attachment: a.attachment,
+    module: a.module?.name ?? '',
+    version: a.module?.version ?? '',
+    digest: a.module?.digest ?? '',
+    progId: a.progId,
+    status: a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? AttachmentStatus.ATTACHMENT_STATUS_BROKEN : AttachmentStatus.ATTACHMENT_STATUS_RUNNING,
+    reason: a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? a.reason : '',
+  };
+}
 
 /**
  * What an agent writes about its host: the registration, on the agent's lease so that a
@@ -69,6 +85,22 @@ export class HostDirectory {
     this.dirty.clear();
     this.names ??= [...this.hosts.keys()].sort(this.collator.compare);
     return (this.joined ??= this.names.map((n) => this.hosts.get(n)!));
+  }
+
+  /**
+   * Hosts that reported state once but are not registered now (down, or their lease
+   * expired), with the labels they last reported (none from an older agent); a report that
+   * does not decode is left out. A retired host stays here until its observed key is deleted.
+   */
+  async departed(): Promise<{ name: string; labels: Record<string, string> }[]> {
+    await this.list();
+    const gone: { name: string; labels: Record<string, string> }[] = [];
+    for (const [name, text] of this.observed) {
+      if (this.hosts.has(name)) continue;
+      const labels = decodeOrSkip(keys.observed(name), text, codecs.observed.decode, this.log)?.labels;
+      if (labels) gone.push({ name, labels });
+    }
+    return gone.sort((a, b) => this.collator.compare(a.name, b.name));
   }
 
   async get(name: string): Promise<Host | null> {
@@ -155,13 +187,7 @@ export class HostDirectory {
     const attachments = (observed === undefined ? null : decodeOrSkip(keys.observed(name), observed, codecs.observed.decode, this.log))?.attachments ?? [];
     this.hosts.set(name, {
       ...host,
-      attachments: attachments.map((a) => ({
-        attachment: a.attachment,
-        module: a.module?.name ?? '',
-        version: a.module?.version ?? '',
-        digest: a.module?.digest ?? '',
-        progId: a.progId,
-      })),
+      attachments: attachments.map(hostAttachmentOf),
     });
   }
 }

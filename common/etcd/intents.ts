@@ -29,19 +29,23 @@ export class IntentStore {
    * Records each intent with the next generation for its host+attachment, in order. Each
    * transaction (up to BATCH intents, fenced) also checks that every previous intent is
    * unchanged since it was read, so two writers can never hand out the same generation.
+   * With `unless`, every transaction also requires those keys to be absent (the converger:
+   * no active-rollout slot); finding one present throws FAILED_PRECONDITION/ROLLOUT_ACTIVE.
    */
-  async writeAll(drafts: readonly IntentDraft[], fence: Fence): Promise<Intent[]> {
+  async writeAll(drafts: readonly IntentDraft[], fence: Fence, unless: readonly string[] = []): Promise<Intent[]> {
     const seen = new Set<string>();
     for (const d of drafts) {
       const key = keys.intent(d.host, d.attachment);
       if (seen.has(key)) throw new BpfleetError('INTERNAL', 'DUPLICATE_INTENT', `two intents for ${d.host} ${d.attachment} in one write`);
       seen.add(key);
     }
-    const parts = await mapLimit(chunk(drafts, IntentStore.BATCH), TXN_CONCURRENCY, (part) => this.writeBatch(part, fence));
+    const batch = IntentStore.BATCH - unless.length;
+    if (batch < 1) throw new BpfleetError('INTERNAL', 'INTERNAL', `${unless.length} keys to check leave no room for an intent in a transaction`);
+    const parts = await mapLimit(chunk(drafts, batch), TXN_CONCURRENCY, (part) => this.writeBatch(part, fence, unless));
     return parts.flat();
   }
 
-  private async writeBatch(drafts: readonly IntentDraft[], fence: Fence): Promise<Intent[]> {
+  private async writeBatch(drafts: readonly IntentDraft[], fence: Fence, unless: readonly string[]): Promise<Intent[]> {
     const batchKeys = drafts.map((d) => keys.intent(d.host, d.attachment));
     const read = await fenced(this.etcd, fence).then(...batchKeys.map((k) => this.etcd.get(k))).commit();
     if (!read.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
@@ -57,8 +61,14 @@ export class IntentStore {
     batchKeys.forEach((k, i) => {
       guard = guard.and(k, 'Mod', '==', current[i] ? Number(current[i]!.mod_revision) : 0);
     });
+    for (const k of unless) guard = guard.and(k, 'Create', '==', 0);
     const txn = await guard.then(...batchKeys.map((k, i) => this.etcd.put(k).value(codecs.intent.encode(intents[i]!)))).commit();
-    if (!txn.succeeded) throw new NotLeaderError(`write ${drafts.length} intents`);
+    if (!txn.succeeded) {
+      for (const k of unless) {
+        if ((await this.etcd.get(k).string()) !== null) throw new BpfleetError('FAILED_PRECONDITION', 'ROLLOUT_ACTIVE', `${k} is held by an active rollout`);
+      }
+      throw new NotLeaderError(`write ${drafts.length} intents`);
+    }
     return intents;
   }
 

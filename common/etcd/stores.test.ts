@@ -14,6 +14,7 @@ import { AttachmentStatus, GetStateResponse, type Intent } from '../../proto/gen
 import { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import type { Module } from '../../proto/gen/bpfleet/v1/module.js';
 import { keys } from '../keys.js';
+import type { BpfleetError } from '../errors.js';
 import { NotLeaderError, type Fence } from './fence.js';
 import { HostDirectory, HostRecords } from './hosts.js';
 import { IntentStore } from './intents.js';
@@ -70,18 +71,35 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     const directory = new HostDirectory(etcd);
     cleanup.defer(() => directory.close(), 'close directory');
     const register = (name: string) => etcd.put(keys.host(name)).value(JSON.stringify(Host.toJSON({
-      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [],
+      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [], lagging: [],
     })));
     await register('early');
     assert.deepEqual((await directory.list()).map((h) => h.name), ['early']);
     await register('late');
     await until('the late host', async () => (await directory.list()).length === 2);
     await etcd.put(keys.observed('late')).value(JSON.stringify(GetStateResponse.toJSON({
-      host: 'late', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
+      host: 'late', labels: {}, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '2.0.0', digest: 'sha256:new' }, progId: 9, linkId: 1, progTag: '', generation: 1, rolloutId: 'r', leaderEpoch: 1, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     })));
     await until('the late host\'s report', async () => (await directory.get('late'))?.attachments[0]?.version === '2.0.0');
     await etcd.delete().key(keys.host('early'));
     await until('the early host to leave', async () => (await directory.list()).map((h) => h.name).join() === 'late');
+    assert.deepEqual(await directory.departed(), [], 'a host that never reported is unknown once gone');
+    await etcd.put(keys.observed('early')).value(JSON.stringify(GetStateResponse.toJSON({ host: 'early', labels: { role: 'edge' }, attachments: [] })));
+    await until('the early host among the departed, with its labels', async () => JSON.stringify(await directory.departed()) === JSON.stringify([{ name: 'early', labels: { role: 'edge' } }]));
+    await register('early');
+    await until('the early host back', async () => (await directory.departed()).length === 0);
+  });
+
+  test('an intent write that must find a key absent refuses with ROLLOUT_ACTIVE when it is there, and writes nothing', async () => {
+    const store = new IntentStore(etcd);
+    const lock = keys.activeLock('m', 'xdp:eth0');
+    await etcd.put(lock).value('r-active');
+    const draft = { host: 'c1', attachment: 'xdp:eth0', module: { name: 'm', version: '1.0.0', digest: 'sha256:a' }, expectedDigest: '', rolloutId: 'r' };
+    await assert.rejects(store.writeAll([draft], fence, [lock]), (err: BpfleetError) => err.reason === 'ROLLOUT_ACTIVE');
+    assert.equal(await store.get('c1', 'xdp:eth0'), null);
+    await etcd.delete().key(lock);
+    const [written] = await store.writeAll([draft], fence, [lock]);
+    assert.equal(written!.generation, 1);
   });
 
   test('an agent lists its own intents, then watches them change from the next revision', async () => {
@@ -115,10 +133,10 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     assert.equal(await records.lastReported('leased'), null);
     const lease = etcd.lease(30);
     await records.register(lease, {
-      name: 'leased', labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [],
+      name: 'leased', labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [], lagging: [],
     });
     const state: GetStateResponse = {
-      host: 'leased', attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
+      host: 'leased', labels: {}, attachments: [{ attachment: 'xdp:eth0', module: { name: 'm', version: '3.0.0', digest: 'sha256:c' }, progId: 7, linkId: 2, progTag: '', generation: 4, rolloutId: 'r', leaderEpoch: 2, updatedAt: '', status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', message: '' }],
     };
     await records.report('leased', state);
     assert.deepEqual(await records.lastReported('leased'), state);

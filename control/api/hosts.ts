@@ -9,6 +9,9 @@ import { DrainState, type ControlServiceServer, type HostDrain, type HostDrainRe
 import { rolloutsHolding } from '../day2/drain-rules.js';
 import type { AuditLog } from '../store/audit.js';
 import type { DrainStore } from '../store/drains.js';
+import type { DesiredStore } from '../store/desired.js';
+import { lagsOf, scopeOf } from '../convergence/desired.js';
+import { isFinal } from '../rollout/vocabulary.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { actorOf, unary } from './handler.js';
 
@@ -16,6 +19,7 @@ export interface HostDeps {
   etcd: Etcd3;
   hosts: HostDirectory;
   drains: DrainStore;
+  desired: DesiredStore;
   rollouts: RolloutStore;
   audit: AuditLog;
   log: Logger;
@@ -78,8 +82,13 @@ export function hostHandlers(deps: HostDeps): HostHandlers {
 
   return {
     listHosts: unary(log, 'ListHosts', async () => {
-      const [hosts, drains] = await Promise.all([deps.hosts.list(), deps.drains.list()]);
-      return { hosts, drains: drains.map((d) => d.drain) };
+      const [hosts, drains, records, rollouts] = await Promise.all([deps.hosts.list(), deps.drains.list(), deps.desired.list(), deps.rollouts.list({ hosts: false })]);
+      // A module+attachment an unfinished rollout owns has its story in that rollout's
+      // status: its hosts are on their way to a version that is not desired yet.
+      const active = new Set(rollouts.filter((r) => !isFinal(r)).map((r) => scopeOf(r.spec!.module, r.spec!.attachment)));
+      const settled = records.filter((d) => !active.has(scopeOf(d.module, d.attachment)));
+      // The directory's objects are shared: each answer gets its own copy with the lag.
+      return { hosts: hosts.map((h) => ({ ...h, lagging: lagsOf(h, settled) })), drains: drains.map((d) => d.drain) };
     }),
 
     drainHost: unary(log, 'DrainHost', (call) => drain(call, false)),

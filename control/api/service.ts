@@ -7,6 +7,7 @@ import type { SignaturePolicy } from '../../common/signing.js';
 import type { AuditLog } from '../store/audit.js';
 import type { HostDirectory } from '../../common/etcd/hosts.js';
 import type { ModuleRegistry } from '../../common/etcd/modules.js';
+import { DesiredStore } from '../store/desired.js';
 import { RequestStore } from '../store/requests.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { DrainStore } from '../store/drains.js';
@@ -29,6 +30,8 @@ export interface ApiDeps {
   signatures?: SignaturePolicy;
   /** Operators' requests on rollouts; by default kept in `etcd`. */
   requests?: RequestStore;
+  /** The fleet's desired versions (ListHosts flags hosts behind them); by default kept in `etcd`. */
+  desired?: DesiredStore;
 }
 
 /** The ControlService definition to serve: a request that does not parse is INVALID_ARGUMENT, not INTERNAL. */
@@ -44,6 +47,7 @@ export function controlService(deps: ApiDeps): ControlServiceServer {
   const all = {
     ...deps, clock: deps.clock ?? (() => new Date()), requests: deps.requests ?? new RequestStore(deps.etcd),
     drains: new DrainStore(deps.etcd), retired: new RetiredVersions(deps.etcd),
+    desired: deps.desired ?? new DesiredStore(deps.etcd, deps.log),
   };
   return { ...moduleHandlers(all), ...rolloutHandlers(all), ...rolloutVerbs(all), ...hostHandlers(all) };
 }

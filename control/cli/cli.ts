@@ -16,7 +16,7 @@ type Register = (program: Command) => void;
 export const NOUNS: Record<string, { description: string; load: () => Promise<Register> }> = {
   module: { description: 'push, list, sign and retire module versions', load: async () => (await import('./commands/module.js')).registerModuleCommands },
   rollout: { description: 'create, follow and inspect rollouts', load: async () => (await import('./commands/rollout.js')).registerRolloutCommands },
-  hosts: { description: 'list registered hosts and the module version each one runs; drain, undrain and decommission them', load: async () => (await import('./commands/hosts.js')).registerHostCommands },
+  hosts: { description: 'list registered hosts, what each runs and where it lags; drain, undrain and decommission them', load: async () => (await import('./commands/hosts.js')).registerHostCommands },
   keys: { description: 'module signing keys (ed25519)', load: async () => (await import('./commands/keys.js')).registerKeyCommands },
   pki: { description: 'fleet PKI for mutual TLS: the CA, and certificates for the control plane, agents and users', load: async () => (await import('./commands/pki.js')).registerPkiCommands },
 };

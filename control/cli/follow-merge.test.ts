@@ -12,7 +12,7 @@ function rollout(hosts: HostProgress[], over: Partial<Rollout['status']> = {}): 
 }
 
 describe('mergeHosts: a WatchRollout follower', () => {
-  const first = rollout([host('b', 1, HostPhase.HOST_PHASE_PENDING), host('a', 0, HostPhase.HOST_PHASE_UPDATING)], { hostCounts: { total: 3, pending: 2, updating: 1, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 }, hostsOmitted: 1 });
+  const first = rollout([host('b', 1, HostPhase.HOST_PHASE_PENDING), host('a', 0, HostPhase.HOST_PHASE_UPDATING)], { hostCounts: { total: 3, pending: 2, updating: 1, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0, skipped: 0 }, hostsOmitted: 1 });
 
   it('takes a whole view as it is', () => {
     assert.equal(mergeHosts(null, first), first);
@@ -23,7 +23,7 @@ describe('mergeHosts: a WatchRollout follower', () => {
   it('replaces changed hosts by name, adds new ones, keeps wave-then-name order and the record of the delta', () => {
     const delta = rollout([host('a', 0, HostPhase.HOST_PHASE_UPDATED), host('c', 1, HostPhase.HOST_PHASE_PENDING)], {
       phase: RolloutPhase.ROLLOUT_PHASE_PAUSED, hostsChangedOnly: true,
-      hostCounts: { total: 3, pending: 2, updating: 0, updated: 1, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 },
+      hostCounts: { total: 3, pending: 2, updating: 0, updated: 1, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0, skipped: 0 },
     });
     const merged = mergeHosts(first, delta);
     assert.deepEqual(merged.status!.hosts.map((h) => [h.host, h.phase]), [

@@ -3,7 +3,7 @@ import { shortDigest } from '../../common/digest.js';
 import { HostPhase, RolloutPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { formatDuration } from '../rollout/duration.js';
 import { describeStep } from '../rollout/spec.js';
-import { phaseName, verdictName } from '../rollout/vocabulary.js';
+import { phaseName, selectionLine, verdictName } from '../rollout/vocabulary.js';
 import { explainMetric } from './rollout-view.js';
 
 const H = HostPhase;
@@ -29,7 +29,7 @@ export function progressBar(hosts: readonly HostProgress[], width = BAR_WIDTH): 
 
 function tally(hosts: readonly HostProgress[]): string {
   const parts: string[] = [`${hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED).length}/${hosts.length} updated`];
-  for (const [phase, word] of [[H.HOST_PHASE_UPDATING, 'updating'], [H.HOST_PHASE_FAILED, 'failed'], [H.HOST_PHASE_ROLLING_BACK, 'rolling back'], [H.HOST_PHASE_ROLLED_BACK, 'rolled back'], [H.HOST_PHASE_RESTORE_FAILED, 'not restored']] as const) {
+  for (const [phase, word] of [[H.HOST_PHASE_UPDATING, 'updating'], [H.HOST_PHASE_FAILED, 'failed'], [H.HOST_PHASE_ROLLING_BACK, 'rolling back'], [H.HOST_PHASE_ROLLED_BACK, 'rolled back'], [H.HOST_PHASE_RESTORE_FAILED, 'not restored'], [H.HOST_PHASE_SKIPPED, 'skipped']] as const) {
     const c = hosts.filter((h) => h.phase === phase).length;
     if (c) parts.push(`${c} ${word}`);
   }
@@ -63,6 +63,7 @@ export function liveView(r: Rollout, now: number): string[] {
   const lines = [
     `rollout ${r.id}  ${spec.module}@${spec.version}${s.digest ? ` (${shortDigest(s.digest)})` : ''} on ${spec.attachment}, ${selector}`,
     `${phaseName(s.phase).toUpperCase()}${flags.length ? ` [${flags.join(', ')}]` : ''}${s.message ? `  ${s.message}` : ''}`,
+    ...(s.skippedTotal ? [selectionLine(s)] : []),
     'steps',
   ];
   const state = stepState(r, now);
@@ -109,13 +110,14 @@ export function statusLine(r: Rollout): string {
     ? ` step ${Math.min(s.step + 1, steps.length)}/${steps.length}${step ? ` (${describeStep(step)})` : ''}`
     : '';
   const hosts = s.hosts.length ? `; ${tally(s.hosts)}` : '';
-  return `[${clockOf(s.updatedAt || r.createdAt)}] ${phaseName(s.phase)}${where}${hosts}${s.message ? ` — ${s.message}` : ''}`;
+  const skipped = s.skippedTotal ? `; ${selectionLine(s)}` : '';
+  return `[${clockOf(s.updatedAt || r.createdAt)}] ${phaseName(s.phase)}${where}${hosts}${skipped}${s.message ? ` — ${s.message}` : ''}`;
 }
 
 /** The part of a rollout `statusLine` shows: a new line only when this changes. */
 export function statusKey(r: Rollout): string {
   const s = r.status!;
-  return JSON.stringify([s.phase, s.step, s.message, s.hosts.map((h) => h.phase)]);
+  return JSON.stringify([s.phase, s.step, s.message, s.skippedTotal, s.hosts.map((h) => h.phase)]);
 }
 
 export interface Terminal {

@@ -1,7 +1,7 @@
 import { shortDigest } from '../../common/digest.js';
 import { HostPhase, RolloutPhase, type CohortSummary, type MetricResult, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { describeStep } from '../rollout/spec.js';
-import { hostPhaseName, phaseName, verdictName } from '../rollout/vocabulary.js';
+import { hostPhaseName, phaseName, selectionLine, verdictName } from '../rollout/vocabulary.js';
 
 const clockOf = (iso: string): string => (iso ? iso.slice(11, 19) : '--:--:--');
 
@@ -48,6 +48,7 @@ export function changeLines(prev: Rollout | null, next: Rollout): string[] {
     out.push(`[${at}]   ${h.host}: ${hostPhaseName(h.phase)}${detail}`);
     if (h.detail && h.detail !== before?.detail) out.push(...h.detail.split('\n').map((l) => `      | ${l}`));
   }
+  if (s.skippedTotal !== (ps?.skippedTotal ?? 0)) out.push(`[${at}] ${selectionLine(s)}`);
   const step = next.spec!.steps[s.step];
   if (ps && ps.step !== s.step && step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING) {
     out.push(`[${at}] step ${s.step + 1}/${next.spec!.steps.length}: ${describeStep(step)}`);
@@ -89,6 +90,7 @@ export function describeRollout(r: Rollout): string {
     `Selector:   ${Object.entries(spec.selector).map(([k, v]) => `${k}=${v}`).join(',') || '(all hosts)'}`,
     `Phase:      ${phaseName(s.phase)}${s.promoted ? ' [promoted]' : ''}${s.message ? ` — ${s.message}` : ''}`,
     ...(r.undoOf ? [`Undoes:     ${r.undoOf}`] : []),
+    ...(s.skippedTotal ? [`Skipped:    ${selectionLine(s)}`] : []),
     `Steps:`,
     ...spec.steps.map((st, i) => `  ${i < s.step ? '✓' : i === s.step && s.phase === RolloutPhase.ROLLOUT_PHASE_PROGRESSING ? '▶' : ' '} ${i + 1}. ${describeStep(st)}`),
     `Hosts:`,

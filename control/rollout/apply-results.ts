@@ -1,6 +1,7 @@
 import type { ModuleRef } from '../../proto/gen/bpfleet/v1/module.js';
 import { HostPhase, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { RolloutEvent } from './events.js';
+import { skip } from './skipped.js';
 import type { ApplyPurpose } from './vocabulary.js';
 
 /** Make `host` run `module` (null: detach), replacing `expectedDigest`. */
@@ -43,6 +44,14 @@ function foldApply(r: Rollout, h: HostProgress | undefined, action: ApplyAction,
     // A rollback keeps the detail: it is why the host was rolled back.
     if (action.purpose === 'update') h.detail = '';
     return { kind: 'apply-result', host, purpose, result: { ok: true, progId: outcome.progId } };
+  }
+  if (action.purpose === 'update' && outcome.reason === 'HOST_GONE') {
+    // Gone between the plan of this pass and its apply: as if gone when its wave ran.
+    const why = 'not registered when its wave ran';
+    h.phase = H.HOST_PHASE_SKIPPED;
+    h.message = why;
+    skip(r.status!, host, why);
+    return { kind: 'host-skipped', host, why };
   }
   h.message = `${outcome.reason}: ${outcome.message}`;
   if (outcome.detail) h.detail = outcome.detail.split('\n').slice(-DETAIL_LINES).join('\n');

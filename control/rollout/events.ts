@@ -53,7 +53,9 @@ export type RolloutEvent =
   | { kind: 'finished'; phase: RolloutPhase; message: string; ended?: StepEnd }
   | { kind: 'apply-result'; host: string; purpose: ApplyPurpose; result: ApplyResult }
   /** A result for a host the rollout never planned. */
-  | { kind: 'apply-ignored'; host: string };
+  | { kind: 'apply-ignored'; host: string }
+  /** A planned host the rollout went on without (gone or broken when its wave ran); `why` says which. */
+  | { kind: 'host-skipped'; host: string; why: string };
 
 /** The step `event` ended, if it ended one. */
 export function endedStep(event: RolloutEvent): StepEnd | undefined {
@@ -97,6 +99,8 @@ export function describe(event: RolloutEvent): string {
       return `${event.host}: ${event.purpose} failed: ${event.result.reason}: ${event.result.message}`;
     case 'apply-ignored':
       return `ignored result for unplanned host ${event.host}`;
+    case 'host-skipped':
+      return `skipped ${event.host}: ${event.why}`;
   }
 }
 

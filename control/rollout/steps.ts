@@ -18,6 +18,7 @@ import {
 import { assess } from '../analysis/assess.js';
 import { boundedRun, recordAnalysis } from './analyses.js';
 import type { ApplyAction } from './apply-results.js';
+import { PLAN_HOSTS_SHOWN, skip, skippedWords } from './skipped.js';
 import { describe, type PassedBy, type RolloutEvent, type StepEnd } from './events.js';
 import { stepKind } from './vocabulary.js';
 import { maxUnavailableOf, planWaves } from './waves.js';
@@ -31,6 +32,14 @@ export interface HostView {
   running: ModuleRef | null;
   /** Drained or decommissioned (`bpfleet hosts drain`): never planned into a rollout. */
   drained?: boolean;
+  /** The agent's reason word when that attachment is BROKEN (the kernel does not run it there); absent or '' otherwise. */
+  broken?: string;
+}
+
+/** A host etcd knows (it reported state once) that is not registered now, with the labels it last reported. */
+export interface AbsentHost {
+  name: string;
+  labels: Record<string, string>;
 }
 
 /** One canary analysis to run: the updated hosts against the pending ones over [from, to] (ms since the epoch). */
@@ -48,6 +57,8 @@ export interface StepInput {
   /** The module version being rolled out, with its digest. */
   target: ModuleRef;
   hosts: HostView[];
+  /** Hosts that are down: a rollout they would take part in names them as skipped. */
+  absent?: readonly AbsentHost[];
   now: number;
   analyze: (req: AnalysisRequest) => AnalysisRun;
 }
@@ -63,7 +74,6 @@ export interface StepOutput {
 
 const P = RolloutPhase;
 const H = HostPhase;
-const PLAN_HOSTS_SHOWN = 20;
 /**
  * A rollback tries each host at most this many times (the first try and 4 retries), the
  * retries 1 s, 2 s, 4 s and 8 s after the previous failure: a host that is gone, drifted or
@@ -100,11 +110,20 @@ export function runSteps(input: StepInput, status: RolloutStatus, out: StepOutpu
 function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
   const spec = input.rollout.spec!;
   const hook = spec.attachment.split(':')[0]!;
-  const matching = input.hosts.filter((h) => Object.entries(spec.selector).every(([k, v]) => h.labels[k] === v));
-  const selected = matching.filter((h) => !h.drained);
+  const matches = (labels: Record<string, string>) => Object.entries(spec.selector).every(([k, v]) => labels[k] === v);
+  const registered = new Set(input.hosts.map((h) => h.name));
+  // Hosts the selector matches that cannot take part now; the rollout says so, and a host
+  // that comes back converges to what it promotes (control/convergence/).
+  for (const h of input.absent ?? []) if (!registered.has(h.name) && matches(h.labels)) skip(status, h.name, 'not registered');
+  const matched = input.hosts.filter((h) => matches(h.labels));
+  for (const h of matched) if (h.broken && !h.drained) skip(status, h.name, `attachment broken (${h.broken})`);
+  const selected = matched.filter((h) => !h.broken && !h.drained);
   if (selected.length === 0) {
-    const drained = matching.filter((h) => h.drained).map((h) => h.name);
-    const why = drained.length ? `every host that matches the selector ${JSON.stringify(spec.selector)} is drained (${drained.slice(0, PLAN_HOSTS_SHOWN).join(', ')}); undrain one with bpfleet hosts undrain` : `no registered host matches the selector ${JSON.stringify(spec.selector)}`;
+    const drained = matched.filter((h) => h.drained).map((h) => h.name);
+    const skipped = status.skippedTotal ? `; skipped ${skippedWords(status)}` : '';
+    const why = drained.length
+      ? `every host that matches the selector ${JSON.stringify(spec.selector)} is drained (${drained.slice(0, PLAN_HOSTS_SHOWN).join(', ')}); undrain one with bpfleet hosts undrain${skipped}`
+      : `no registered host matches the selector ${JSON.stringify(spec.selector)}${skipped}`;
     finish(status, out, P.ROLLOUT_PHASE_FAILED, why);
     return;
   }
@@ -169,7 +188,18 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
   if (!step) {
     if (updateWave(input, status, out, spec.steps.length)) {
       const ended = endOfStep(spec.steps, status, input.now, 'passed');
-      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, `all ${status.hosts.length} hosts run ${spec.module}@${spec.version}`, ended);
+      // An updated host whose attachment broke since does not run the version: said, not counted.
+      const views = new Map(input.hosts.map((h) => [h.name, h]));
+      const updatedHosts = status.hosts.filter((h) => h.phase === H.HOST_PHASE_UPDATED);
+      const broken = updatedHosts.filter((h) => views.get(h.host)?.broken).map((h) => `${h.host} (${views.get(h.host)!.broken})`);
+      const updated = updatedHosts.length - broken.length;
+      const selected = updatedHosts.length + status.skippedTotal;
+      const message = (status.skippedTotal || broken.length
+        ? `${updated} of ${selected} selected hosts run ${spec.module}@${spec.version}`
+        : `all ${updated} hosts run ${spec.module}@${spec.version}`)
+        + (status.skippedTotal ? `; skipped ${skippedWords(status)}` : '')
+        + (broken.length ? `; attachment broken since updated: ${broken.slice(0, PLAN_HOSTS_SHOWN).join(', ')}${broken.length > PLAN_HOSTS_SHOWN ? ', …' : ''}` : '');
+      finish(status, out, P.ROLLOUT_PHASE_SUCCEEDED, message, ended);
     }
     return;
   }
@@ -203,7 +233,20 @@ function progress(input: StepInput, status: RolloutStatus, out: StepOutput): voi
 function updateWave(input: StepInput, status: RolloutStatus, out: StepOutput, maxWave: number): boolean {
   const spec = input.rollout.spec!;
   const inWave = status.hosts.filter((h) => h.wave <= maxWave);
-  if (inWave.every((h) => h.phase === H.HOST_PHASE_UPDATED)) return true;
+  const now = new Map(input.hosts.map((h) => [h.name, h]));
+  // A host that went down (or whose attachment broke) before its wave is not waited for
+  // nor failed on: the rollout goes on without it and says so.
+  for (const h of inWave) {
+    if (h.phase !== H.HOST_PHASE_PENDING) continue;
+    const view = now.get(h.host);
+    const why = !view ? 'not registered when its wave ran' : view.broken ? `attachment broken (${view.broken}) when its wave ran` : '';
+    if (!why) continue;
+    h.phase = H.HOST_PHASE_SKIPPED;
+    h.message = why;
+    skip(status, h.host, why);
+    out.events.push({ kind: 'host-skipped', host: h.host, why });
+  }
+  if (inWave.every((h) => h.phase === H.HOST_PHASE_UPDATED || h.phase === H.HOST_PHASE_SKIPPED)) return true;
   const budget = maxUnavailableOf(spec.maxUnavailable, status.hosts.length);
   const updating = inWave.filter((h) => h.phase === H.HOST_PHASE_UPDATING);
   // A pass folds in the results of its applies before the next pass runs, so a host still

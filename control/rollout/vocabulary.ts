@@ -36,8 +36,25 @@ export function emptyStatus(): RolloutStatus {
     phase: P.ROLLOUT_PHASE_PENDING, step: 0, hosts: [], analyses: [], message: '',
     stepStartedAt: '', updatedAt: '', inconclusiveInARow: 0, digest: '',
     observedRequest: 0, promoted: false, aborted: false, failuresInStep: 0, hostCounts: undefined,
-    skippedHosts: [], requestOutcomes: [], analysesDropped: 0, hostsOmitted: 0, hostsChangedOnly: false,
+    skippedHosts: [], requestOutcomes: [], analysesDropped: 0, skippedTotal: 0, hostsOmitted: 0, hostsChangedOnly: false,
   };
+}
+
+/** Skipped hosts a line names before "…". */
+const SKIPPED_SHOWN = 10;
+
+/**
+ * "3 hosts selected, 1 skipped: h3 (not registered)": the hosts the selector matched and
+ * those the rollout went on without, for the CLI; '' when none was skipped. Works on a
+ * record without hosts too (from its host counts).
+ */
+export function selectionLine(s: RolloutStatus): string {
+  if (!s.skippedTotal) return '';
+  const planned = s.hosts.length || s.hostCounts?.total || 0;
+  const skippedPlanned = s.hosts.length ? s.hosts.filter((h) => h.phase === HostPhase.HOST_PHASE_SKIPPED).length : s.hostCounts?.skipped ?? 0;
+  const selected = planned + s.skippedTotal - skippedPlanned;
+  const named = s.skippedHosts.slice(0, SKIPPED_SHOWN).map((h) => `${h.host} (${h.reason})`).join(', ');
+  return `${selected} host${selected === 1 ? '' : 's'} selected, ${s.skippedTotal} skipped: ${named}${s.skippedTotal > SKIPPED_SHOWN ? ', …' : ''}`;
 }
 
 /** ROLLOUT_PHASE_ROLLED_BACK → "rolled_back": the `bpfleet.rollout.phase` attribute; unset is "unspecified". */

@@ -16,6 +16,7 @@ import { canaryDone, fleet, step, T0 } from '../rollout/rollouts.fixture.js';
 import { toRolloutSpec } from '../rollout/spec.js';
 import type { AnalysisRequest } from '../rollout/steps.js';
 import { emptyStatus } from '../rollout/vocabulary.js';
+import { DesiredStore } from './desired.js';
 import { HOSTS_PER_MESSAGE, RolloutStore } from './rollouts.js';
 
 const spec = toRolloutSpec({ module: 'm', version: '2.0.0', attachment: 'xdp:eth0', steps: [{ canary: 1 }, { percent: 100 }] });
@@ -47,6 +48,32 @@ describe('rollout store on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     fence = { key: '/bpfleet/election/leader/test', epoch: Number(put.header.revision) };
   });
   after(() => cleanup.runAll());
+
+  test('a rollout that succeeds records the version it promoted for its selector, with the final status; one that rolls back does not', async () => {
+    const store = new RolloutStore(etcd);
+    const desired = new DesiredStore(etcd);
+    const prod = { ...spec, selector: { env: 'prod' } };
+    const finished = (id: string, phase: RolloutPhase, version: string) => {
+      const r = rolloutOf(id, [progress('h1', 0, HostPhase.HOST_PHASE_UPDATED)], phase);
+      r.spec = { ...prod, version };
+      r.status!.digest = `sha256:${version}`;
+      r.status!.updatedAt = '2026-01-01T00:01:00.000Z';
+      return r;
+    };
+    await store.saveStatus(finished('d1', RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, '2.0.0'), fence);
+    await store.saveStatus(finished('d2', RolloutPhase.ROLLOUT_PHASE_ROLLED_BACK, '3.0.0'), fence);
+    let records = await desired.list();
+    assert.deepEqual(records.map((d) => [d.module, d.version, d.digest, d.attachment, d.selector, d.rolloutId, d.at]),
+      [['m', '2.0.0', 'sha256:2.0.0', 'xdp:eth0', { env: 'prod' }, 'd1', '2026-01-01T00:01:00.000Z']], 'a rollback leaves the previous version');
+    assert.equal(await etcd.get(keys.activeLock('m', 'xdp:eth0')).string(), null);
+    await store.saveStatus(finished('d3', RolloutPhase.ROLLOUT_PHASE_SUCCEEDED, '3.0.0'), fence);
+    records = await desired.list();
+    assert.deepEqual(records.map((d) => d.version), ['3.0.0'], 'the same selector: one record, replaced');
+    await etcd.put(`${keys.desiredPrefix}m/xdp%3Aeth0/forged`).value(await etcd.get(keys.desired('m', 'xdp:eth0', { env: 'prod' })).string() ?? '');
+    await etcd.put(`${keys.desiredPrefix}junk`).value('{not json');
+    assert.deepEqual((await desired.list()).map((d) => d.version), ['3.0.0'], 'values under keys that are not their own are skipped');
+    await etcd.delete().prefix(keys.desiredPrefix);
+  });
 
   test('a rollout is a record with host counts plus one key per host, read back whole and in wave order', async () => {
     const store = new RolloutStore(etcd);

@@ -3,6 +3,7 @@ import { BpfleetError } from '../../common/errors.js';
 import { keys, nameOf } from '../../common/keys.js';
 import {
   HostPhase,
+  RolloutPhase,
   type HostCounts,
   type HostProgress,
   type Rollout,
@@ -12,6 +13,7 @@ import { codecs } from '../../common/etcd/codec.js';
 import { decodeOrSkip, reportMalformed } from '../../common/etcd/malformed.js';
 import { fenced, NotLeaderError, type Fence } from '../../common/etcd/fence.js';
 import { isFinal } from '../rollout/vocabulary.js';
+import { promotedBy } from './desired.js';
 
 /**
  * Hosts one API message carries at most (GetRollout, each WatchRollout message, a
@@ -42,7 +44,7 @@ const byWaveThenHost = (collator: Intl.Collator) => (a: HostProgress, b: HostPro
   a.wave - b.wave || collator.compare(a.host, b.host);
 
 export function countHosts(hosts: readonly HostProgress[]): HostCounts {
-  const c: HostCounts = { total: hosts.length, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 };
+  const c: HostCounts = { total: hosts.length, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0, skipped: 0 };
   for (const h of hosts) {
     switch (h.phase) {
       case HostPhase.HOST_PHASE_PENDING: c.pending++; break;
@@ -52,6 +54,7 @@ export function countHosts(hosts: readonly HostProgress[]): HostCounts {
       case HostPhase.HOST_PHASE_ROLLING_BACK: c.rollingBack++; break;
       case HostPhase.HOST_PHASE_ROLLED_BACK: c.rolledBack++; break;
       case HostPhase.HOST_PHASE_RESTORE_FAILED: c.restoreFailed++; break;
+      case HostPhase.HOST_PHASE_SKIPPED: c.skipped++; break;
       default: break;
     }
   }
@@ -251,7 +254,8 @@ export class RolloutStore {
   }
 
   /**
-   * Writes the controller's view; releases the active slot when the rollout is final.
+   * Writes the controller's view; releases the active slot when the rollout is final and,
+   * when it SUCCEEDED, records the version it promoted (keys.desired) in the same transaction.
    * `previous` is the rollout as stored before (what read() or the last save returned):
    * only hosts that differ from it are written. Without it every host is written.
    *
@@ -275,6 +279,13 @@ export class RolloutStore {
     if (isFinal(rollout)) {
       const spec = rollout.spec!;
       recordOps.push(this.etcd.delete().key(keys.activeLock(spec.module, spec.attachment)) as never);
+      // What a succeeded rollout promoted is fleet state from the same instant it is final:
+      // a host that was skipped, returns or joins later converges to it. A rollout that
+      // ends otherwise leaves the previous record (the version its hosts were restored to).
+      if (rollout.status!.phase === RolloutPhase.ROLLOUT_PHASE_SUCCEEDED) {
+        const desired = promotedBy(rollout, rollout.status!.updatedAt || new Date().toISOString());
+        recordOps.push(this.etcd.put(keys.desired(spec.module, spec.attachment, spec.selector)).value(codecs.desired.encode(desired)));
+      }
     }
     const withRecord = Math.min(hostOps.length, MAX_TXN_OPS - recordOps.length);
     const early = hostOps.slice(0, hostOps.length - withRecord);

@@ -5,6 +5,7 @@ import { drainProgress, drainStateName } from '../../day2/drain-rules.js';
 import type { Control } from '../client.js';
 import { EXIT } from '../exit-codes.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
+import { AttachmentStatus } from '../../../proto/gen/bpfleet/v1/agent.js';
 
 // Between looks at a drain the CLI waits for.
 const POLL_MS = 500;
@@ -14,9 +15,10 @@ export function hostLines(res: ListHostsResponse): string[] {
   const drains = new Map(res.drains.map((d) => [d.host, d]));
   const state = (d: HostDrain | undefined): string => (d ? `[${drainStateName(d.state)}] ` : '');
   const lines = res.hosts.map((h: Host) => {
-    const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(prog ${a.progId})`).join(' ') || '(nothing attached)';
+    const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(${a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? `BROKEN ${a.reason}` : `prog ${a.progId}`})`).join(' ') || '(nothing attached)';
     const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
-    return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} ${state(drains.get(h.name))}${running}`;
+    const lag = h.lagging.map((l) => `${l.attachment} ${l.module} ${l.runningVersion || '(nothing)'}→${l.desiredVersion}${l.reason === 'BROKEN' ? ' (broken)' : ''}`).join('; ') || '-';
+    return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} ${state(drains.get(h.name))}${running}  LAG ${lag}`;
   });
   const registered = new Set(res.hosts.map((h) => h.name));
   for (const d of res.drains) {
@@ -52,13 +54,19 @@ function drainLine(d: HostDrain): string {
 /** `bpfleet hosts [list] | drain | undrain | decommission`. */
 export function registerHostCommands(program: Command): void {
   const hosts = program.command('hosts')
-    .description('list registered hosts and the module version each one runs; drain, undrain and decommission them')
+    .description('list registered hosts, what each runs and where it lags; drain, undrain and decommission them')
     .addOption(outputOption())
     .addHelpText('after', `
 Example:
   bpfleet hosts
-  h1           127.0.0.1:40111      role=edge,zone=a     xdp:eth0=pass-counter@2.0.0(prog 2127)
-  h2           127.0.0.1:40112      role=edge,zone=a     [drained] (nothing attached)
+  h1           127.0.0.1:40111      role=edge,zone=a     xdp:eth0=pass-counter@2.0.0(prog 2127)  LAG -
+  h2           127.0.0.1:40112      role=edge,zone=a     [drained] (nothing attached)  LAG -
+  h3           127.0.0.1:40113      role=edge,zone=b     xdp:eth0=pass-counter@1.0.0(prog 2090)  LAG xdp:eth0 pass-counter 1.0.0→2.0.0
+
+LAG names each attachment where the host does not run the version the last succeeded
+rollout whose selector matches it promoted (the fleet's desired version): an older
+version, nothing, another module, or a BROKEN attachment. The leader moves such a host to
+it unless a rollout of the module is active there; -o json has the details (lagging).
 
 A drained host is marked [draining], [drained] or [decommissioned]; a decommissioned
 host is listed as (not registered) until an agent registers under its name again.`)

@@ -150,6 +150,17 @@ export interface GetStateRequest {
 export interface GetStateResponse {
   host: string;
   attachments: AttachmentState[];
+  /**
+   * The host's labels, in the copy the agent writes to etcd (/bpfleet/observed/<host>),
+   * which outlives the registration: the control plane can tell that a host that is down
+   * was selected by a rollout and name it as skipped.
+   */
+  labels: { [key: string]: string };
+}
+
+export interface GetStateResponse_LabelsEntry {
+  key: string;
+  value: string;
 }
 
 export interface GetApplyHistoryRequest {
@@ -928,7 +939,7 @@ export const GetStateRequest: MessageFns<GetStateRequest> = {
 };
 
 function createBaseGetStateResponse(): GetStateResponse {
-  return { host: "", attachments: [] };
+  return { host: "", attachments: [], labels: {} };
 }
 
 export const GetStateResponse: MessageFns<GetStateResponse> = {
@@ -939,6 +950,9 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
     for (const v of message.attachments) {
       AttachmentState.encode(v!, writer.uint32(18).fork()).join();
     }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      GetStateResponse_LabelsEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
+    });
     return writer;
   },
 
@@ -971,6 +985,17 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
             message.attachments.push(AttachmentState.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = GetStateResponse_LabelsEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.labels[entry12.key] = entry12.value;
+            }
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -989,6 +1014,20 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
       attachments: globalThis.Array.isArray(object?.attachments)
         ? object.attachments.map((e: any) => AttachmentState.fromJSON(e))
         : [],
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -1000,6 +1039,15 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
     if (message.attachments?.length) {
       obj.attachments = message.attachments.map((e) => AttachmentState.toJSON(e));
     }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
     return obj;
   },
 
@@ -1010,6 +1058,100 @@ export const GetStateResponse: MessageFns<GetStateResponse> = {
     const message = createBaseGetStateResponse();
     message.host = object.host ?? "";
     message.attachments = object.attachments?.map((e) => AttachmentState.fromPartial(e)) || [];
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGetStateResponse_LabelsEntry(): GetStateResponse_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const GetStateResponse_LabelsEntry: MessageFns<GetStateResponse_LabelsEntry> = {
+  encode(message: GetStateResponse_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetStateResponse_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetStateResponse_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetStateResponse_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: GetStateResponse_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetStateResponse_LabelsEntry>, I>>(base?: I): GetStateResponse_LabelsEntry {
+    return GetStateResponse_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetStateResponse_LabelsEntry>, I>>(object: I): GetStateResponse_LabelsEntry {
+    const message = createBaseGetStateResponse_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
@@ -1427,6 +1569,10 @@ function longToNumber(int64: { toString(): string }): number {
     throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
   }
   return num;
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {

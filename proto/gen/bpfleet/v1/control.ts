@@ -20,6 +20,12 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import {
+  AttachmentStatus,
+  attachmentStatusFromJSON,
+  attachmentStatusToJSON,
+  attachmentStatusToNumber,
+} from "./agent.js";
 import { Module, ModuleManifest } from "./module.js";
 import {
   HostCounts,
@@ -261,6 +267,24 @@ export interface HostAttachment {
   version: string;
   digest: string;
   progId: number;
+  /** RUNNING, or BROKEN when the kernel does not run the module there (see AttachmentState). */
+  status: AttachmentStatus;
+  /** When BROKEN: the agent's reason word (NO_INTERFACE, ...). */
+  reason: string;
+}
+
+/**
+ * A module whose desired version (DesiredVersion) covers the host, where the host does not
+ * run it: an older version, nothing, or a BROKEN attachment.
+ */
+export interface HostLag {
+  attachment: string;
+  module: string;
+  desiredVersion: string;
+  /** "" when the host runs nothing there. */
+  runningVersion: string;
+  /** NOT_INSTALLED, OTHER_VERSION, OTHER_MODULE or BROKEN. */
+  reason: string;
 }
 
 export interface Host {
@@ -272,6 +296,8 @@ export interface Host {
   attachments: HostAttachment[];
   registeredAt: string;
   agentVersion: string;
+  /** Filled by ListHosts: where the host lags behind the fleet's desired versions. */
+  lagging: HostLag[];
 }
 
 export interface Host_LabelsEntry {
@@ -2405,7 +2431,15 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
 };
 
 function createBaseHostAttachment(): HostAttachment {
-  return { attachment: "", module: "", version: "", digest: "", progId: 0 };
+  return {
+    attachment: "",
+    module: "",
+    version: "",
+    digest: "",
+    progId: 0,
+    status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
+    reason: "",
+  };
 }
 
 export const HostAttachment: MessageFns<HostAttachment> = {
@@ -2424,6 +2458,12 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     }
     if (message.progId !== 0) {
       writer.uint32(40).uint32(message.progId);
+    }
+    if (message.status !== AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED) {
+      writer.uint32(120).int32(attachmentStatusToNumber(message.status));
+    }
+    if (message.reason !== "") {
+      writer.uint32(130).string(message.reason);
     }
     return writer;
   },
@@ -2481,6 +2521,22 @@ export const HostAttachment: MessageFns<HostAttachment> = {
             message.progId = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.status = attachmentStatusFromJSON(reader.int32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2504,6 +2560,10 @@ export const HostAttachment: MessageFns<HostAttachment> = {
         : isSet(object.prog_id)
         ? globalThis.Number(object.prog_id)
         : 0,
+      status: isSet(object.status)
+        ? attachmentStatusFromJSON(object.status)
+        : AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -2524,6 +2584,12 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     if (message.progId !== 0) {
       obj.progId = Math.round(message.progId);
     }
+    if (message.status !== AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED) {
+      obj.status = attachmentStatusToJSON(message.status);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -2537,6 +2603,149 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     message.version = object.version ?? "";
     message.digest = object.digest ?? "";
     message.progId = object.progId ?? 0;
+    message.status = object.status ?? AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseHostLag(): HostLag {
+  return { attachment: "", module: "", desiredVersion: "", runningVersion: "", reason: "" };
+}
+
+export const HostLag: MessageFns<HostLag> = {
+  encode(message: HostLag, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.attachment !== "") {
+      writer.uint32(10).string(message.attachment);
+    }
+    if (message.module !== "") {
+      writer.uint32(18).string(message.module);
+    }
+    if (message.desiredVersion !== "") {
+      writer.uint32(26).string(message.desiredVersion);
+    }
+    if (message.runningVersion !== "") {
+      writer.uint32(34).string(message.runningVersion);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HostLag {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHostLag();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.attachment = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.desiredVersion = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.runningVersion = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HostLag {
+    return {
+      attachment: isSet(object.attachment) ? globalThis.String(object.attachment) : "",
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      desiredVersion: isSet(object.desiredVersion)
+        ? globalThis.String(object.desiredVersion)
+        : isSet(object.desired_version)
+        ? globalThis.String(object.desired_version)
+        : "",
+      runningVersion: isSet(object.runningVersion)
+        ? globalThis.String(object.runningVersion)
+        : isSet(object.running_version)
+        ? globalThis.String(object.running_version)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: HostLag): unknown {
+    const obj: any = {};
+    if (message.attachment !== "") {
+      obj.attachment = message.attachment;
+    }
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.desiredVersion !== "") {
+      obj.desiredVersion = message.desiredVersion;
+    }
+    if (message.runningVersion !== "") {
+      obj.runningVersion = message.runningVersion;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HostLag>, I>>(base?: I): HostLag {
+    return HostLag.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HostLag>, I>>(object: I): HostLag {
+    const message = createBaseHostLag();
+    message.attachment = object.attachment ?? "";
+    message.module = object.module ?? "";
+    message.desiredVersion = object.desiredVersion ?? "";
+    message.runningVersion = object.runningVersion ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -2551,6 +2760,7 @@ function createBaseHost(): Host {
     attachments: [],
     registeredAt: "",
     agentVersion: "",
+    lagging: [],
   };
 }
 
@@ -2579,6 +2789,9 @@ export const Host: MessageFns<Host> = {
     }
     if (message.agentVersion !== "") {
       writer.uint32(66).string(message.agentVersion);
+    }
+    for (const v of message.lagging) {
+      HostLag.encode(v!, writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -2663,6 +2876,14 @@ export const Host: MessageFns<Host> = {
             message.agentVersion = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.lagging.push(HostLag.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2710,6 +2931,9 @@ export const Host: MessageFns<Host> = {
         : isSet(object.agent_version)
         ? globalThis.String(object.agent_version)
         : "",
+      lagging: globalThis.Array.isArray(object?.lagging)
+        ? object.lagging.map((e: any) => HostLag.fromJSON(e))
+        : [],
     };
   },
 
@@ -2745,6 +2969,9 @@ export const Host: MessageFns<Host> = {
     if (message.agentVersion !== "") {
       obj.agentVersion = message.agentVersion;
     }
+    if (message.lagging?.length) {
+      obj.lagging = message.lagging.map((e) => HostLag.toJSON(e));
+    }
     return obj;
   },
 
@@ -2769,6 +2996,7 @@ export const Host: MessageFns<Host> = {
     message.attachments = object.attachments?.map((e) => HostAttachment.fromPartial(e)) || [];
     message.registeredAt = object.registeredAt ?? "";
     message.agentVersion = object.agentVersion ?? "";
+    message.lagging = object.lagging?.map((e) => HostLag.fromPartial(e)) || [];
     return message;
   },
 };

@@ -322,6 +322,12 @@ export enum HostPhase {
    * refusing the previous version): its message says why; it may still run the new version.
    */
   HOST_PHASE_RESTORE_FAILED = "HOST_PHASE_RESTORE_FAILED",
+  /**
+   * HOST_PHASE_SKIPPED - Not updated: when its wave ran the host was no longer registered (or its attachment was
+   * BROKEN), so the rollout went on without it; its message says why. A host that returns
+   * converges to the version the rollout promoted (docs/ARCHITECTURE.md, "Desired state").
+   */
+  HOST_PHASE_SKIPPED = "HOST_PHASE_SKIPPED",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -351,6 +357,9 @@ export function hostPhaseFromJSON(object: any): HostPhase {
     case 7:
     case "HOST_PHASE_RESTORE_FAILED":
       return HostPhase.HOST_PHASE_RESTORE_FAILED;
+    case 8:
+    case "HOST_PHASE_SKIPPED":
+      return HostPhase.HOST_PHASE_SKIPPED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -376,6 +385,8 @@ export function hostPhaseToJSON(object: HostPhase): string {
       return "HOST_PHASE_ROLLED_BACK";
     case HostPhase.HOST_PHASE_RESTORE_FAILED:
       return "HOST_PHASE_RESTORE_FAILED";
+    case HostPhase.HOST_PHASE_SKIPPED:
+      return "HOST_PHASE_SKIPPED";
     case HostPhase.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -400,6 +411,8 @@ export function hostPhaseToNumber(object: HostPhase): number {
       return 6;
     case HostPhase.HOST_PHASE_RESTORE_FAILED:
       return 7;
+    case HostPhase.HOST_PHASE_SKIPPED:
+      return 8;
     case HostPhase.UNRECOGNIZED:
     default:
       return -1;
@@ -674,6 +687,8 @@ export interface RolloutStatus {
    * rewritten whole on every pass), so analyses_dropped + len(analyses) is how many ran.
    */
   analysesDropped: number;
+  /** How many selected hosts were skipped in all (skipped_hosts lists at most 100 of them). */
+  skippedTotal: number;
 }
 
 export interface SkippedHost {
@@ -700,6 +715,28 @@ export interface HostCounts {
   rollingBack: number;
   rolledBack: number;
   restoreFailed: number;
+  skipped: number;
+}
+
+/**
+ * The version a succeeded rollout promoted for its selector on an attachment: fleet state,
+ * under /bpfleet/desired/<module>/<attachment>/<selector key>. A host the selector matches
+ * that returns or joins later is moved to it (docs/ARCHITECTURE.md, "Desired state").
+ */
+export interface DesiredVersion {
+  module: string;
+  version: string;
+  digest: string;
+  attachment: string;
+  selector: { [key: string]: string };
+  /** The rollout that promoted it, and when it succeeded. */
+  rolloutId: string;
+  at: string;
+}
+
+export interface DesiredVersion_SelectorEntry {
+  key: string;
+  value: string;
 }
 
 export interface Rollout {
@@ -2342,6 +2379,7 @@ function createBaseRolloutStatus(): RolloutStatus {
     hostsOmitted: 0,
     hostsChangedOnly: false,
     analysesDropped: 0,
+    skippedTotal: 0,
   };
 }
 
@@ -2403,6 +2441,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     }
     if (message.analysesDropped !== 0) {
       writer.uint32(208).uint32(message.analysesDropped);
+    }
+    if (message.skippedTotal !== 0) {
+      writer.uint32(216).uint32(message.skippedTotal);
     }
     return writer;
   },
@@ -2572,6 +2613,14 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
             message.analysesDropped = reader.uint32();
             continue;
           }
+          case 27: {
+            if (tag !== 216) {
+              break;
+            }
+
+            message.skippedTotal = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2651,6 +2700,11 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
         : isSet(object.analyses_dropped)
         ? globalThis.Number(object.analyses_dropped)
         : 0,
+      skippedTotal: isSet(object.skippedTotal)
+        ? globalThis.Number(object.skippedTotal)
+        : isSet(object.skipped_total)
+        ? globalThis.Number(object.skipped_total)
+        : 0,
     };
   },
 
@@ -2713,6 +2767,9 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     if (message.analysesDropped !== 0) {
       obj.analysesDropped = Math.round(message.analysesDropped);
     }
+    if (message.skippedTotal !== 0) {
+      obj.skippedTotal = Math.round(message.skippedTotal);
+    }
     return obj;
   },
 
@@ -2742,6 +2799,7 @@ export const RolloutStatus: MessageFns<RolloutStatus> = {
     message.hostsOmitted = object.hostsOmitted ?? 0;
     message.hostsChangedOnly = object.hostsChangedOnly ?? false;
     message.analysesDropped = object.analysesDropped ?? 0;
+    message.skippedTotal = object.skippedTotal ?? 0;
     return message;
   },
 };
@@ -2965,7 +3023,17 @@ export const RequestOutcome: MessageFns<RequestOutcome> = {
 };
 
 function createBaseHostCounts(): HostCounts {
-  return { total: 0, pending: 0, updating: 0, updated: 0, failed: 0, rollingBack: 0, rolledBack: 0, restoreFailed: 0 };
+  return {
+    total: 0,
+    pending: 0,
+    updating: 0,
+    updated: 0,
+    failed: 0,
+    rollingBack: 0,
+    rolledBack: 0,
+    restoreFailed: 0,
+    skipped: 0,
+  };
 }
 
 export const HostCounts: MessageFns<HostCounts> = {
@@ -2993,6 +3061,9 @@ export const HostCounts: MessageFns<HostCounts> = {
     }
     if (message.restoreFailed !== 0) {
       writer.uint32(64).uint32(message.restoreFailed);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(144).uint32(message.skipped);
     }
     return writer;
   },
@@ -3074,6 +3145,14 @@ export const HostCounts: MessageFns<HostCounts> = {
             message.restoreFailed = reader.uint32();
             continue;
           }
+          case 18: {
+            if (tag !== 144) {
+              break;
+            }
+
+            message.skipped = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3108,6 +3187,7 @@ export const HostCounts: MessageFns<HostCounts> = {
         : isSet(object.restore_failed)
         ? globalThis.Number(object.restore_failed)
         : 0,
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
     };
   },
 
@@ -3137,6 +3217,9 @@ export const HostCounts: MessageFns<HostCounts> = {
     if (message.restoreFailed !== 0) {
       obj.restoreFailed = Math.round(message.restoreFailed);
     }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
     return obj;
   },
 
@@ -3153,6 +3236,291 @@ export const HostCounts: MessageFns<HostCounts> = {
     message.rollingBack = object.rollingBack ?? 0;
     message.rolledBack = object.rolledBack ?? 0;
     message.restoreFailed = object.restoreFailed ?? 0;
+    message.skipped = object.skipped ?? 0;
+    return message;
+  },
+};
+
+function createBaseDesiredVersion(): DesiredVersion {
+  return { module: "", version: "", digest: "", attachment: "", selector: {}, rolloutId: "", at: "" };
+}
+
+export const DesiredVersion: MessageFns<DesiredVersion> = {
+  encode(message: DesiredVersion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.module !== "") {
+      writer.uint32(10).string(message.module);
+    }
+    if (message.version !== "") {
+      writer.uint32(18).string(message.version);
+    }
+    if (message.digest !== "") {
+      writer.uint32(26).string(message.digest);
+    }
+    if (message.attachment !== "") {
+      writer.uint32(34).string(message.attachment);
+    }
+    globalThis.Object.entries(message.selector).forEach(([key, value]: [string, string]) => {
+      DesiredVersion_SelectorEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    if (message.rolloutId !== "") {
+      writer.uint32(50).string(message.rolloutId);
+    }
+    if (message.at !== "") {
+      writer.uint32(58).string(message.at);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredVersion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredVersion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.module = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.attachment = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = DesiredVersion_SelectorEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.selector[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rolloutId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.at = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredVersion {
+    return {
+      module: isSet(object.module) ? globalThis.String(object.module) : "",
+      version: isSet(object.version) ? globalThis.String(object.version) : "",
+      digest: isSet(object.digest) ? globalThis.String(object.digest) : "",
+      attachment: isSet(object.attachment) ? globalThis.String(object.attachment) : "",
+      selector: isObject(object.selector)
+        ? (globalThis.Object.entries(object.selector) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      rolloutId: isSet(object.rolloutId)
+        ? globalThis.String(object.rolloutId)
+        : isSet(object.rollout_id)
+        ? globalThis.String(object.rollout_id)
+        : "",
+      at: isSet(object.at) ? globalThis.String(object.at) : "",
+    };
+  },
+
+  toJSON(message: DesiredVersion): unknown {
+    const obj: any = {};
+    if (message.module !== "") {
+      obj.module = message.module;
+    }
+    if (message.version !== "") {
+      obj.version = message.version;
+    }
+    if (message.digest !== "") {
+      obj.digest = message.digest;
+    }
+    if (message.attachment !== "") {
+      obj.attachment = message.attachment;
+    }
+    if (message.selector) {
+      const entries = globalThis.Object.entries(message.selector) as [string, string][];
+      if (entries.length > 0) {
+        obj.selector = {};
+        entries.forEach(([k, v]) => {
+          obj.selector[k] = v;
+        });
+      }
+    }
+    if (message.rolloutId !== "") {
+      obj.rolloutId = message.rolloutId;
+    }
+    if (message.at !== "") {
+      obj.at = message.at;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredVersion>, I>>(base?: I): DesiredVersion {
+    return DesiredVersion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredVersion>, I>>(object: I): DesiredVersion {
+    const message = createBaseDesiredVersion();
+    message.module = object.module ?? "";
+    message.version = object.version ?? "";
+    message.digest = object.digest ?? "";
+    message.attachment = object.attachment ?? "";
+    message.selector = (globalThis.Object.entries(object.selector ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.rolloutId = object.rolloutId ?? "";
+    message.at = object.at ?? "";
+    return message;
+  },
+};
+
+function createBaseDesiredVersion_SelectorEntry(): DesiredVersion_SelectorEntry {
+  return { key: "", value: "" };
+}
+
+export const DesiredVersion_SelectorEntry: MessageFns<DesiredVersion_SelectorEntry> = {
+  encode(message: DesiredVersion_SelectorEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DesiredVersion_SelectorEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDesiredVersion_SelectorEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DesiredVersion_SelectorEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: DesiredVersion_SelectorEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DesiredVersion_SelectorEntry>, I>>(base?: I): DesiredVersion_SelectorEntry {
+    return DesiredVersion_SelectorEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DesiredVersion_SelectorEntry>, I>>(object: I): DesiredVersion_SelectorEntry {
+    const message = createBaseDesiredVersion_SelectorEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
     return message;
   },
 };
