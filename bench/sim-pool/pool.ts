@@ -198,7 +198,7 @@ export class SimHostPool {
       i++;
       const host: Host = {
         name: h.name, labels: this.opts.labels(i), kernel, capabilities: h.driver.capabilities(),
-        registeredAt, agentVersion: `${AGENT_VERSION}-sim-pool`, address: this.address, attachments: [],
+        registeredAt, agentVersion: `${AGENT_VERSION}-sim-pool`, address: this.address, attachments: [], refused: '', claimedName: '',
       };
       return this.writes.put(keys.host(h.name), JSON.stringify(Host.toJSON(host)), id);
     }));

@@ -70,7 +70,7 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     const directory = new HostDirectory(etcd);
     cleanup.defer(() => directory.close(), 'close directory');
     const register = (name: string) => etcd.put(keys.host(name)).value(JSON.stringify(Host.toJSON({
-      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [],
+      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [], refused: '', claimedName: '',
     })));
     await register('early');
     assert.deepEqual((await directory.list()).map((h) => h.name), ['early']);

@@ -101,7 +101,7 @@ export function rolloutHandlers(deps: RolloutDeps): RolloutHandlers {
       rollouts: (await deps.rollouts.list({ hosts: false })).filter((r) => !bounded('module', call.request.module, FIELD_BYTES.name) || r.spec?.module === call.request.module),
     })),
 
-    listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.list() })),
+    listHosts: unary(log, 'ListHosts', async () => ({ hosts: await deps.hosts.listAll() })),
 
     watchRollout: serverStream('WatchRollout', (call) => watchRollout(deps, call)),
   };

@@ -178,6 +178,13 @@ export interface Host {
   attachments: HostAttachment[];
   registeredAt: string;
   agentVersion: string;
+  /**
+   * Set in ListHosts for a registration the control plane refuses and never plans: a stable
+   * word (NAME_MISMATCH: the name in the value is not the key's; DUPLICATE_NAME: it is
+   * another registration's name). `name` is then the key's name, `claimed_name` the value's.
+   */
+  refused: string;
+  claimedName: string;
 }
 
 export interface Host_LabelsEntry {
@@ -2138,6 +2145,8 @@ function createBaseHost(): Host {
     attachments: [],
     registeredAt: "",
     agentVersion: "",
+    refused: "",
+    claimedName: "",
   };
 }
 
@@ -2166,6 +2175,12 @@ export const Host: MessageFns<Host> = {
     }
     if (message.agentVersion !== "") {
       writer.uint32(66).string(message.agentVersion);
+    }
+    if (message.refused !== "") {
+      writer.uint32(146).string(message.refused);
+    }
+    if (message.claimedName !== "") {
+      writer.uint32(154).string(message.claimedName);
     }
     return writer;
   },
@@ -2250,6 +2265,22 @@ export const Host: MessageFns<Host> = {
             message.agentVersion = reader.string();
             continue;
           }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.refused = reader.string();
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.claimedName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2297,6 +2328,12 @@ export const Host: MessageFns<Host> = {
         : isSet(object.agent_version)
         ? globalThis.String(object.agent_version)
         : "",
+      refused: isSet(object.refused) ? globalThis.String(object.refused) : "",
+      claimedName: isSet(object.claimedName)
+        ? globalThis.String(object.claimedName)
+        : isSet(object.claimed_name)
+        ? globalThis.String(object.claimed_name)
+        : "",
     };
   },
 
@@ -2332,6 +2369,12 @@ export const Host: MessageFns<Host> = {
     if (message.agentVersion !== "") {
       obj.agentVersion = message.agentVersion;
     }
+    if (message.refused !== "") {
+      obj.refused = message.refused;
+    }
+    if (message.claimedName !== "") {
+      obj.claimedName = message.claimedName;
+    }
     return obj;
   },
 
@@ -2356,6 +2399,8 @@ export const Host: MessageFns<Host> = {
     message.attachments = object.attachments?.map((e) => HostAttachment.fromPartial(e)) || [];
     message.registeredAt = object.registeredAt ?? "";
     message.agentVersion = object.agentVersion ?? "";
+    message.refused = object.refused ?? "";
+    message.claimedName = object.claimedName ?? "";
     return message;
   },
 };
