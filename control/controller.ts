@@ -190,6 +190,7 @@ export class RolloutController {
         labels: h.labels,
         capabilities: h.capabilities,
         running: a ? { name: a.module, version: a.version, digest: a.digest } : null,
+        unverified: a?.unverified || undefined,
       };
     });
     const requests = await this.requests.list(id);

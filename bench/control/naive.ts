@@ -63,6 +63,7 @@ export class NaiveHostDirectory {
           version: a.module?.version ?? '',
           digest: a.module?.digest ?? '',
           progId: a.progId,
+          unverified: '',
         })),
       }))
       .sort((a, b) => a.name.localeCompare(b.name));

@@ -1,5 +1,5 @@
 import type { Etcd3, Lease } from 'etcd3';
-import type { GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, type GetStateResponse } from '../../proto/gen/bpfleet/v1/agent.js';
 import type { Host } from '../../proto/gen/bpfleet/v1/control.js';
 import { keys, nameOf } from '../keys.js';
 import type { Logger } from '../log.js';
@@ -198,6 +198,7 @@ export class HostDirectory {
         version: a.module?.version ?? '',
         digest: a.module?.digest ?? '',
         progId: a.progId,
+        unverified: a.status === AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED ? a.reason || 'UNVERIFIED' : '',
       })),
     });
   }

@@ -21,7 +21,7 @@ planned; --output json carries it as "refused" and "claimedName".`)
         const res = await ctl.call('listHosts', {});
         print(opts.output, ListHostsResponse.toJSON(res), () => res.hosts.length
           ? res.hosts.map((h: Host) => {
-            const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(prog ${a.progId})`).join(' ') || '(nothing attached)';
+            const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(prog ${a.progId}${a.unverified ? `, UNVERIFIED ${a.unverified}` : ''})`).join(' ') || '(nothing attached)';
             const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
             // A refused registration is never planned; its address and labels are the claimant's.
             if (h.refused) return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} REFUSED ${h.refused}: claims to be "${h.claimedName}", never planned`;

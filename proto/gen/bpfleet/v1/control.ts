@@ -167,6 +167,12 @@ export interface HostAttachment {
   version: string;
   digest: string;
   progId: number;
+  /**
+   * Set when the agent adopted this program after a restart but its module fails the
+   * agent's signature policy: the reason (ATTACHMENT_STATUS_UNVERIFIED in agent.proto).
+   * The controller never counts such a host as already running the version.
+   */
+  unverified: string;
 }
 
 export interface Host {
@@ -1999,7 +2005,7 @@ export const ListHostsRequest: MessageFns<ListHostsRequest> = {
 };
 
 function createBaseHostAttachment(): HostAttachment {
-  return { attachment: "", module: "", version: "", digest: "", progId: 0 };
+  return { attachment: "", module: "", version: "", digest: "", progId: 0, unverified: "" };
 }
 
 export const HostAttachment: MessageFns<HostAttachment> = {
@@ -2018,6 +2024,9 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     }
     if (message.progId !== 0) {
       writer.uint32(40).uint32(message.progId);
+    }
+    if (message.unverified !== "") {
+      writer.uint32(122).string(message.unverified);
     }
     return writer;
   },
@@ -2075,6 +2084,14 @@ export const HostAttachment: MessageFns<HostAttachment> = {
             message.progId = reader.uint32();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.unverified = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2098,6 +2115,7 @@ export const HostAttachment: MessageFns<HostAttachment> = {
         : isSet(object.prog_id)
         ? globalThis.Number(object.prog_id)
         : 0,
+      unverified: isSet(object.unverified) ? globalThis.String(object.unverified) : "",
     };
   },
 
@@ -2118,6 +2136,9 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     if (message.progId !== 0) {
       obj.progId = Math.round(message.progId);
     }
+    if (message.unverified !== "") {
+      obj.unverified = message.unverified;
+    }
     return obj;
   },
 
@@ -2131,6 +2152,7 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     message.version = object.version ?? "";
     message.digest = object.digest ?? "";
     message.progId = object.progId ?? 0;
+    message.unverified = object.unverified ?? "";
     return message;
   },
 };
