@@ -75,7 +75,13 @@ export class HostDirectory {
   async list(): Promise<Host[]> {
     if (this.closed) this.synced = null;
     await (this.synced ??= this.sync());
-    for (const name of this.dirty) this.rejoin(name);
+    for (const name of this.dirty) {
+      // A registration rewritten in place can leave or join the fleet (refused, or no longer
+      // decoding): membership is then known only after the rejoin.
+      const member = this.hosts.has(name);
+      this.rejoin(name);
+      if (this.hosts.has(name) !== member) this.changed(true);
+    }
     this.dirty.clear();
     this.names ??= [...this.hosts.keys()].sort(this.collator.compare);
     return (this.joined ??= this.names.map((n) => this.hosts.get(n)!));
