@@ -15,6 +15,7 @@ import { ArtifactCache } from './artifact-cache.js';
 import type { SwapCheckpoint } from './crash-hook.js';
 import type { DataplaneDriver } from './dataplane/driver.js';
 import { IntentWatch } from './intent-watch.js';
+import { AttachmentStatus } from '../proto/gen/bpfleet/v1/agent.js';
 import { Reconciler, type ModuleSource } from './reconciler.js';
 import { Registration } from './registration.js';
 import { agentService, agentServiceDefinition, guardAgentService } from './server.js';
@@ -102,7 +103,16 @@ export async function startAgent(cfg: AgentConfig): Promise<RunningAgent> {
   });
   const prior = await registration.lastReported();
   const adopted = await reconciler.adopt(prior?.attachments ?? []);
-  for (const r of adopted) log.info({ attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` }, 'adopted running program');
+  const adoptedStates = new Map(reconciler.state().attachments.map((a) => [a.attachment, a]));
+  for (const r of adopted) {
+    const fields = { attachment: r.attachment, progId: r.progId, module: `${r.name}@${r.version}` };
+    const state = adoptedStates.get(r.attachment);
+    if (state?.status === AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED) {
+      log.warn({ ...fields, reason: state.reason }, `adopted running program fails the signature policy; left running, reported UNVERIFIED: ${state.message}`);
+    } else {
+      log.info(fields, 'adopted running program');
+    }
+  }
 
   server.addService(agentServiceDefinition, guardAgentService(agentService(reconciler, log), transport, log));
   const standard = addStandardServices(server, ['bpfleet.v1.AgentService']);

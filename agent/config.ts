@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { HOST_NAME_RE } from '../common/keys.js';
 import { loadConfig, parseLabels, type EnvBinding, type FlagValue, type LoadedConfig } from '../common/config/load.js';
-import { SHARED_ENV, explicitConfigPath, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
+import { SHARED_ENV, explicitConfigPath, sharedEnvValues, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
 import { etcdSchema, filePath, grpcSchema, hostPort, logLevel, metricsSchema, natsSchema } from '../common/config/schema.js';
 
 export const AGENT_CONFIG_PATH = '/etc/bpfleet/agent.yaml';
@@ -114,8 +114,8 @@ function agentFlagValues(opts: AgentFlags): FlagValue[] {
 /** The agent's effective config from its flags, `env` and the config file. */
 export function loadAgentConfig(opts: AgentFlags, env: NodeJS.ProcessEnv = process.env): LoadedConfig<AgentDaemonConfig> {
   return loadConfig(agentConfigSchema, {
-    explicitPath: explicitConfigPath(opts, env), defaultPath: AGENT_CONFIG_PATH,
-    env, envBindings: AGENT_ENV, flags: agentFlagValues(opts),
+    explicitPath: explicitConfigPath(opts, env, 'BPFLEET_AGENT_CONFIG'), defaultPath: AGENT_CONFIG_PATH,
+    env: sharedEnvValues(env), envBindings: AGENT_ENV, flags: agentFlagValues(opts),
   });
 }
 

@@ -1,7 +1,7 @@
 import type { IntentStore } from '../common/etcd/intents.js';
 import { BpfleetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Reconciler } from './reconciler.js';
 import { tracedApply } from './tracing.js';
 
@@ -55,7 +55,10 @@ export class IntentWatch {
 /** Applies an intent read from etcd unless the host already runs it; failures are logged. */
 export async function convergeTo(reconciler: Reconciler, intent: Intent, log: Logger): Promise<void> {
   const running = reconciler.state().attachments.find((a) => a.attachment === intent.attachment);
-  if ((running?.module?.digest ?? '') === (intent.module?.digest ?? '') && running?.generation === intent.generation) return;
+  // An UNVERIFIED program (adopted, failing the signature policy) satisfies nothing: the
+  // apply goes through the policy check and its refusal is logged.
+  if ((running?.module?.digest ?? '') === (intent.module?.digest ?? '') && running?.generation === intent.generation &&
+    running?.status !== AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED) return;
   try {
     await tracedApply('watch', reconciler.host, intent, async () => {
       const r = await reconciler.apply(intent);

@@ -12,7 +12,7 @@ function labels(value: string, previous: Record<string, string> | undefined): Re
   }
 }
 
-const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH, '127.0.0.1:50061')
+const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH, 'BPFLEET_AGENT_CONFIG', '127.0.0.1:50061')
   .description('bpfleet agent: loads and atomically swaps eBPF modules on this host as the control plane intends')
   .option('--host <name>', 'host name in the fleet (default: this machine\'s short host name; env BPFLEET_HOST)')
   .option('--advertise <addr>', 'address the control plane dials, if not --listen (env BPFLEET_ADVERTISE)')
@@ -28,9 +28,9 @@ const program = addSharedOptions(new Command('bpfleet-agent'), AGENT_CONFIG_PATH
   .option('--sim-load-delay <ms>', 'with --driver sim: how long each load takes (stands in for the verifier; tests widen windows with it)')
   .option('--sim-clock-offset <ms>', 'with --driver sim: shift the wall clock its telemetry is stamped with, ms (tests of clock skew)')
   .addHelpText('after', `
-Precedence: ${AGENT_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+Precedence: ${AGENT_CONFIG_PATH} (or --config, or BPFLEET_AGENT_CONFIG) < BPFLEET_* variables < flags.
 gRPC needs mutual TLS (--tls-ca/--tls-cert/--tls-key, or grpc.tls in the file) or an explicit
---insecure; the certificate must name this host (spiffe://<trust domain>/bpfleet/host/<name>).
+--insecure (BPFLEET_INSECURE=1); the certificate must name this host (spiffe://<trust domain>/bpfleet/host/<name>).
 SIGHUP (systemctl reload) re-reads the config: logLevel and host.labels apply live; other
 changes are reported and need a restart. Running programs stay pinned across restarts.`)
   .action(async (opts: AgentFlags) => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BpfleetError } from '../common/errors.js';
 import { generateKeyPair, parsePrivateKey, signModule, TrustedKeys, type KeyPair } from '../common/signing.js';
-import type { GetStateResponse, Intent } from '../proto/gen/bpfleet/v1/agent.js';
+import { AttachmentStatus, type GetStateResponse, type Intent } from '../proto/gen/bpfleet/v1/agent.js';
 import type { Module } from '../proto/gen/bpfleet/v1/module.js';
 import type { SwapPoint } from './crash-hook.js';
 import type { ModuleArtifact } from './dataplane/driver.js';
@@ -27,9 +27,8 @@ function record(a: ModuleArtifact, key?: KeyPair): Module {
 }
 
 /** `modules` as the registry files them: under their own name@version unless told otherwise. */
-function setup(modules: (Module | [version: string, Module])[], options: ReconcilerOptions) {
+function setup(modules: (Module | [version: string, Module])[], options: ReconcilerOptions, driver = new SimDriver({ now: () => 0 })) {
   const filed = modules.map((m) => (Array.isArray(m) ? m : [m.manifest!.version, m] as const));
-  const driver = new SimDriver({ now: () => 0 });
   const objects = new Map([[V1.digest, V1.object], [V2.digest, V2.object]]);
   const fetched: string[] = [];
   const reports: GetStateResponse[] = [];
@@ -86,6 +85,58 @@ describe('reconciler: signature policy', () => {
     const s = setup([['2.0.0', { ...record(V1), digest: V2.digest }]], {});
     assert.equal(await reasonOf(s.reconciler.apply(intent(V2, 1))), 'REGISTRY_MISMATCH');
     assert.deepEqual(await s.driver.observe(), []);
+  });
+});
+
+describe('reconciler: adoption after a restart is checked against the signature policy', () => {
+  const policy = { signatures: { require: true, trusted: TrustedKeys.of([RELEASE.publicKey]) } };
+  /** V1 installed by an agent without a policy, then a restart with `policy` adopting it. */
+  async function restarted(modules: Module[], options: ReconcilerOptions = policy) {
+    const before = setup(modules, {});
+    await before.reconciler.apply(intent(V1, 1));
+    const after = setup(modules, options, before.driver);
+    await after.reconciler.adopt(before.reconciler.state().attachments);
+    return after;
+  }
+  const only = (s: { reconciler: Reconciler }) => s.reconciler.state().attachments[0]!;
+
+  it('a program whose module fails the policy is UNVERIFIED with the reason, keeps running, and its own intent is refused', async () => {
+    const s = await restarted([record(V1), record(V2, RELEASE)]);
+    assert.deepEqual([only(s).status, only(s).reason, only(s).module?.digest], [AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED, 'UNSIGNED', V1.digest]);
+    assert.match(only(s).message, /not signed/);
+    assert.equal(s.reports.at(-1)!.attachments[0]!.status, AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED, 'reported as such');
+    assert.equal((await s.driver.observe())[0]?.digest, V1.digest, 'left running');
+    assert.equal((only(s).generation), 1, 'the marks of the apply that installed it stay');
+
+    assert.equal(await reasonOf(s.reconciler.apply(intent(V1, 2))), 'UNSIGNED', 'never claimed as satisfying its intent');
+    assert.equal(only(s).status, AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED);
+
+    const r = await s.reconciler.apply(intent(V2, 3, V1.digest));
+    assert.equal(r.changed, true, 'a verified version replaces it');
+    assert.deepEqual([only(s).status, only(s).reason, only(s).module?.digest], [AttachmentStatus.ATTACHMENT_STATUS_RUNNING, '', V2.digest]);
+  });
+
+  it('each reason the policy gives is the reported one: untrusted key, a module the registry lost', async () => {
+    assert.equal(only(await restarted([record(V1, ROGUE)])).reason, 'UNTRUSTED_KEY');
+    const lost = setup([record(V1)], {});
+    await lost.reconciler.apply(intent(V1, 1));
+    const s = setup([], policy, lost.driver);
+    await s.reconciler.adopt([]);
+    assert.equal(only(s).reason, 'MODULE_NOT_FOUND');
+  });
+
+  it('a program whose module passes the policy is adopted RUNNING; without a policy nothing is checked', async () => {
+    assert.equal(only(await restarted([record(V1, RELEASE)])).status, AttachmentStatus.ATTACHMENT_STATUS_RUNNING);
+    assert.equal(only(await restarted([record(V1)], {})).status, AttachmentStatus.ATTACHMENT_STATUS_RUNNING);
+  });
+
+  it('an UNVERIFIED program may be removed: removing runs no code', async () => {
+    const s = await restarted([record(V1)]);
+    const removal: Intent = { ...intent(V1, 2, V1.digest), module: undefined };
+    const r = await s.reconciler.apply(removal);
+    assert.equal(r.changed, true);
+    assert.deepEqual(await s.driver.observe(), []);
+    assert.deepEqual(s.reconciler.state().attachments, []);
   });
 });
 

@@ -102,7 +102,7 @@ describe('Reconciler.apply', () => {
     assert.equal(running!.digest, V1.digest);
     assert.equal(running!.progId, res.state.progId);
 
-    assert.deepEqual(s.reconciler.state(), { host: HOST, attachments: [res.state] });
+    assert.deepEqual(s.reconciler.state(), { host: HOST, labels: {}, attachments: [res.state] });
     assert.deepEqual(s.sink.reports.at(-1), s.reconciler.state(), 'what runs is reported');
     assert.deepEqual(s.reconciler.history, [{ at: '2026-01-01T00:00:00.000Z', attachment: ATTACHMENT, digest: V1.digest, generation: 3, rolloutId: 'r-9' }]);
   });
@@ -280,7 +280,7 @@ describe('Reconciler.apply: removal (no module)', () => {
     assert.equal(res.state.generation, 2);
     assert.deepEqual(await s.driver.observe(), []);
     assert.deepEqual(s.reconciler.state().attachments, []);
-    assert.deepEqual(s.sink.reports.at(-1), { host: HOST, attachments: [] });
+    assert.deepEqual(s.sink.reports.at(-1), { host: HOST, labels: {}, attachments: [] });
     assert.deepEqual(s.reconciler.history.at(-1), { at: '2026-01-01T00:00:00.000Z', attachment: ATTACHMENT, digest: '', generation: 2, rolloutId: 'r-2' });
   });
 

@@ -28,7 +28,11 @@ export interface ApplyResult {
 }
 
 export interface ReconcilerOptions {
-  /** Checked on every module before its object is fetched or anything is loaded, and on adoption and removal. */
+  /**
+   * Checked on every module an intent names before its object is fetched or anything is
+   * loaded (also when it already runs), and on every program adopted after a restart (see
+   * adopt()). Not on removals: removing runs no code (docs/SECURITY.md, "Signatures").
+   */
   signatures?: SignaturePolicy;
   /**
    * The current leader's epoch (its election key's create revision in etcd), or null when
@@ -75,6 +79,10 @@ export class Reconciler {
   private readonly changeListeners = new Set<(attachment: string) => void>();
   /** The highest leader epoch etcd confirmed so far: intents up to it need no read. */
   private confirmedEpoch = 0;
+  // Adopted programs that failed the signature policy, by attachment: the flag outlives a
+  // BROKEN spell (the interface gone and back runs the same pinned program) until an apply
+  // installs or removes something there.
+  private readonly unverified = new Map<string, { digest: string; reason: string; message: string }>();
 
   constructor(
     readonly host: string,
@@ -88,15 +96,64 @@ export class Reconciler {
   /**
    * Adopts what already runs (pinned by an earlier agent process) and the fencing marks
    * it last reported, instead of loading anything again.
+   *
+   * Under a signature policy each adopted program's module is checked against it as an
+   * install would be (registry record, digest, signature): the policy may be stricter than
+   * the one it was installed under. One that fails is reported UNVERIFIED with the reason
+   * and left running: detaching it without an intent could open what it guards, and only
+   * an intent names a verified replacement (which then swaps it atomically as usual). An
+   * intent naming the unverified module itself is refused by the same check in apply(),
+   * so it never counts as satisfied.
    */
   async adopt(reported: readonly AttachmentState[]): Promise<RunningModule[]> {
     const running = await this.driver.observe();
     for (const r of running) {
       const prior = reported.find((s) => s.attachment === r.attachment && s.module?.digest === r.digest);
-      this.setState(this.stateOf(r, prior ?? null));
+      const state = this.stateOf(r, prior ?? null);
+      const refused = await this.policyRefusal(r);
+      if (refused) this.unverified.set(r.attachment, { digest: r.digest, reason: refused.reason, message: refused.message });
+      this.setState(this.flagged(state));
     }
     await this.publish();
     return running;
+  }
+
+  /** `state` as UNVERIFIED when its program is an adopted one that failed the policy; else as is. */
+  private flagged(state: AttachmentState): AttachmentState {
+    const flag = this.unverified.get(state.attachment);
+    if (!flag || state.module?.digest !== flag.digest || state.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN) return state;
+    return { ...state, status: AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED, reason: flag.reason, message: flag.message };
+  }
+
+  /** Why the module `r` runs fails the signature policy, or null (also without a policy). */
+  private async policyRefusal(r: Pick<RunningModule, 'attachment' | 'name' | 'version' | 'digest'>): Promise<BpfleetError | null> {
+    const policy = this.options.signatures;
+    if (!policy) return null;
+    try {
+      const module = await this.source.module(r.name, r.version);
+      if (!module) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `adopted ${r.name}@${r.version} on ${r.attachment}, which the registry does not have`);
+      this.checkRecord(module, { name: r.name, version: r.version, digest: r.digest }, policy);
+      return null;
+    } catch (err) {
+      // A registry that cannot be read verifies nothing either; an intent naming the module checks it again.
+      return err instanceof BpfleetError ? err : new BpfleetError('UNAVAILABLE', 'STORE_UNAVAILABLE', `adopted ${r.name}@${r.version}: the registry could not be read: ${String(err)}`);
+    }
+  }
+
+  /**
+   * The registry's record `module` for `ref` is the one an install may use: same digest,
+   * filed under its own name@version, and accepted by `policy` when there is one.
+   */
+  private checkRecord(module: Module, ref: { name: string; version: string; digest: string }, policy: SignaturePolicy | undefined): void {
+    if (module.digest !== ref.digest) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `intent wants ${ref.name}@${ref.version} with digest ${ref.digest}, the registry has ${module.digest}`);
+    }
+    // A signature covers the manifest's name@version, so a record copied under another
+    // version's key must not pass for that version.
+    if (module.manifest?.name !== ref.name || module.manifest.version !== ref.version) {
+      throw new BpfleetError('FAILED_PRECONDITION', 'REGISTRY_MISMATCH', `the registry's record for ${ref.name}@${ref.version} describes ${module.manifest?.name}@${module.manifest?.version}`);
+    }
+    if (policy) enforceSignaturePolicy(module, policy);
   }
 
   state(): GetStateResponse {
@@ -188,6 +245,7 @@ export class Reconciler {
       // forged epoch must not fence out the real leader's next intent.
       const changed = Boolean(running) || this.states.has(intent.attachment);
       this.states.delete(intent.attachment);
+      this.unverified.delete(intent.attachment);
       this.stateSeqOf.set(intent.attachment, ++this.stateSeq);
       if (changed) this.fences.set(intent.attachment, { generation: intent.generation, leaderEpoch: intent.leaderEpoch });
       await this.publish();
@@ -196,15 +254,7 @@ export class Reconciler {
     const t0 = performance.now();
     const module = await this.source.module(ref.name, ref.version);
     if (!module) throw new BpfleetError('NOT_FOUND', 'MODULE_NOT_FOUND', `module ${ref.name}@${ref.version} is not registered`);
-    if (module.digest !== ref.digest) {
-      throw new BpfleetError('FAILED_PRECONDITION', 'DIGEST_MISMATCH', `intent wants ${ref.name}@${ref.version} with digest ${ref.digest}, the registry has ${module.digest}`);
-    }
-    // A signature covers the manifest's name@version, so a record copied under another
-    // version's key must not pass for that version.
-    if (module.manifest?.name !== ref.name || module.manifest.version !== ref.version) {
-      throw new BpfleetError('FAILED_PRECONDITION', 'REGISTRY_MISMATCH', `the registry's record for ${ref.name}@${ref.version} describes ${module.manifest?.name}@${module.manifest?.version}`);
-    }
-    if (this.options.signatures) enforceSignaturePolicy(module, this.options.signatures);
+    this.checkRecord(module, ref, this.options.signatures);
     const object = await this.source.object(ref.digest);
     const actual = digestOf(object);
     if (actual !== ref.digest) {
@@ -212,6 +262,8 @@ export class Reconciler {
     }
     const fetchMs = performance.now() - t0;
     const result = await this.driver.install(attachment, { manifest: module.manifest!, digest: ref.digest, object }, intent.expectedDigest || null);
+    // What runs now passed the policy check above, whether this install changed it or not.
+    this.unverified.delete(intent.attachment);
     // Marks come only from a request that changed something (see the removal above); an
     // intent already satisfied leaves the marks of the apply that did the work. A program
     // adopted without marks (the agent died between the swap and its report) has no such
@@ -253,6 +305,11 @@ export class Reconciler {
     for (const [key, health] of found) {
       if (this.states.has(key) || (this.stateSeqOf.get(key) ?? 0) > started) continue;
       const module = health.status === 'running' ? health.running : health;
+      // Adopted now, so checked against the policy as adopt() checks what runs at start.
+      const refused = await this.policyRefusal({ attachment: key, name: module.name, version: module.version, digest: module.digest });
+      // An apply may have landed during the registry read: it decides then.
+      if (this.states.has(key) || (this.stateSeqOf.get(key) ?? 0) > started) continue;
+      if (refused) this.unverified.set(key, { digest: module.digest, reason: refused.reason, message: refused.message });
       const unknown = this.stateOf({ attachment: key, digest: module.digest, name: module.name, version: module.version, progId: 0, linkId: 0, progTag: '' }, null);
       const next = this.rechecked({ ...unknown, status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED }, health);
       if (next) {
@@ -271,7 +328,7 @@ export class Reconciler {
       const r = health.running;
       const same = state.status !== AttachmentStatus.ATTACHMENT_STATUS_BROKEN && state.progId === r.progId && state.linkId === r.linkId &&
         state.module?.digest === r.digest;
-      return same ? null : this.stateOf(r, marks);
+      return same ? null : this.flagged(this.stateOf(r, marks));
     }
     const reason = health?.reason ?? 'NOT_ATTACHED';
     const message = health?.message ?? `${state.attachment}: the kernel runs nothing bpfleet pinned here`;

@@ -1,8 +1,7 @@
 import type { Etcd3, Lease } from 'etcd3';
-import { HostRecords } from '../common/etcd/hosts.js';
+import { HostRecords, type Registered } from '../common/etcd/hosts.js';
 import type { Logger } from '../common/log.js';
 import type { GetStateResponse } from '../proto/gen/bpfleet/v1/agent.js';
-import type { Host } from '../proto/gen/bpfleet/v1/control.js';
 import type { StateSink } from './reconciler.js';
 
 /**
@@ -18,7 +17,7 @@ export class Registration implements StateSink {
 
   constructor(
     private readonly etcd: Etcd3,
-    private host: Omit<Host, 'attachments' | 'address' | 'lagging'>,
+    private host: Omit<Registered, 'attachments' | 'address' | 'lagging'>,
     private readonly ttlSeconds: number,
     private readonly log: Logger,
   ) {

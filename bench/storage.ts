@@ -143,7 +143,7 @@ async function fleetReads(etcd: Etcd3, endpoint: string, n: number) {
   }) as Record<string, unknown>;
   await mapLimit(chunk(Array.from({ length: n }, (_, i) => hostName(i + 1)), 64), 8, (names) => etcd.kv.txn({
     success: names.flatMap((name) => [
-      { request_put: { key: Buffer.from(keys.host(name)), value: Buffer.from(JSON.stringify(Host.toJSON({ name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp', 'tcx-ingress', 'tcx-egress'], registeredAt: new Date().toISOString(), agentVersion: '0.1.0', address: '127.0.0.1:50061', attachments: [], lagging: [] }))) } },
+      { request_put: { key: Buffer.from(keys.host(name)), value: Buffer.from(JSON.stringify(Host.toJSON({ name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp', 'tcx-ingress', 'tcx-egress'], registeredAt: new Date().toISOString(), agentVersion: '0.1.0', address: '127.0.0.1:50061', attachments: [], lagging: [], refused: '', claimedName: '' }))) } },
       { request_put: { key: Buffer.from(keys.observed(name)), value: Buffer.from(JSON.stringify({ ...observed, host: name })) } },
     ]),
   }));

@@ -37,6 +37,8 @@ export const ATTR_COHORT = 'bpfleet.analysis.cohort';
 export const ATTR_METRIC = 'bpfleet.analysis.metric';
 /** What decided a metric's verdict: "mann-whitney", "kayenta", "threshold", "max". */
 export const ATTR_ANALYSIS_TEST = 'bpfleet.analysis.test';
+/** Why a host registration is refused: "NAME_MISMATCH", "DUPLICATE_NAME" (common/etcd/host-refusals.ts). */
+export const ATTR_REFUSAL_REASON = 'bpfleet.registration.refusal';
 
 /** "ROLLOUT_PHASE_ROLLED_BACK" → "rolled_back": the enum names are stable, the prefix is noise. */
 export function enumLabel(value: string, prefix: string): string {

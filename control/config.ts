@@ -6,7 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, type EnvBinding, type FlagValue, type LoadedConfig } from '../common/config/load.js';
-import { SHARED_ENV, explicitConfigPath, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
+import { SHARED_ENV, explicitConfigPath, sharedEnvValues, sharedFlagValues, wholeFlag, type SharedFlags } from '../common/config/daemon.js';
 import { etcdSchema, filePath, grpcSchema, hostPort, logLevel, metricsSchema, natsSchema } from '../common/config/schema.js';
 import { DEFAULT_TELEMETRY_MAX_SKEW_MS } from './analysis/ingest.js';
 
@@ -69,8 +69,8 @@ function controlFlagValues(opts: ControlFlags): FlagValue[] {
 /** The control plane's effective config from its flags, `env` and the config file. */
 export function loadControlConfig(opts: ControlFlags, env: NodeJS.ProcessEnv = process.env): LoadedConfig<ControlDaemonConfig> {
   return loadConfig(controlConfigSchema, {
-    explicitPath: explicitConfigPath(opts, env), defaultPath: CONTROL_CONFIG_PATH,
-    env, envBindings: CONTROL_ENV, flags: controlFlagValues(opts),
+    explicitPath: explicitConfigPath(opts, env, 'BPFLEET_CONTROL_CONFIG'), defaultPath: CONTROL_CONFIG_PATH,
+    env: sharedEnvValues(env), envBindings: CONTROL_ENV, flags: controlFlagValues(opts),
   });
 }
 

@@ -201,6 +201,7 @@ export class RolloutController {
         running: a ? { name: a.module, version: a.version, digest: a.digest } : null,
         drained: drained.has(h.name),
         broken: a?.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? a.reason || 'BROKEN' : '',
+        unverified: a?.unverified || undefined,
       };
     });
     // Only a plan reads them (to name selected hosts that are down as skipped); a rollout

@@ -3,7 +3,7 @@ import { addSharedOptions, changedFields, printableConfig, refuseUnwired } from 
 import { createLogger, setLogLevel } from '../common/log.js';
 import { CONTROL_CONFIG_PATH, CONTROL_LIVE_FIELDS, CONTROL_UNWIRED_FIELDS, loadControlConfig, type ControlDaemonConfig, type ControlFlags } from './config.js';
 
-const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_PATH, '127.0.0.1:50051')
+const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_PATH, 'BPFLEET_CONTROL_CONFIG', '127.0.0.1:50051')
   .description('bpfleet control plane: the API, and the rollout controller while this replica leads')
   .option('--id <name>', 'replica identity for leader election (default <hostname>-<pid>; env BPFLEET_ID)')
   .option('--leader-ttl <s>', 'leader lease TTL in seconds; failover takes about this long (default 5)')
@@ -12,9 +12,10 @@ const program = addSharedOptions(new Command('bpfleet-control'), CONTROL_CONFIG_
   .option('--require-signatures', 'fleet-wide policy: refuse to create a rollout of a module not signed by a key in --trusted-keys (before any host is touched)')
   .option('--trusted-keys <dir>', 'directory of ed25519 public keys (*.pem); without --require-signatures, signed modules must verify but unsigned ones pass (env BPFLEET_TRUSTED_KEYS)')
   .addHelpText('after', `
-Precedence: ${CONTROL_CONFIG_PATH} (or --config) < BPFLEET_* variables < flags.
+Precedence: ${CONTROL_CONFIG_PATH} (or --config, or BPFLEET_CONTROL_CONFIG) < BPFLEET_* variables < flags.
 gRPC needs mutual TLS (--tls-ca/--tls-cert/--tls-key, or grpc.tls in the file; a control
-certificate, spiffe://<trust domain>/bpfleet/control/<name>) or an explicit --insecure.
+certificate, spiffe://<trust domain>/bpfleet/control/<name>) or an explicit --insecure
+(BPFLEET_INSECURE=1).
 SIGHUP (systemctl reload) re-reads the config: logLevel applies live; other changes are
 reported and need a restart (replica by replica: another replica takes over leadership).`)
   .action(async (opts: ControlFlags) => {

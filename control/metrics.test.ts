@@ -83,7 +83,7 @@ test('fleet gauges come from the stores at scrape time, and only from the leader
     attachments: [{ attachment: 'xdp:eth0', module: 'm', version, digest: '', progId: 1 }],
   } as unknown as Host);
   const hosts = [host('h1', '1.0.0'), host('h2', '2.0.0'), host('h3', '2.0.0')];
-  const stop = observeFleet({ rollouts: { list: async () => rollouts }, hosts: { list: async () => hosts }, leading: () => leading });
+  const stop = observeFleet({ rollouts: { list: async () => rollouts }, hosts: { list: async () => hosts, refused: async () => [] }, leading: () => leading });
 
   const follower = await scrape(telemetry.metricsUrl!);
   assert.equal(follower.sum('bpfleet_controller_leader'), 0);

@@ -13,6 +13,7 @@ import {
   ATTR_METRIC,
   ATTR_MODULE_NAME,
   ATTR_MODULE_VERSION,
+  ATTR_REFUSAL_REASON,
   ATTR_ROLLOUT_PHASE,
   ATTR_STEP_KIND,
   ATTR_STEP_OUTCOME,
@@ -23,6 +24,7 @@ import { instrumentsPerProvider } from '../common/meters.js';
 import { RolloutPhase, type MetricResult, type Verdict } from '../proto/gen/bpfleet/v1/rollout.js';
 import type { TelemetryReport } from '../proto/gen/bpfleet/v1/telemetry.js';
 import type { HostDirectory } from '../common/etcd/hosts.js';
+import { REGISTRATION_REFUSALS } from '../common/etcd/host-refusals.js';
 import { endedStep, type RolloutEvent } from './rollout/events.js';
 import { phaseLabel, verdictName } from './rollout/vocabulary.js';
 import type { RolloutStore } from './store/rollouts.js';
@@ -61,6 +63,10 @@ export const controlMetrics = instrumentsPerProvider((meter) => ({
   moduleHosts: meter.createObservableGauge('bpfleet.module.host.count', {
     unit: '{host}',
     description: 'Registered hosts running each module version, by attachment (reported by the leader)',
+  }),
+  refusedRegistrations: meter.createObservableGauge('bpfleet.host.registrations.refused', {
+    unit: '{registration}',
+    description: 'Host registrations refused and never planned, by reason: NAME_MISMATCH, DUPLICATE_NAME (reported by the leader)',
   }),
   leader: meter.createObservableGauge('bpfleet.controller.leader', {
     unit: '1',
@@ -111,7 +117,7 @@ export function recordStepEnds(events: readonly RolloutEvent[]): void {
 
 export interface FleetGaugeSources {
   rollouts: Pick<RolloutStore, 'list'>;
-  hosts: Pick<HostDirectory, 'list'>;
+  hosts: Pick<HostDirectory, 'list' | 'refused'>;
   leading: () => boolean;
 }
 
@@ -146,13 +152,22 @@ export function observeFleet(sources: FleetGaugeSources): () => void {
     }
     for (const [key, attributes] of versionsSeen) result.observe(counts.get(key) ?? 0, attributes);
   };
+  // Every reason is reported, 0 included, so an alert can be written on the series.
+  const refused = async (result: ObservableResult) => {
+    if (!sources.leading()) return;
+    const counts = new Map<string, number>(REGISTRATION_REFUSALS.map((r) => [r, 0]));
+    for (const r of await sources.hosts.refused()) counts.set(r.reason, counts.get(r.reason)! + 1);
+    for (const [reason, n] of counts) result.observe(n, { [ATTR_REFUSAL_REASON]: reason });
+  };
   const leader = (result: ObservableResult) => result.observe(sources.leading() ? 1 : 0);
   m.rollouts.addCallback(rollouts);
   m.moduleHosts.addCallback(moduleHosts);
+  m.refusedRegistrations.addCallback(refused);
   m.leader.addCallback(leader);
   return () => {
     m.rollouts.removeCallback(rollouts);
     m.moduleHosts.removeCallback(moduleHosts);
+    m.refusedRegistrations.removeCallback(refused);
     m.leader.removeCallback(leader);
   };
 }

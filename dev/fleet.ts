@@ -357,7 +357,7 @@ export class LocalFleet {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await this.cli(['hosts', '-o', 'json']);
-      if (r.code === 0 && ((JSON.parse(r.stdout) as { hosts?: unknown[] }).hosts ?? []).length >= count) return;
+      if (r.code === 0 && ((JSON.parse(r.stdout) as { hosts?: { refused?: string }[] }).hosts ?? []).filter((h) => !h.refused).length >= count) return;
       if (Date.now() > deadline) throw new Error(`only some of ${count} hosts registered after ${timeoutMs} ms: ${r.stdout}${r.stderr}`);
       await new Promise((res) => setTimeout(res, 200));
     }

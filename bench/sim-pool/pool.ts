@@ -208,7 +208,7 @@ export class SimHostPool {
       i++;
       const host: Host = {
         name: h.name, labels: this.opts.labels(i), kernel, capabilities: h.driver.capabilities(),
-        registeredAt, agentVersion: `${buildInfo().version}-sim-pool`, address: this.address, attachments: [], lagging: [],
+        registeredAt, agentVersion: `${buildInfo().version}-sim-pool`, address: this.address, attachments: [], lagging: [], refused: '', claimedName: '',
       };
       return this.writes.put(keys.host(h.name), JSON.stringify(Host.toJSON(host)), id);
     }));

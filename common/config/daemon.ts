@@ -19,12 +19,36 @@ export const SHARED_ENV: readonly EnvBinding[] = [
   { name: 'BPFLEET_ETCD_PASSWORD', path: ['etcd', 'password'] },
   { name: 'BPFLEET_NATS', path: ['nats', 'servers'], parse: commaList },
   { name: 'BPFLEET_NATS_TOKEN', path: ['nats', 'token'] },
+  // Replaces the whole grpc section, as --insecure does; with BPFLEET_TLS_* see sharedEnvValues.
+  { name: 'BPFLEET_INSECURE', path: ['grpc'], parse: insecureVariable },
   ...(['etcd', 'nats'] as const).flatMap((store) => (['ca', 'cert', 'key'] as const).map((part) => ({ name: `BPFLEET_${store.toUpperCase()}_${part.toUpperCase()}`, path: [store, 'tls', part] }))),
   ...(['ca', 'cert', 'key'] as const).map((part) => ({ name: `BPFLEET_TLS_${part.toUpperCase()}`, path: ['grpc', 'tls', part] })),
   { name: 'BPFLEET_METRICS_PORT', path: ['metrics', 'port'], parse: parsePort },
   { name: 'BPFLEET_METRICS_HOST', path: ['metrics', 'host'] },
   { name: 'BPFLEET_LOG_LEVEL', path: ['logLevel'] },
 ];
+
+/**
+ * BPFLEET_INSECURE, the env form of --insecure: "1" or "true" replace the file's grpc
+ * section with `insecure: true` (and the daemon logs the same warning). Any other text is
+ * refused rather than read as "no": a daemon must never guess which way security goes.
+ */
+function insecureVariable(text: string): { insecure: true } {
+  if (text === '1' || text === 'true') return { insecure: true };
+  throw new Error(`"${text.slice(0, 16)}": only 1 or true (unset it to use the TLS settings)`);
+}
+
+/**
+ * The shared variables of `env`, checked together: BPFLEET_INSECURE with any BPFLEET_TLS_*
+ * is INVALID_ARGUMENT/CONFIG_INVALID naming both, as --insecure with --tls-* is. Returns `env`.
+ */
+export function sharedEnvValues(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const tls = ['BPFLEET_TLS_CA', 'BPFLEET_TLS_CERT', 'BPFLEET_TLS_KEY'].filter((v) => env[v]);
+  if (env.BPFLEET_INSECURE && tls.length > 0) {
+    throw new BpfleetError('INVALID_ARGUMENT', 'CONFIG_INVALID', `invalid config: env BPFLEET_INSECURE and env ${tls.join(', ')} exclude each other (TLS off, or TLS with these files)`);
+  }
+  return env;
+}
 
 function portFlag(value: string): number {
   try {
@@ -38,9 +62,9 @@ function portFlag(value: string): number {
  * Adds the shared flags to a daemon's command. No flag has a commander default: an absent
  * flag leaves the file's (or the built-in) value, so defaults live in the schema alone.
  */
-export function addSharedOptions(command: Command, defaultConfigPath: string, listenDefault: string): Command {
+export function addSharedOptions(command: Command, defaultConfigPath: string, configVariable: DaemonConfigVariable, listenDefault: string): Command {
   return command
-    .option('--config <file>', `YAML config file (default ${defaultConfigPath} when it exists; env BPFLEET_CONFIG)`)
+    .option('--config <file>', `YAML config file (default ${defaultConfigPath} when it exists; env ${configVariable})`)
     .option('--print-config', 'print the effective config (file < env < flags, secrets redacted) as YAML and exit')
     .addOption(new Option('--log-level <level>', 'log level (default info; env BPFLEET_LOG_LEVEL)').choices(LOG_LEVELS))
     .option('--listen <addr>', `gRPC listen address (default ${listenDefault}; env BPFLEET_LISTEN)`)
@@ -55,7 +79,7 @@ export function addSharedOptions(command: Command, defaultConfigPath: string, li
     .option('--tls-ca <file>', 'fleet CA bundle (PEM): gRPC peers must present a certificate it signed (env BPFLEET_TLS_CA)')
     .option('--tls-cert <file>', 'this daemon\'s gRPC certificate (PEM), from `bpfleet pki issue` (env BPFLEET_TLS_CERT)')
     .option('--tls-key <file>', 'its private key (PEM) (env BPFLEET_TLS_KEY)')
-    .option('--insecure', 'gRPC without TLS: no authentication, no roles; for experiments only (one of this or --tls-* is required)')
+    .option('--insecure', 'gRPC without TLS: no authentication, no roles; for experiments only (one of this or --tls-* is required; env BPFLEET_INSECURE=1)')
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://<metrics-host>:<port>/metrics (0: any free port); off unless given (env BPFLEET_METRICS_PORT)', portFlag)
     .option('--metrics-host <addr>', 'address the metrics endpoint binds to (default 127.0.0.1; env BPFLEET_METRICS_HOST)');
 }
@@ -131,9 +155,15 @@ export function refuseUnwired(config: object, fields: readonly string[]): void {
   }
 }
 
-/** --config, else BPFLEET_CONFIG, else undefined (the default path, if it exists). */
-export function explicitConfigPath(opts: SharedFlags, env: NodeJS.ProcessEnv): string | undefined {
-  return opts.config ?? (env.BPFLEET_CONFIG || undefined);
+/**
+ * Each daemon's variable naming its config file. BPFLEET_CONFIG is the CLI's contexts file
+ * (like KUBECONFIG): a daemon never reads it, so one shell can hold both.
+ */
+export type DaemonConfigVariable = 'BPFLEET_AGENT_CONFIG' | 'BPFLEET_CONTROL_CONFIG';
+
+/** --config, else the daemon's variable, else undefined (the default path, if it exists). */
+export function explicitConfigPath(opts: SharedFlags, env: NodeJS.ProcessEnv, variable: DaemonConfigVariable): string | undefined {
+  return opts.config ?? (env[variable] || undefined);
 }
 
 /** The effective config as YAML with secrets redacted: what --print-config writes. */

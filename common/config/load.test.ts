@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import YAML from 'yaml';
 import { BpfleetError } from '../errors.js';
-import { changedFields, configuredFields, printableConfig } from './daemon.js';
+import { changedFields, configuredFields, explicitConfigPath, printableConfig, sharedEnvValues } from './daemon.js';
 import { loadConfig, parseLabels, readConfigFile } from './load.js';
 import { REDACTED, redact } from './redact.js';
 import { z } from 'zod';
@@ -30,7 +30,7 @@ function load(opts: TestFlags, env: NodeJS.ProcessEnv) {
   if (opts.labels) flags.push({ flag: '--label', path: ['labels'], value: opts.labels });
   if (opts.ttl !== undefined) flags.push({ flag: '--ttl', path: ['ttlSeconds'], value: opts.ttl });
   return loadConfig(schema, {
-    explicitPath: opts.config ?? (env.BPFLEET_CONFIG || undefined), defaultPath: join(dir, 'absent.yaml'), env,
+    explicitPath: explicitConfigPath(opts, env, 'BPFLEET_AGENT_CONFIG'), defaultPath: join(dir, 'absent.yaml'), env: sharedEnvValues(env),
     envBindings: [...SHARED_ENV, { name: 'BPFLEET_LABELS', path: ['labels'], parse: (t) => parseLabels(t) }], flags,
   });
 }
@@ -87,10 +87,23 @@ describe('precedence: file < env < flag', () => {
     assert.deepEqual(load({ config: labelled, labels: { role: 'edge' } }, { BPFLEET_LABELS: 'zone=b' }).config.labels, { role: 'edge' });
   });
 
-  it('BPFLEET_CONFIG names the file; --config wins over it', () => {
+  it('the daemon\'s variable names the file; --config wins over it; BPFLEET_CONFIG (the CLI\'s) is not read', () => {
     const other = file('listen: 10.0.0.2:2\n');
-    assert.equal(load({}, { BPFLEET_CONFIG: path }).config.listen, '10.0.0.1:1');
-    assert.equal(load({ config: other }, { BPFLEET_CONFIG: path }).config.listen, '10.0.0.2:2');
+    assert.equal(load({}, { BPFLEET_AGENT_CONFIG: path }).config.listen, '10.0.0.1:1');
+    assert.equal(load({ config: other }, { BPFLEET_AGENT_CONFIG: path }).config.listen, '10.0.0.2:2');
+    assert.equal(load({}, { BPFLEET_CONFIG: path }).config.listen, '127.0.0.1:50051');
+    assert.equal(load({}, { BPFLEET_CONFIG: path, BPFLEET_CONTROL_CONFIG: path }).config.listen, '127.0.0.1:50051', 'the other daemon\'s variable is not read either');
+  });
+
+  it('BPFLEET_INSECURE=1 is --insecure: it replaces the file\'s TLS section; TLS flags win over it; TLS variables with it are refused', () => {
+    const tls = file('grpc: {tls: {ca: /pki/ca.crt, cert: /pki/h1.crt, key: /pki/h1.key}}\n');
+    assert.deepEqual(load({ config: tls }, { BPFLEET_INSECURE: '1' }).config.grpc, { insecure: true });
+    assert.deepEqual(load({ config: tls }, { BPFLEET_INSECURE: 'true' }).config.grpc, { insecure: true });
+    assert.deepEqual(load({ config: tls }, { BPFLEET_INSECURE: '' }).config.grpc, { tls: { ca: '/pki/ca.crt', cert: '/pki/h1.crt', key: '/pki/h1.key' } });
+    assert.deepEqual(load({ tlsCa: '/a', tlsCert: '/b', tlsKey: '/c' }, { BPFLEET_INSECURE: '1' }).config.grpc, { tls: { ca: '/a', cert: '/b', key: '/c' } });
+    assert.throws(() => load({}, { BPFLEET_INSECURE: '0' }), /env BPFLEET_INSECURE: "0": only 1 or true/);
+    assert.throws(() => load({}, { BPFLEET_INSECURE: 'yes' }), /env BPFLEET_INSECURE: "yes": only 1 or true/);
+    assert.throws(() => load({}, { BPFLEET_INSECURE: '1', BPFLEET_TLS_CA: '/a', BPFLEET_TLS_KEY: '/k' }), /env BPFLEET_INSECURE and env BPFLEET_TLS_CA, BPFLEET_TLS_KEY exclude each other/);
   });
 
   it('without a file: the built-in defaults under the shared flags', () => {

@@ -4,6 +4,7 @@ import type { Host, HostAttachment } from '../../proto/gen/bpfleet/v1/control.js
 import { keys, nameOf } from '../keys.js';
 import type { Logger } from '../log.js';
 import { codecs } from './codec.js';
+import { refusedRegistrations, type RefusedRegistration } from './host-refusals.js';
 import { decodeOrSkip, malformed } from './malformed.js';
 import { listPrefix, watchPrefix, type Decoder } from './watch.js';
 
@@ -12,6 +13,9 @@ const underHostName = (prefix: string): Decoder<string> => (text, key) => {
   if (nameOf(prefix, key) === null) throw malformed(`key ${key} does not name a host`);
   return text;
 };
+
+/** A registration as an agent writes it: the refusal fields are the control plane's to fill, in ListHosts. */
+export type Registered = Omit<Host, 'refused' | 'claimedName'>;
 
 /**
  * One attachment of an agent's report as ListHosts shows it. UNSPECIFIED (an older agent)
@@ -26,6 +30,7 @@ export function hostAttachmentOf(a: AttachmentState): HostAttachment {
     progId: a.progId,
     status: a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? AttachmentStatus.ATTACHMENT_STATUS_BROKEN : AttachmentStatus.ATTACHMENT_STATUS_RUNNING,
     reason: a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? a.reason : '',
+    unverified: a.status === AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED ? a.reason || 'UNVERIFIED' : '',
   };
 }
 
@@ -36,8 +41,8 @@ export function hostAttachmentOf(a: AttachmentState): HostAttachment {
 export class HostRecords {
   constructor(private readonly etcd: Etcd3) {}
 
-  async register(lease: Lease, host: Host): Promise<void> {
-    await lease.put(keys.host(host.name)).value(codecs.host.encode(host));
+  async register(lease: Lease, host: Registered): Promise<void> {
+    await lease.put(keys.host(host.name)).value(codecs.host.encode({ ...host, refused: '', claimedName: '' }));
   }
 
   async report(host: string, state: GetStateResponse): Promise<void> {
@@ -67,6 +72,9 @@ export class HostDirectory {
   private readonly registered = new Map<string, string>();
   private readonly observed = new Map<string, string>();
   private readonly hosts = new Map<string, Host>();
+  // Registrations whose value names another host than their key (see host-refusals.ts), by
+  // the key's name: never in `hosts`, so never planned; listed by refused() and listAll().
+  private readonly mismatched = new Map<string, Host>();
   private readonly dirty = new Set<string>();
   private names: string[] | null = null;
   private joined: Host[] | null = null;
@@ -77,11 +85,20 @@ export class HostDirectory {
 
   constructor(private readonly etcd: Etcd3, private readonly log?: Logger) {}
 
-  /** Every registered host, by name. The objects are shared: do not modify them. */
+  /**
+   * Every registered host the control plane plans with, by name: refused registrations
+   * (refused()) are left out. The objects are shared: do not modify them.
+   */
   async list(): Promise<Host[]> {
     if (this.closed) this.synced = null;
     await (this.synced ??= this.sync());
-    for (const name of this.dirty) this.rejoin(name);
+    for (const name of this.dirty) {
+      // A registration rewritten in place can leave or join the fleet (refused, or no longer
+      // decoding): membership is then known only after the rejoin.
+      const member = this.hosts.has(name);
+      this.rejoin(name);
+      if (this.hosts.has(name) !== member) this.changed(true);
+    }
     this.dirty.clear();
     this.names ??= [...this.hosts.keys()].sort(this.collator.compare);
     return (this.joined ??= this.names.map((n) => this.hosts.get(n)!));
@@ -106,6 +123,27 @@ export class HostDirectory {
   async get(name: string): Promise<Host | null> {
     await this.list();
     return this.hosts.get(name) ?? null;
+  }
+
+  /** The registrations refused (never planned), in key order, each with its reason. */
+  async refused(): Promise<RefusedRegistration[]> {
+    await this.list();
+    return this.refusals();
+  }
+
+  /**
+   * What ListHosts shows: the hosts of list() and the refused registrations among them in
+   * name order, a refused one under its key's name with `refused` and `claimedName` set.
+   */
+  async listAll(): Promise<Host[]> {
+    const hosts = await this.list();
+    const refused = this.refusals().map((r) => ({ ...this.mismatched.get(r.host)!, name: r.host, claimedName: r.claimed, refused: r.reason }));
+    if (refused.length === 0) return hosts;
+    return [...hosts, ...refused].sort((a, b) => this.collator.compare(a.name, b.name));
+  }
+
+  private refusals(): RefusedRegistration[] {
+    return refusedRegistrations([...this.mismatched].map(([key, host]) => [key, host.name] as const), (n) => this.registered.has(n));
   }
 
   /** Stops watching; list() then reads etcd on every call. */
@@ -174,13 +212,19 @@ export class HostDirectory {
     // A registration that does not decode leaves the host out of the fleet (reported once
     // per change, as rejoin runs once per change); a report that does not decode leaves its
     // attachments unknown.
-    const host = registration === undefined ? null : decodeOrSkip(keys.host(name), registration, (text) => {
-      const decoded = codecs.host.decode(text);
-      if (decoded.name !== name) throw malformed(`registration of "${decoded.name.slice(0, 64)}" under the key of ${name}`);
-      return decoded;
-    }, this.log);
+    // The refusal fields are the directory's to set, never the writer's.
+    const host = registration === undefined ? null : decodeOrSkip(keys.host(name), registration, (text) => ({ ...codecs.host.decode(text), refused: '', claimedName: '' }), this.log);
+    this.mismatched.delete(name);
     if (host === null) {
       this.hosts.delete(name);
+      return;
+    }
+    if (host.name !== name) {
+      // Refused, never planned: it claims a name its key does not give it.
+      this.hosts.delete(name);
+      this.mismatched.set(name, host);
+      const refusal = this.refusals().find((r) => r.host === name)!;
+      this.log?.warn({ key: keys.host(name), claimed: host.name.slice(0, 64), reason: refusal.reason }, `host registration refused: ${refusal.message}`);
       return;
     }
     const observed = this.observed.get(name);

@@ -71,7 +71,7 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     const directory = new HostDirectory(etcd);
     cleanup.defer(() => directory.close(), 'close directory');
     const register = (name: string) => etcd.put(keys.host(name)).value(JSON.stringify(Host.toJSON({
-      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [], lagging: [],
+      name, labels: { role: 'edge' }, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: `127.0.0.1:1${name.length}`, attachments: [], lagging: [], refused: '', claimedName: '',
     })));
     await register('early');
     assert.deepEqual((await directory.list()).map((h) => h.name), ['early']);
@@ -100,6 +100,28 @@ describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, (
     await etcd.delete().key(lock);
     const [written] = await store.writeAll([draft], fence, [lock]);
     assert.equal(written!.generation, 1);
+  });
+
+  test('a registration rewritten in place to claim another name leaves the fleet, is listed refused, and comes back when honest', async () => {
+    const directory = new HostDirectory(etcd);
+    cleanup.defer(() => directory.close(), 'close directory');
+    const register = (key: string, name: string) => etcd.put(keys.host(key)).value(JSON.stringify(Host.toJSON({
+      name, labels: {}, kernel: '6.18', capabilities: ['xdp'], registeredAt: '', agentVersion: '0', address: '127.0.0.1:2', attachments: [], lagging: [], refused: '', claimedName: '',
+    })));
+    const names = async () => (await directory.list()).map((h) => h.name).join();
+    await register('turncoat', 'turncoat');
+    await until('the honest registration', async () => (await names()).includes('turncoat'));
+    await register('turncoat', 'early');
+    await until('the rewritten registration to leave the fleet', async () => !(await names()).includes('turncoat'));
+    assert.ok((await directory.list()).every((h) => h !== undefined), 'no hole in the fleet where the host left');
+    assert.deepEqual((await directory.refused()).map((r) => [r.host, r.claimed]), [['turncoat', 'early']]);
+    const listed = (await directory.listAll()).find((h) => h.name === 'turncoat');
+    assert.equal(listed?.claimedName, 'early');
+    assert.ok(listed?.refused === 'NAME_MISMATCH' || listed?.refused === 'DUPLICATE_NAME', String(listed?.refused));
+    await register('turncoat', 'turncoat');
+    await until('the honest registration to return', async () => (await names()).includes('turncoat'));
+    assert.deepEqual(await directory.refused(), []);
+    await etcd.delete().key(keys.host('turncoat'));
   });
 
   test('an agent lists its own intents, then watches them change from the next revision', async () => {

@@ -82,7 +82,7 @@ export function hostHandlers(deps: HostDeps): HostHandlers {
 
   return {
     listHosts: unary(log, 'ListHosts', async () => {
-      const [hosts, drains, records, rollouts] = await Promise.all([deps.hosts.list(), deps.drains.list(), deps.desired.list(), deps.rollouts.list({ hosts: false })]);
+      const [hosts, drains, records, rollouts] = await Promise.all([deps.hosts.listAll(), deps.drains.list(), deps.desired.list(), deps.rollouts.list({ hosts: false })]);
       // A module+attachment an unfinished rollout owns has its story in that rollout's
       // status: its hosts are on their way to a version that is not desired yet.
       const active = new Set(rollouts.filter((r) => !isFinal(r)).map((r) => scopeOf(r.spec!.module, r.spec!.attachment)));

@@ -16,7 +16,7 @@ function record(version: string, digest: string, revision: number, over: Partial
 }
 
 function running(version: string, digest: string, over: Partial<HostAttachment> = {}): HostAttachment {
-  return { attachment: 'xdp:eth0', module: 'm', version, digest, progId: 7, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', ...over };
+  return { attachment: 'xdp:eth0', module: 'm', version, digest, progId: 7, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', unverified: '', ...over };
 }
 
 type HostIn = Pick<Host, 'name' | 'labels' | 'capabilities' | 'attachments'>;

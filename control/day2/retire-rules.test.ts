@@ -8,8 +8,8 @@ import { fleet, rolloutOf, step, T0 } from '../rollout/rollouts.fixture.js';
 import { describeUses, versionUses } from './retire-rules.js';
 
 const host = (name: string, version: string): Host => ({
-  name, labels: {}, address: '', kernel: '', capabilities: [], registeredAt: '', agentVersion: '', lagging: [],
-  attachments: version ? [{ attachment: 'xdp:eth0', module: 'pass-counter', version, digest: '', progId: 1, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '' }] : [],
+  name, labels: {}, address: '', kernel: '', capabilities: [], registeredAt: '', agentVersion: '', lagging: [], refused: '', claimedName: '',
+  attachments: version ? [{ attachment: 'xdp:eth0', module: 'pass-counter', version, digest: '', progId: 1, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', unverified: '' }] : [],
 });
 const intent = (h: string, version: string): Intent => ({ host: h, attachment: 'xdp:eth0', module: { name: 'pass-counter', version, digest: '' }, expectedDigest: '', rolloutId: '', generation: 1, leaderEpoch: 1 });
 
@@ -34,7 +34,7 @@ describe('versionUses', () => {
   });
 
   it('finds nothing for a version only finished rollouts and other modules mention', () => {
-    const other = { ...host('h1', ''), attachments: [{ attachment: 'xdp:eth0', module: 'other', version: '1.0.0', digest: '', progId: 1, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '' }] };
+    const other = { ...host('h1', ''), attachments: [{ attachment: 'xdp:eth0', module: 'other', version: '1.0.0', digest: '', progId: 1, status: AttachmentStatus.ATTACHMENT_STATUS_RUNNING, reason: '', unverified: '' }] };
     const uses = versionUses('pass-counter', '1.0.0', { hosts: [other], intents: [], rollouts: [rolloutFrom1('r-done', RolloutPhase.ROLLOUT_PHASE_SUCCEEDED)] });
     assert.equal(describeUses(uses), '');
   });

@@ -135,6 +135,14 @@ describe('reconcile: planning', () => {
     assert.equal(by('empty').previousDigest, '');
   });
 
+  it('never counts a host whose target program fails its agent\'s signature policy as already UPDATED', () => {
+    const hosts = [hostView('adopted', { running: TARGET, unverified: 'UNSIGNED' }), hostView('old')];
+    const s = step({ rollout: rolloutOf(), hosts, now: T0 }).rollout.status!;
+    const adopted = s.hosts.find((h) => h.host === 'adopted')!;
+    assert.equal(adopted.phase, H.HOST_PHASE_PENDING, 'its intent goes out, and the agent\'s policy decides');
+    assert.equal(adopted.previousDigest, TARGET.digest);
+  });
+
   it('does not modify the rollout it is given', () => {
     const input = rolloutOf();
     const copy = structuredClone(input);

@@ -34,6 +34,12 @@ export interface HostView {
   drained?: boolean;
   /** The agent's reason word when that attachment is BROKEN (the kernel does not run it there); absent or '' otherwise. */
   broken?: string;
+  /**
+   * Set when the agent reports `running` as failing its signature policy (adopted after a
+   * restart, ATTACHMENT_STATUS_UNVERIFIED): the reason. Such a host is never counted as
+   * already on the target; the intent sent to it is checked by the agent's policy.
+   */
+  unverified?: string;
 }
 
 /** A host etcd knows (it reported state once) that is not registered now, with the labels it last reported. */
@@ -148,13 +154,14 @@ function plan(input: StepInput, status: RolloutStatus, out: StepOutput): void {
     finish(status, out, P.ROLLOUT_PHASE_FAILED, `no baseline: all ${selected.length} selected host${selected.length === 1 ? ' is' : 's are'} updated before step ${blind[0]! + 1} (bake), so only an absolute limit can pass there; give ${relativeOnly.join(', ')} a max, or select more hosts`);
     return;
   }
+  const onTarget = (h: HostView) => h.running?.digest === input.target.digest && !h.unverified;
   status.hosts = selected.map((h): HostProgress => ({
     host: h.name,
     wave: waves.get(h.name)!,
-    phase: h.running?.digest === input.target.digest ? H.HOST_PHASE_UPDATED : H.HOST_PHASE_PENDING,
+    phase: onTarget(h) ? H.HOST_PHASE_UPDATED : H.HOST_PHASE_PENDING,
     previousDigest: h.running?.digest ?? '',
     previousVersion: h.running?.version ?? '',
-    message: h.running?.digest === input.target.digest ? 'already running the target version' : '',
+    message: onTarget(h) ? 'already running the target version' : '',
     progId: 0,
     detail: '',
     rollbackAttempts: 0,

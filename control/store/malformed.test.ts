@@ -33,7 +33,7 @@ const GARBAGE = (prefix: string): [string, string][] => [
   [`${prefix}%zz-bad-key`, '{"name":"x","id":"x"}'],
 ];
 
-const host = (name: string): Host => ({ name, labels: {}, address: '127.0.0.1:1', kernel: 'k', capabilities: ['xdp'], attachments: [], registeredAt: 't', agentVersion: 'v', lagging: [] });
+const host = (name: string): Host => ({ name, labels: {}, address: '127.0.0.1:1', kernel: 'k', capabilities: ['xdp'], attachments: [], registeredAt: 't', agentVersion: 'v', lagging: [], refused: '', claimedName: '' });
 
 describe('malformed etcd values are skipped, logged and counted', { skip: await prereqSkip(['etcd']) }, () => {
   const cleanup = new CleanupStack();

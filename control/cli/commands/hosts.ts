@@ -15,8 +15,10 @@ export function hostLines(res: ListHostsResponse): string[] {
   const drains = new Map(res.drains.map((d) => [d.host, d]));
   const state = (d: HostDrain | undefined): string => (d ? `[${drainStateName(d.state)}] ` : '');
   const lines = res.hosts.map((h: Host) => {
-    const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(${a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? `BROKEN ${a.reason}` : `prog ${a.progId}`})`).join(' ') || '(nothing attached)';
+    const running = h.attachments.map((a) => `${a.attachment}=${a.module}@${a.version}(${a.status === AttachmentStatus.ATTACHMENT_STATUS_BROKEN ? `BROKEN ${a.reason}` : `prog ${a.progId}`}${a.unverified ? `, UNVERIFIED ${a.unverified}` : ''})`).join(' ') || '(nothing attached)';
     const labels = Object.entries(h.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    // A refused registration is never planned; its address and labels are the claimant's.
+    if (h.refused) return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} REFUSED ${h.refused}: claims to be "${h.claimedName}", never planned`;
     const lag = h.lagging.map((l) => `${l.attachment} ${l.module} ${l.runningVersion || '(nothing)'}→${l.desiredVersion}${l.reason === 'BROKEN' ? ' (broken)' : ''}`).join('; ') || '-';
     return `${h.name.padEnd(12)} ${h.address.padEnd(20)} ${labels.padEnd(20)} ${state(drains.get(h.name))}${running}  LAG ${lag}`;
   });
@@ -69,7 +71,12 @@ version, nothing, another module, or a BROKEN attachment. The leader moves such 
 it unless a rollout of the module is active there; -o json has the details (lagging).
 
 A drained host is marked [draining], [drained] or [decommissioned]; a decommissioned
-host is listed as (not registered) until an agent registers under its name again.`)
+host is listed as (not registered) until an agent registers under its name again.
+
+A registration whose name differs from its etcd key (NAME_MISMATCH), or is another
+host's name (DUPLICATE_NAME), is listed under its key's name, marked REFUSED, and never
+planned; -o json carries it as "refused" and "claimedName". A program adopted after an
+agent restart that fails the agent's signature policy is marked UNVERIFIED.`)
     .action(list);
 
   const waitOptions = (cmd: Command): Command => cmd

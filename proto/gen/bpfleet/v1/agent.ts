@@ -28,6 +28,12 @@ export enum AttachmentStatus {
   ATTACHMENT_STATUS_UNSPECIFIED = "ATTACHMENT_STATUS_UNSPECIFIED",
   ATTACHMENT_STATUS_RUNNING = "ATTACHMENT_STATUS_RUNNING",
   ATTACHMENT_STATUS_BROKEN = "ATTACHMENT_STATUS_BROKEN",
+  /**
+   * ATTACHMENT_STATUS_UNVERIFIED - The kernel runs `module`, adopted from pins after an agent restart, but its registry
+   * record fails this agent's signature policy (`reason`). It stays running (removing or
+   * replacing it needs an intent) and never counts as satisfying an intent for it.
+   */
+  ATTACHMENT_STATUS_UNVERIFIED = "ATTACHMENT_STATUS_UNVERIFIED",
   UNRECOGNIZED = "UNRECOGNIZED",
 }
 
@@ -42,6 +48,9 @@ export function attachmentStatusFromJSON(object: any): AttachmentStatus {
     case 2:
     case "ATTACHMENT_STATUS_BROKEN":
       return AttachmentStatus.ATTACHMENT_STATUS_BROKEN;
+    case 3:
+    case "ATTACHMENT_STATUS_UNVERIFIED":
+      return AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -57,6 +66,8 @@ export function attachmentStatusToJSON(object: AttachmentStatus): string {
       return "ATTACHMENT_STATUS_RUNNING";
     case AttachmentStatus.ATTACHMENT_STATUS_BROKEN:
       return "ATTACHMENT_STATUS_BROKEN";
+    case AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED:
+      return "ATTACHMENT_STATUS_UNVERIFIED";
     case AttachmentStatus.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -71,6 +82,8 @@ export function attachmentStatusToNumber(object: AttachmentStatus): number {
       return 1;
     case AttachmentStatus.ATTACHMENT_STATUS_BROKEN:
       return 2;
+    case AttachmentStatus.ATTACHMENT_STATUS_UNVERIFIED:
+      return 3;
     case AttachmentStatus.UNRECOGNIZED:
     default:
       return -1;
@@ -139,6 +152,8 @@ export interface AttachmentState {
   /**
    * When BROKEN: a stable UPPER_SNAKE word (NO_INTERFACE, IFACE_RENAMED, NETNS_GONE,
    * NOT_ATTACHED, MTU_TOO_LARGE, REATTACH_FAILED) and what the agent saw, for operators.
+   * When UNVERIFIED: why the module fails the agent's signature policy (UNSIGNED,
+   * UNTRUSTED_KEY, BAD_SIGNATURE, MODULE_NOT_FOUND, DIGEST_MISMATCH, REGISTRY_MISMATCH, ...).
    */
   reason: string;
   message: string;

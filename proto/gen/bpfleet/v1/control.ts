@@ -271,6 +271,12 @@ export interface HostAttachment {
   status: AttachmentStatus;
   /** When BROKEN: the agent's reason word (NO_INTERFACE, ...). */
   reason: string;
+  /**
+   * Set when the agent adopted this program after a restart but its module fails the
+   * agent's signature policy: the reason (ATTACHMENT_STATUS_UNVERIFIED in agent.proto).
+   * The controller never counts such a host as already running the version.
+   */
+  unverified: string;
 }
 
 /**
@@ -298,6 +304,13 @@ export interface Host {
   agentVersion: string;
   /** Filled by ListHosts: where the host lags behind the fleet's desired versions. */
   lagging: HostLag[];
+  /**
+   * Set in ListHosts for a registration the control plane refuses and never plans: a stable
+   * word (NAME_MISMATCH: the name in the value is not the key's; DUPLICATE_NAME: it is
+   * another registration's name). `name` is then the key's name, `claimed_name` the value's.
+   */
+  refused: string;
+  claimedName: string;
 }
 
 export interface Host_LabelsEntry {
@@ -2439,6 +2452,7 @@ function createBaseHostAttachment(): HostAttachment {
     progId: 0,
     status: AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
     reason: "",
+    unverified: "",
   };
 }
 
@@ -2464,6 +2478,9 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     }
     if (message.reason !== "") {
       writer.uint32(130).string(message.reason);
+    }
+    if (message.unverified !== "") {
+      writer.uint32(138).string(message.unverified);
     }
     return writer;
   },
@@ -2537,6 +2554,14 @@ export const HostAttachment: MessageFns<HostAttachment> = {
             message.reason = reader.string();
             continue;
           }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.unverified = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2564,6 +2589,7 @@ export const HostAttachment: MessageFns<HostAttachment> = {
         ? attachmentStatusFromJSON(object.status)
         : AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED,
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      unverified: isSet(object.unverified) ? globalThis.String(object.unverified) : "",
     };
   },
 
@@ -2590,6 +2616,9 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.unverified !== "") {
+      obj.unverified = message.unverified;
+    }
     return obj;
   },
 
@@ -2605,6 +2634,7 @@ export const HostAttachment: MessageFns<HostAttachment> = {
     message.progId = object.progId ?? 0;
     message.status = object.status ?? AttachmentStatus.ATTACHMENT_STATUS_UNSPECIFIED;
     message.reason = object.reason ?? "";
+    message.unverified = object.unverified ?? "";
     return message;
   },
 };
@@ -2761,6 +2791,8 @@ function createBaseHost(): Host {
     registeredAt: "",
     agentVersion: "",
     lagging: [],
+    refused: "",
+    claimedName: "",
   };
 }
 
@@ -2792,6 +2824,12 @@ export const Host: MessageFns<Host> = {
     }
     for (const v of message.lagging) {
       HostLag.encode(v!, writer.uint32(146).fork()).join();
+    }
+    if (message.refused !== "") {
+      writer.uint32(162).string(message.refused);
+    }
+    if (message.claimedName !== "") {
+      writer.uint32(170).string(message.claimedName);
     }
     return writer;
   },
@@ -2884,6 +2922,22 @@ export const Host: MessageFns<Host> = {
             message.lagging.push(HostLag.decode(reader, reader.uint32()));
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.refused = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.claimedName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2934,6 +2988,12 @@ export const Host: MessageFns<Host> = {
       lagging: globalThis.Array.isArray(object?.lagging)
         ? object.lagging.map((e: any) => HostLag.fromJSON(e))
         : [],
+      refused: isSet(object.refused) ? globalThis.String(object.refused) : "",
+      claimedName: isSet(object.claimedName)
+        ? globalThis.String(object.claimedName)
+        : isSet(object.claimed_name)
+        ? globalThis.String(object.claimed_name)
+        : "",
     };
   },
 
@@ -2972,6 +3032,12 @@ export const Host: MessageFns<Host> = {
     if (message.lagging?.length) {
       obj.lagging = message.lagging.map((e) => HostLag.toJSON(e));
     }
+    if (message.refused !== "") {
+      obj.refused = message.refused;
+    }
+    if (message.claimedName !== "") {
+      obj.claimedName = message.claimedName;
+    }
     return obj;
   },
 
@@ -2997,6 +3063,8 @@ export const Host: MessageFns<Host> = {
     message.registeredAt = object.registeredAt ?? "";
     message.agentVersion = object.agentVersion ?? "";
     message.lagging = object.lagging?.map((e) => HostLag.fromPartial(e)) || [];
+    message.refused = object.refused ?? "";
+    message.claimedName = object.claimedName ?? "";
     return message;
   },
 };
