@@ -22,9 +22,7 @@ function sources(dir: string): string[] {
   });
 }
 
-// Tests outside the suite, run by their own npm script (npm run test:package).
-const TEST_SCRIPTS: ReadonlySet<string> = new Set(['infra/package-install.ts']);
-const isTest = (file: string): boolean => file.endsWith('.test.ts') || file.startsWith('e2e/') || file.startsWith('bench/') || TEST_SCRIPTS.has(file);
+const isTest = (file: string): boolean => file.endsWith('.test.ts') || file.startsWith('e2e/') || file.startsWith('bench/');
 
 /** file (repo-relative) → the repo-relative files and the bare modules it imports. */
 function importGraph(): Map<string, { files: string[]; modules: string[] }> {

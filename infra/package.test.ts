@@ -1,6 +1,6 @@
 /**
- * The quick check of the npm package that `npm test` runs (the full one, installing the
- * tarball into an empty prefix, is infra/package-install.ts: `npm run test:package`):
+ * The quick check of the npm package (the full one, installing the tarball into an empty
+ * prefix, is infra/package-install.test.ts, also in the suite; `npm run test:package`):
  * `npm pack --dry-run` lists what the tarball holds, and the built commands run through
  * their bin launchers from a directory laid out like the installed package (no TypeScript
  * sources beside them, so the launchers pick dist/).

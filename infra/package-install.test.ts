@@ -6,9 +6,8 @@
  * With root, etcd and nats-server it also runs `bpfleet dev up` from the package (under CI=true
  * their absence fails).
  *
- * Not in `npm test`: it takes 35-75 s on the 2-core machine, most of it npm install
- * (dependencies from the npm cache, package metadata from the registry). Run it with
- * `npm run test:package`; infra/package.test.ts is the quick check the suite runs.
+ * It takes 35-75 s on the 2-core machine, most of it npm install (dependencies from the npm
+ * cache, package metadata from the registry); `npm run test:package` runs it alone.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
