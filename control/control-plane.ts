@@ -90,7 +90,7 @@ export async function startControlPlane(cfg: ControlPlaneConfig): Promise<Runnin
   });
   const drainer = new Drainer({ etcd, drains, hosts, intents, rollouts, agents, audit, log });
   const desired = new DesiredStore(etcd, log);
-  const converger = new Converger({ hosts, desired, rollouts, intents, agents, audit, log });
+  const converger = new Converger({ hosts, desired, drains, rollouts, intents, agents, audit, log });
   let leading: Leadership | null = null;
   let converging: Promise<void> = Promise.resolve();
   const unobserve = observeFleet({ rollouts, hosts, leading: () => Boolean(leading && !leading.lost.aborted) });

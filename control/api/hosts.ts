@@ -88,7 +88,9 @@ export function hostHandlers(deps: HostDeps): HostHandlers {
       const active = new Set(rollouts.filter((r) => !isFinal(r)).map((r) => scopeOf(r.spec!.module, r.spec!.attachment)));
       const settled = records.filter((d) => !active.has(scopeOf(d.module, d.attachment)));
       // The directory's objects are shared: each answer gets its own copy with the lag.
-      return { hosts: hosts.map((h) => ({ ...h, lagging: lagsOf(h, settled) })), drains: drains.map((d) => d.drain) };
+      // A drained host runs nothing on purpose: it lags behind nothing.
+      const drained = new Set(drains.map((d) => d.drain.host));
+      return { hosts: hosts.map((h) => ({ ...h, lagging: drained.has(h.name) ? [] : lagsOf(h, settled) })), drains: drains.map((d) => d.drain) };
     }),
 
     drainHost: unary(log, 'DrainHost', (call) => drain(call, false)),

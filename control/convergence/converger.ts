@@ -8,6 +8,7 @@ import type { AgentClients } from '../agent-clients.js';
 import type { Leadership } from '../leader.js';
 import type { AuditLog } from '../store/audit.js';
 import type { DesiredStore } from '../store/desired.js';
+import type { DrainStore } from '../store/drains.js';
 import type { RolloutStore } from '../store/rollouts.js';
 import { convergeActions, ownedScopes, type ConvergeAction } from './desired.js';
 
@@ -28,6 +29,8 @@ const retryMs = (failures: number): number => Math.min(CONVERGE_RETRY_MAX_MS, CO
 export interface ConvergerDeps {
   hosts: HostDirectory;
   desired: DesiredStore;
+  /** Drained hosts run nothing on purpose: never moved (control/day2/). */
+  drains: DrainStore;
   rollouts: RolloutStore;
   intents: IntentStore;
   agents: AgentClients;
@@ -78,7 +81,9 @@ export class Converger {
 
   /** One look at the fleet: installs the desired version where the rule says so; returns what it sent. */
   async pass(leadership: Leadership): Promise<ConvergeAction[]> {
-    const hosts = await this.deps.hosts.list();
+    const [registered, drains] = await Promise.all([this.deps.hosts.list(), this.deps.drains.list()]);
+    const drained = new Set(drains.map((d) => d.drain.host));
+    const hosts = registered.filter((h) => !drained.has(h.name));
     const now = this.now();
     const present = new Set(hosts.map((h) => h.name));
     for (const name of this.firstSeen.keys()) if (!present.has(name)) this.firstSeen.delete(name);
@@ -101,7 +106,7 @@ export class Converger {
     try {
       const [intent] = await this.deps.intents.writeAll([{
         host: a.host, attachment: a.attachment, module: a.module, expectedDigest: a.expectedDigest, rolloutId: a.rolloutId,
-      }], leadership.fence, [keys.activeLock(a.module.name, a.attachment)]);
+      }], leadership.fence, [keys.activeLock(a.module.name, a.attachment), keys.drain(a.host)]);
       await this.deps.agents.apply(address, intent!);
       this.backoff.delete(key);
       log.info({ host: a.host, attachment: a.attachment, rollout: a.rolloutId }, `converged ${a.host} ${a.attachment} to ${a.module.name}@${a.module.version} (was ${was})`);
