@@ -6,9 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { CleanupStack } from '../../dev/cleanup.js';
-import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
+import { etcdWithLeader } from '../../e2e/support/etcd-leader.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
 import { AttachmentStatus, GetStateResponse, type Intent } from '../../proto/gen/bpfleet/v1/agent.js';
 import { Host } from '../../proto/gen/bpfleet/v1/control.js';
@@ -31,18 +31,12 @@ const until = async (what: string, check: () => Promise<boolean>): Promise<void>
 
 describe('shared stores on a real etcd', { skip: await prereqSkip(['etcd']) }, () => {
   const cleanup = new CleanupStack();
-  let server: EtcdServer;
   let etcd: Etcd3;
   let fence: Fence;
   const stale: Fence = { key: '/bpfleet/election/leader/test', epoch: 1 };
 
   before(async () => {
-    server = await startEtcd();
-    cleanup.defer(() => server.stop(), 'stop etcd');
-    etcd = new Etcd3({ hosts: server.endpoint });
-    cleanup.defer(() => etcd.close(), 'close client');
-    const put = await etcd.put('/bpfleet/election/leader/test').value('me').exec();
-    fence = { key: '/bpfleet/election/leader/test', epoch: Number(put.header.revision) };
+    ({ etcd, fence } = await etcdWithLeader(cleanup));
   });
   after(() => cleanup.runAll());
 

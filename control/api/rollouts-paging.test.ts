@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { BpfleetError } from '../../common/errors.js';
 import type { Fence } from '../../common/etcd/fence.js';
 import { createLogger } from '../../common/log.js';
 import { CleanupStack } from '../../dev/cleanup.js';
-import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
+import { etcdWithLeader } from '../../e2e/support/etcd-leader.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
 import { ControlServiceService } from '../../proto/gen/bpfleet/v1/control.js';
 import { HostPhase, Rollout, RolloutPhase, type HostProgress } from '../../proto/gen/bpfleet/v1/rollout.js';
@@ -49,12 +49,7 @@ describe('rollout hosts in bounded messages, on a real etcd', { skip: await prer
   let rollout: Rollout;
 
   before(async () => {
-    const server: EtcdServer = await startEtcd();
-    cleanup.defer(() => server.stop(), 'stop etcd');
-    etcd = new Etcd3({ hosts: server.endpoint });
-    cleanup.defer(() => etcd.close(), 'close etcd client');
-    const put = await etcd.put('/bpfleet/election/leader/test').value('me').exec();
-    fence = { key: '/bpfleet/election/leader/test', epoch: Number(put.header.revision) };
+    ({ etcd, fence } = await etcdWithLeader(cleanup));
     store = new RolloutStore(etcd);
     const deps = { etcd, rollouts: store, log: createLogger('test', { level: 'silent' }) } as unknown as RolloutDeps;
     const grpc = new Server();

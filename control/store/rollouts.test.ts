@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { NotLeaderError, type Fence } from '../../common/etcd/fence.js';
 import { keys } from '../../common/keys.js';
 import { CleanupStack } from '../../dev/cleanup.js';
-import { startEtcd, type EtcdServer } from '../../dev/etcd.js';
+import { etcdWithLeader } from '../../e2e/support/etcd-leader.js';
 import { prereqSkip } from '../../e2e/support/prereqs.js';
 import { HostPhase, RolloutPhase, Verdict, type AnalysisRun, type HostProgress, type Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import { ANALYSES_KEPT } from '../rollout/analyses.js';
@@ -34,18 +34,12 @@ function rolloutOf(id: string, hosts: HostProgress[], phase = RolloutPhase.ROLLO
 
 describe('rollout store on a real etcd', { skip: await prereqSkip(['etcd']) }, () => {
   const cleanup = new CleanupStack();
-  let server: EtcdServer;
   let etcd: Etcd3;
   let fence: Fence;
   const stale: Fence = { key: '/bpfleet/election/leader/test', epoch: 1 };
 
   before(async () => {
-    server = await startEtcd();
-    cleanup.defer(() => server.stop(), 'stop etcd');
-    etcd = new Etcd3({ hosts: server.endpoint });
-    cleanup.defer(() => etcd.close(), 'close client');
-    const put = await etcd.put('/bpfleet/election/leader/test').value('me').exec();
-    fence = { key: '/bpfleet/election/leader/test', epoch: Number(put.header.revision) };
+    ({ etcd, fence } = await etcdWithLeader(cleanup));
   });
   after(() => cleanup.runAll());
 
