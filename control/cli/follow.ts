@@ -1,5 +1,5 @@
 import { BpfleetError, fromServiceError } from '../../common/errors.js';
-import type { Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
+import type { HostProgress, Rollout } from '../../proto/gen/bpfleet/v1/rollout.js';
 import type { Control } from './client.js';
 
 export interface FollowOptions {
@@ -60,6 +60,10 @@ export async function follow(ctl: Control, id: string, opts: FollowOptions): Pro
   }
 }
 
+/** Hosts in the order the views show them: by wave, then by name. */
+export const byWaveThenHost = (a: HostProgress, b: HostProgress): number =>
+  a.wave - b.wave || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0);
+
 /**
  * The rollout as the stream has told it so far: WatchRollout sends the whole view first,
  * then only the hosts that changed (status.hostsChangedOnly); those replace the hosts of
@@ -69,7 +73,7 @@ export function mergeHosts(before: Rollout | null, r: Rollout): Rollout {
   if (!r.status?.hostsChangedOnly || !before?.status) return r;
   const byName = new Map(before.status.hosts.map((h) => [h.host, h]));
   for (const h of r.status.hosts) byName.set(h.host, h);
-  const hosts = [...byName.values()].sort((a, b) => a.wave - b.wave || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
+  const hosts = [...byName.values()].sort(byWaveThenHost);
   return { ...r, status: { ...r.status, hosts, hostsChangedOnly: false, hostsOmitted: Math.max(0, (r.status.hostCounts?.total ?? 0) - hosts.length) } };
 }
 

@@ -110,10 +110,7 @@ export class SimDriver implements DataplaneDriver {
     requireBpfElf(artifact.object, context);
     const programName = programFor(attachment, artifact, context);
     const started = performance.now();
-    const { loadDelayMs = 0 } = this.faults;
-    if (loadDelayMs > 0) await delay(loadDelayMs);
-    const verdict = this.faults.verifierReject?.(artifact) ?? false;
-    if (verdict) throw verifierRejection(context, programName, typeof verdict === 'string' ? verdict : undefined);
+    await this.verifierPass(artifact, programName, context);
     checkBehaviour(this.behaviour(artifact), context);
     return { loadMs: performance.now() - started };
   }
@@ -175,11 +172,16 @@ export class SimDriver implements DataplaneDriver {
     this.host.attach(attachment, foreign);
   }
 
-  private async load(artifact: ModuleArtifact, programName: string, context: string): Promise<SimProgram> {
+  /** What the kernel's verifier would take: the injected load delay, then the injected rejection, if any. */
+  private async verifierPass(artifact: ModuleArtifact, programName: string, context: string): Promise<void> {
     const { loadDelayMs = 0 } = this.faults;
     if (loadDelayMs > 0) await delay(loadDelayMs);
     const verdict = this.faults.verifierReject?.(artifact) ?? false;
     if (verdict) throw verifierRejection(context, programName, typeof verdict === 'string' ? verdict : undefined);
+  }
+
+  private async load(artifact: ModuleArtifact, programName: string, context: string): Promise<SimProgram> {
+    await this.verifierPass(artifact, programName, context);
     const { manifest } = artifact;
     return this.host.load({
       digest: artifact.digest,

@@ -14,7 +14,7 @@ import type { Control } from '../client.js';
 import { EXIT } from '../exit-codes.js';
 import { exitCodeFor } from '../exit-for.js';
 import { inert } from '../inert.js';
-import { follow } from '../follow.js';
+import { byWaveThenHost, follow } from '../follow.js';
 import { LivePainter, liveView, statusKey, statusLine } from '../live-view.js';
 import { outputOption, parseTimeout, print, withControl, type Output } from '../output.js';
 import { BpfleetError } from '../../../common/errors.js';
@@ -367,5 +367,5 @@ async function pageHosts(ctl: Control, id: string, phases: HostPhase[], limit: n
 async function withEveryHost(ctl: Control, r: Rollout): Promise<Rollout> {
   if (!r.status?.hostsOmitted) return r;
   const hosts = await pageHosts(ctl, r.id, [], 0);
-  return { ...r, status: { ...r.status, hosts: hosts.sort((a, b) => a.wave - b.wave || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0)), hostsOmitted: 0 } };
+  return { ...r, status: { ...r.status, hosts: hosts.sort(byWaveThenHost), hostsOmitted: 0 } };
 }
